@@ -1,0 +1,156 @@
+"""The ``calcium-dask`` command line.
+
+User errors (bad files, bad parameters) print one line and exit with code 2; ``--debug``
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from . import __version__
+from .errors import CalciumDaskError
+
+__all__ = ["main", "cli"]
+
+
+def parse_storage_options(items: tuple[str, ...]) -> dict[str, Any]:
+    """``key=value`` pairs -> dict (values parsed as YAML scalars, nested keys with dots)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected key=value, got {item!r}", param_hint="--storage-option")
+        target = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            target = target.setdefault(p, {})
+        target[leaf] = yaml.safe_load(raw) if raw else ""
+    return out
+
+
+storage_option = click.option(
+    "--storage-option", "storage_options", multiple=True, metavar="KEY=VALUE",
+    help="fsspec storage option, e.g. client_kwargs.endpoint_url=http://127.0.0.1:9000 (repeatable).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="calcium-dask")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Calcium-imaging movies to neurons: motion correction, CNMF, evaluation, dF/F on Dask."""
+    ctx.obj = {"debug": debug}
+
+
+@cli.command()
+@click.argument("movie", nargs=-1, required=True)
+@click.option("--engine", type=click.Choice(["tiff", "zarr", "hdf5", "nwb", "npy"]), default=None,
+              help="Reader to use (guessed from the file when omitted).")
+@click.option("--dataset", default=None, help="HDF5 dataset, zarr array or NWB series name.")
+@click.option("--plane", type=int, default=None, help="Plane/channel of 4-D data.")
+@storage_option
+def info(movie: tuple[str, ...], engine: str | None, dataset: str | None, plane: int | None,
+         storage_options: tuple[str, ...]) -> None:
+    """Describe MOVIE (one file, URL or glob; several TIFF files form one movie)."""
+    from .io import open_movie
+
+    mov = open_movie(list(movie) if len(movie) > 1 else movie[0], engine=engine, dataset=dataset,
+                     plane=plane, storage_options=parse_storage_options(storage_options))
+    t, h, w = mov.shape
+    nbytes = mov.data.nbytes
+    rows = [
+        ("source", mov.attrs["source"] if isinstance(mov.attrs["source"], str)
+         else f"{len(mov.attrs['source'])} files"),
+        ("engine", mov.attrs["engine"]),
+        ("shape", f"{t} frames x {h} x {w} pixels"),
+        ("dtype", str(mov.dtype)),
+        ("chunks", f"{len(mov.data.chunks[0])} chunks of up to {max(mov.data.chunks[0])} frames"),
+        ("frame rate", f"{mov.attrs['fr']:g} Hz ({mov.attrs['fr_from']})"),
+        ("duration", f"{t / mov.attrs['fr']:.1f} s"),
+        ("pixel size", "x".join(f"{d:g}" for d in mov.attrs["dxy"]) + " um"),
+        ("size", _human_bytes(nbytes)),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        click.echo(f"{k:<{width}}  {v}")
+
+
+params_option = click.option("--params", "params_file", type=click.Path(dir_okay=False), default=None,
+                             help="YAML or JSON parameter file (CaImAn names, flat or by group).")
+set_option = click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+                          help="Override one parameter, e.g. --set motion.pw_rigid=true (repeatable).")
+
+
+def load_params(params_file: str | None, assignments: tuple[str, ...]):
+    """Parameters from an optional file plus ``--set`` overrides, validated."""
+    from .params import Params
+
+    params = Params.load(params_file) if params_file else Params()
+    return params.with_overrides(list(assignments)) if assignments else params
+
+
+@cli.command("params")
+@params_option
+@set_option
+@click.option("--describe", is_flag=True, help="List every parameter with its default and meaning.")
+def params_cmd(params_file: str | None, assignments: tuple[str, ...], describe: bool) -> None:
+    """Validate parameters and print them as YAML (the defaults when no file is given)."""
+    import yaml
+
+    from .params import describe as rows
+
+    if describe:
+        for key, default, doc in rows():
+            click.echo(f"{key:<34} {default!s:<14} {doc}")
+        return
+    click.echo(yaml.safe_dump(load_params(params_file, assignments).to_dict(), sort_keys=False), nl=False)
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, turning user errors into one line and exit code 2."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        code = cli.main(args=argv, prog_name="calcium-dask", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except (CalciumDaskError, OSError) as e:
+        if debug:
+            raise
+        click.echo(f"calcium-dask: error: {_one_line(e)}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - an unexpected failure: still one line, exit 1
+        if debug:
+            raise
+        click.echo(f"calcium-dask: internal error: {type(e).__name__}: {_one_line(e)} "
+                   "(rerun with --debug for the traceback)", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    if isinstance(e, OSError) and e.filename and str(e.filename) not in text:
+        text = f"{e.filename}: {e.strerror or text}"
+    return " ".join(text.split())
+

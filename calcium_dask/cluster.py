@@ -1,0 +1,95 @@
+"""Connecting to a Dask cluster: a local one by default, or any scheduler address."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, TextIO
+
+import psutil
+from distributed import Client, LocalCluster
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from .errors import ClusterError
+
+__all__ = ["connect", "PinThreads", "THREAD_ENV"]
+
+#: one BLAS/OpenMP thread per worker thread: dask runs tasks in parallel already
+THREAD_ENV = {k: "1" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                               "NUMBA_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")}
+
+
+class PinThreads(WorkerPlugin):
+    """Pin OpenCV and BLAS thread pools to one thread in each worker process."""
+
+    name = "calcium-dask-pin-threads"
+
+    def setup(self, worker: Any) -> None:
+        try:
+            import cv2
+
+            cv2.setNumThreads(1)
+        except ImportError:  # pragma: no cover - opencv is a dependency
+            pass
+        try:
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(1)
+        except ImportError:
+            pass
+
+
+def connect(address: str | None = None, *, n_workers: int | None = None,
+            threads_per_worker: int = 1, memory_limit: str | int | None = "auto",
+            dashboard_address: str | None = "127.0.0.1:8787", processes: bool = True,
+            quiet: bool = False, stream: TextIO | None = None, timeout: str | float = "30s",
+            **cluster_kwargs: Any) -> Client:
+    """A ``distributed.Client``: to ``address``, ``$DASK_SCHEDULER_ADDRESS``, or a new local cluster.
+
+    Parameters
+    ----------
+    address : str, optional
+        Scheduler address, e.g. ``tcp://10.0.0.5:8786``. When omitted and
+        ``DASK_SCHEDULER_ADDRESS`` is unset, a ``LocalCluster`` is started.
+    n_workers : int, optional
+        Local workers (default: one per core).
+    threads_per_worker : int
+        Threads per local worker; 1 keeps numpy/opencv kernels from oversubscribing cores.
+    memory_limit : str or int, optional
+        Per local worker (``"auto"`` splits the machine's memory evenly).
+    dashboard_address : str, optional
+        Where the local dashboard listens; loopback by default, ``None`` for none.
+    processes : bool
+        Workers as processes (default) or threads of this process.
+    quiet : bool
+        Do not print the dashboard link.
+    timeout : str or float
+        How long to try to reach a remote scheduler.
+
+    Returns
+    -------
+    distributed.Client
+    """
+    address = address or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
+    if address:
+        try:
+            client = Client(address, timeout=timeout)
+        except OSError as e:
+            raise ClusterError(f"cannot reach the Dask scheduler at {address} ({e})") from None
+    else:
+        n_workers = n_workers or psutil.cpu_count(logical=True) or 1
+        if memory_limit == "auto":
+            memory_limit = int(psutil.virtual_memory().total * 0.9 / n_workers)
+        kwargs: dict[str, Any] = dict(n_workers=n_workers, threads_per_worker=threads_per_worker,
+                                      memory_limit=memory_limit, processes=processes,
+                                      host="127.0.0.1", dashboard_address=dashboard_address)
+        if processes:
+            kwargs["env"] = THREAD_ENV
+        kwargs.update(cluster_kwargs)
+        client = Client(LocalCluster(**kwargs))
+    client.register_plugin(PinThreads())
+    if not quiet:
+        link = client.dashboard_link if dashboard_address or address else "(no dashboard)"
+        print(f"Dask dashboard: {link}  (scheduler {client.scheduler.address})",
+              file=stream or sys.stderr)
+    return client

@@ -1,0 +1,30 @@
+"""Exceptions that the command line turns into one clear line and exit code 2."""
+
+from __future__ import annotations
+
+__all__ = ["CalciumDaskError", "MovieError", "ParamsError", "StoreError", "ClusterError"]
+
+
+class CalciumDaskError(Exception):
+    """Base class of the errors a user can fix (bad input, bad parameters, bad store)."""
+
+
+class MovieError(CalciumDaskError, ValueError):
+    """A movie cannot be opened or read; the message starts with the file it concerns."""
+
+    def __init__(self, source: object, problem: str) -> None:
+        self.source = str(source)
+        self.problem = problem
+        super().__init__(f"{self.source}: {problem}")
+
+
+class ParamsError(CalciumDaskError, ValueError):
+    """A parameter is unknown, of the wrong type or out of range."""
+
+
+class StoreError(CalciumDaskError, ValueError):
+    """A results store is missing, incomplete, or was made with other inputs."""
+
+
+class ClusterError(CalciumDaskError, OSError):
+    """The Dask scheduler cannot be reached or the cluster cannot start."""

@@ -1,0 +1,419 @@
+"""Parameters: grouped, typed, immutable, with CaImAn's names.
+
+Each stage reads one group (``Params.motion``, ``Params.init``...). Every field carries
+its documentation and its valid range in one place (this module), which drives validation,
+the command-line help and YAML/JSON round trips. A CaImAn parameter dict, flat as in its
+demo notebook or nested by group, is accepted unchanged by :meth:`Params.from_caiman`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from .errors import ParamsError
+
+__all__ = ["Params", "GROUPS", "describe"]
+
+
+def _f(default: Any, doc: str, *, lo: float | None = None, hi: float | None = None) -> Any:
+    """A parameter field: default, one-line documentation, inclusive numeric bounds."""
+    return field(default=default, metadata={"doc": doc, "lo": lo, "hi": hi})
+
+
+@dataclass(frozen=True)
+class DataParams:
+    fr: float = _f(30.0, "imaging rate, frames per second", lo=1e-3)
+    decay_time: float = _f(0.4, "decay time of a transient of the indicator, seconds", lo=0.0)
+    dxy: tuple[float, float] = _f((1.0, 1.0), "pixel size (y, x) in micrometres", lo=1e-6)
+    fnames: tuple[str, ...] | None = _f(None, "input file names (recorded; the movie is given to run)")
+    var_name_hdf5: str = _f("mov", "dataset name inside an HDF5 file")
+
+
+@dataclass(frozen=True)
+class MotionParams:
+    pw_rigid: bool = _f(False, "piecewise-rigid correction after the rigid one")
+    max_shifts: tuple[int, int] = _f((6, 6), "largest rigid shift (y, x) allowed, pixels", lo=0)
+    strides: tuple[int, int] = _f((96, 96), "patch spacing for piecewise-rigid, pixels", lo=4)
+    overlaps: tuple[int, int] = _f((32, 32), "overlap of neighbouring patches, pixels", lo=0)
+    max_deviation_rigid: int = _f(3, "largest deviation of a patch's shift from the rigid one", lo=0)
+    niter_rig: int = _f(1, "iterations of rigid template refinement", lo=1, hi=20)
+    splits_rig: int = _f(14, "frame blocks the movie is split into for rigid correction", lo=1)
+    num_frames_split: int = _f(80, "frames per block when splitting by size", lo=10)
+    upsample_factor_grid: int = _f(4, "refinement of the patch grid before interpolating shifts", lo=1, hi=16)
+    upsample_factor: int = _f(10, "subpixel precision of registration, 1/pixels", lo=1, hi=100)
+    shifts_opencv: bool = _f(True, "apply shifts by interpolation (opencv) rather than in Fourier space")
+    border_nan: bool | Literal["copy"] = _f("copy", "pixels shifted in from outside: 'copy' edge, True NaN, False 0")
+    nonneg_movie: bool = _f(True, "offset the corrected movie to be non-negative when min_mov < 0")
+    gSig_filt: tuple[int, int] | None = _f(None, "high-pass filter width for registration (one-photon)", lo=1)
+    min_mov: float | None = _f(None, "movie minimum; estimated from the data when None")
+    num_frames_template: int = _f(500, "frames used to build the first template", lo=10)
+
+
+@dataclass(frozen=True)
+class PreprocessParams:
+    noise_range: tuple[float, float] = _f((0.25, 0.5), "PSD band for noise, fraction of the frame rate", lo=0.0, hi=0.5)
+    noise_method: Literal["mean", "median", "logmexp"] = _f("mean", "how the PSD is averaged in the band")
+    max_num_samples_fft: int = _f(3072, "samples used for the noise PSD of long traces", lo=64)
+    lags: int = _f(5, "autocovariance lags used to estimate the AR coefficients", lo=1, hi=100)
+    check_nan: bool = _f(True, "interpolate NaN pixels before extraction")
+
+
+@dataclass(frozen=True)
+class InitParams:
+    K: int | None = _f(30, "components per patch (whole field when rf is None)", lo=0)
+    gSig: tuple[float, float] = _f((5.0, 5.0), "half-size of a neuron (y, x), pixels", lo=0.5)
+    gSiz: tuple[int, int] | None = _f(None, "size of the box around a neuron, pixels (default 2*gSig+1)", lo=1)
+    method_init: Literal["greedy_roi", "corr_pnr"] = _f("greedy_roi", "initialisation method")
+    nb: int = _f(1, "number of background components", lo=0, hi=20)
+    ssub: int = _f(2, "spatial downsampling during initialisation", lo=1, hi=10)
+    tsub: int = _f(2, "temporal downsampling during initialisation", lo=1, hi=100)
+    nIter: int = _f(5, "rank-1 refinement iterations per greedy component", lo=1, hi=100)
+    maxIter: int = _f(5, "HALS iterations after initialisation", lo=0, hi=100)
+    rolling_sum: bool = _f(True, "pick seeds by a rolling sum over time")
+    rolling_length: int = _f(100, "length of the rolling window, frames", lo=1)
+    min_corr: float = _f(0.85, "corr_pnr: minimum local correlation of a seed", lo=0.0, hi=1.0)
+    min_pnr: float = _f(20.0, "corr_pnr: minimum peak-to-noise ratio of a seed", lo=0.0)
+    ring_size_factor: float = _f(1.5, "corr_pnr: ring radius over gSiz for the background", lo=0.0)
+    normalize_init: bool = _f(True, "normalise the movie by its noise before initialisation")
+
+
+@dataclass(frozen=True)
+class PatchParams:
+    rf: int | None = _f(None, "half-size of a CNMF patch, pixels (None: the whole field)", lo=2)
+    stride: int | None = _f(None, "overlap between CNMF patches, pixels", lo=0)
+    only_init: bool = _f(True, "patches only initialise; traces come from the refit")
+    nb_patch: int = _f(1, "background components per patch", lo=0, hi=20)
+    border_pix: int = _f(0, "pixels on the border excluded", lo=0)
+    del_duplicates: bool = _f(False, "drop duplicates in patch overlaps instead of merging")
+    low_rank_background: bool = _f(True, "one low-rank background for the whole field")
+    memory_fact: float = _f(1.0, "scale of the memory budget of a patch task", lo=0.01)
+
+
+@dataclass(frozen=True)
+class SpatialParams:
+    dist: float = _f(3.0, "search area: dilation of a footprint's support, in gSig units", lo=0.0)
+    method_exp: Literal["dilate", "ellipse"] = _f("dilate", "how the search area is grown")
+    thr_method: Literal["nrg", "max"] = _f("nrg", "footprint thresholding: energy or max fraction")
+    nrgthr: float = _f(0.9999, "energy kept by thresholding", lo=0.0, hi=1.0)
+    maxthr: float = _f(0.1, "fraction of the max below which pixels are dropped", lo=0.0, hi=1.0)
+    extract_cc: bool = _f(True, "keep only the largest connected piece of a footprint")
+    update_background_components: bool = _f(True, "update the background footprints too")
+
+
+@dataclass(frozen=True)
+class TemporalParams:
+    p: int = _f(2, "order of the autoregressive model of calcium (0, 1, 2)", lo=0, hi=2)
+    bas_nonneg: bool = _f(False, "constrain the baseline of each trace to be non-negative")
+    method_deconvolution: Literal["oasis"] = _f("oasis", "deconvolution method")
+    fudge_factor: float = _f(0.96, "shrinkage of the AR time constants", lo=0.5, hi=1.0)
+    ITER: int = _f(2, "block-coordinate-descent sweeps of the temporal update", lo=1, hi=20)
+    s_min: float | None = _f(None, "minimum spike size (None: noise-constrained)")
+    optimize_g: bool = _f(False, "refine the AR coefficients during deconvolution")
+
+
+@dataclass(frozen=True)
+class MergingParams:
+    do_merge: bool = _f(True, "merge overlapping, correlated components")
+    merge_thr: float = _f(0.8, "trace correlation above which overlapping components merge", lo=-1.0, hi=1.0)
+    max_merge_area: int | None = _f(None, "largest area of a merged component, pixels", lo=1)
+
+
+@dataclass(frozen=True)
+class QualityParams:
+    min_SNR: float = _f(2.5, "accept when the trace SNR is above this", lo=0.0)
+    SNR_lowest: float = _f(0.5, "reject when the trace SNR is below this", lo=0.0)
+    rval_thr: float = _f(0.8, "accept when the spatial correlation is above this", lo=-1.0, hi=1.0)
+    rval_lowest: float = _f(-1.0, "reject when the spatial correlation is below this", lo=-1.0, hi=1.0)
+    use_cnn: bool = _f(True, "use the shape classifier")
+    min_cnn_thr: float = _f(0.9, "accept when the classifier's score is above this", lo=0.0, hi=1.0)
+    cnn_lowest: float = _f(0.1, "reject when the classifier's score is below this", lo=0.0, hi=1.0)
+
+
+@dataclass(frozen=True)
+class DffParams:
+    quantileMin: float = _f(8.0, "percentile of the running baseline", lo=0.0, hi=100.0)
+    frames_window: int = _f(500, "length of the running baseline window, frames", lo=3)
+    use_residuals: bool = _f(True, "add the residuals to the denoised traces before dF/F")
+    flag_auto: bool = _f(True, "choose the percentile per trace automatically")
+    detrend_only: bool = _f(False, "subtract the baseline without dividing by it")
+
+
+@dataclass(frozen=True)
+class ComputeParams:
+    chunk_frames: int | None = _f(None, "frames per chunk of the corrected movie (None: automatic)", lo=1)
+    tile: int = _f(64, "tile size (y and x) of the corrected movie's chunks, pixels", lo=8)
+    seed: int = _f(0, "seed of any random choice (reproducibility)", lo=0)
+
+
+#: group name -> dataclass, in pipeline order
+GROUPS: dict[str, type] = {
+    "data": DataParams,
+    "motion": MotionParams,
+    "preprocess": PreprocessParams,
+    "init": InitParams,
+    "patch": PatchParams,
+    "spatial": SpatialParams,
+    "temporal": TemporalParams,
+    "merging": MergingParams,
+    "quality": QualityParams,
+    "dff": DffParams,
+    "compute": ComputeParams,
+}
+
+# CaImAn keys that do not change results here (processes, memory layout, solvers, GPUs):
+# accepted from a CaImAn dict and ignored, so its demo dict loads unchanged.
+CAIMAN_IGNORED = frozenset(
+    "n_processes n_pixels_per_process dims caiman_version last_commit mmap_F mmap_C "
+    "in_memory use_cuda indices is3D memory_efficient num_blocks_per_run_spat "
+    "num_blocks_per_run_temp solvers verbosity block_size_temp block_size_spat "
+    "splits_els niter_els num_splits_to_process_els num_splits_to_process_rig "
+    "method_ls normalize_yyt_one include_noise compute_g pixels sn p_patch p_ssub "
+    "p_tsub remove_very_bad_comps skip_refinement merge_parallel max_num_samples_fft_temporal "
+    "gSig_range use_ecc max_ecc center_psf init_iter ssub_B seed_method kernel".split()
+)
+
+
+def _index() -> dict[str, list[str]]:
+    """Bare parameter name -> the groups that define it."""
+    idx: dict[str, list[str]] = {}
+    for g, cls in GROUPS.items():
+        for f in dataclasses.fields(cls):
+            idx.setdefault(f.name, []).append(g)
+    return idx
+
+
+_NAMES = _index()
+_ALL_KEYS = sorted(_NAMES) + sorted(f"{g}.{n}" for n, gs in _NAMES.items() for g in gs)
+
+
+def _unknown(key: str) -> ParamsError:
+    close = difflib.get_close_matches(key, _ALL_KEYS, n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return ParamsError(f"unknown parameter '{key}'{hint}")
+
+
+def _type_name(tp: Any) -> str:
+    return str(tp).replace("typing.", "").replace("<class '", "").replace("'>", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Convert ``value`` (e.g. from YAML, JSON or a command line) to annotation ``tp``."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, a, key)
+            except ParamsError as e:
+                errors.append(e)
+        raise ParamsError(f"parameter '{key}' expects {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value in args and type(value) is type(next(a for a in args if a == value)):
+            return value
+        raise ParamsError(f"parameter '{key}' must be one of {list(args)}, got {value!r}")
+    if origin is tuple:
+        if isinstance(value, str) and args[-1] is Ellipsis:
+            value = [value]  # fnames="movie.tif"
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and args[-1] is not Ellipsis:
+            value = [value] * len(args)  # CaImAn accepts gSig=4 for (4, 4)
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise ParamsError(f"parameter '{key}' expects {_type_name(tp)}, got {value!r}")
+        if args[-1] is Ellipsis:
+            return tuple(_coerce(v, args[0], key) for v in value)
+        if len(value) != len(args):
+            raise ParamsError(f"parameter '{key}' expects {len(args)} values, got {len(value)}")
+        return tuple(_coerce(v, a, key) for v, a in zip(value, args))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ParamsError(f"parameter '{key}' expects true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise ParamsError(f"parameter '{key}' expects an integer, got {value!r}")
+        return int(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParamsError(f"parameter '{key}' expects a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ParamsError(f"parameter '{key}' expects a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported annotation {tp!r} for '{key}'")  # a bug in this module
+
+
+def _check_range(value: Any, meta: Any, key: str) -> None:
+    lo, hi = meta["lo"], meta["hi"]
+    items = value if isinstance(value, tuple) else (value,)
+    for v in items:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            rng = f"[{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
+            raise ParamsError(f"parameter '{key}' = {value!r} is out of range {rng}")
+
+
+def _build_group(name: str, values: dict[str, Any]) -> Any:
+    cls = GROUPS[name]
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for k, v in values.items():
+        if k not in fields:
+            raise _unknown(f"{name}.{k}")
+        kwargs[k] = _coerce(v, hints[k], f"{name}.{k}")
+        _check_range(kwargs[k], fields[k].metadata, f"{name}.{k}")
+    return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class Params:
+    """All parameters of a run, one immutable group per stage.
+
+    Examples
+    --------
+    >>> p = Params.from_caiman({"fr": 30, "pw_rigid": True, "K": 4, "gSig": [4, 4]})
+    >>> p.motion.pw_rigid, p.init.gSig
+    (True, (4.0, 4.0))
+    >>> p.replace(**{"merging.merge_thr": 0.9}).merging.merge_thr
+    0.9
+    """
+
+    data: DataParams = field(default_factory=DataParams)
+    motion: MotionParams = field(default_factory=MotionParams)
+    preprocess: PreprocessParams = field(default_factory=PreprocessParams)
+    init: InitParams = field(default_factory=InitParams)
+    patch: PatchParams = field(default_factory=PatchParams)
+    spatial: SpatialParams = field(default_factory=SpatialParams)
+    temporal: TemporalParams = field(default_factory=TemporalParams)
+    merging: MergingParams = field(default_factory=MergingParams)
+    quality: QualityParams = field(default_factory=QualityParams)
+    dff: DffParams = field(default_factory=DffParams)
+    compute: ComputeParams = field(default_factory=ComputeParams)
+
+    # -- construction -------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None = None, *, strict: bool = True) -> Params:
+        """Build from a dict nested by group, flat with bare names, or ``"group.key"`` keys."""
+        grouped: dict[str, dict[str, Any]] = {g: {} for g in GROUPS}
+        for key, value in (d or {}).items():
+            if key in GROUPS and isinstance(value, dict):
+                for k, v in value.items():
+                    _place(grouped, f"{key}.{k}", v, strict)
+            else:
+                _place(grouped, key, value, strict)
+        return cls(**{g: _build_group(g, v) for g, v in grouped.items()})
+
+    @classmethod
+    def from_caiman(cls, d: dict[str, Any]) -> Params:
+        """Accept a CaImAn ``CNMFParams`` dict (flat or nested) unchanged.
+
+        Keys that only steer CaImAn's own execution (``n_processes``, memory layout,
+        solvers...) are ignored; any other unknown key is an error.
+        """
+        return cls.from_dict(d, strict=False)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Params:
+        """Read parameters from a YAML or JSON file (safe loading only)."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise ParamsError(f"{path}: cannot read parameter file ({e.strerror})") from None
+        try:
+            d = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (ValueError, yaml.YAMLError) as e:
+            msg = str(e).splitlines()[0]
+            raise ParamsError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({msg})") from None
+        if d is None:
+            d = {}
+        if not isinstance(d, dict):
+            raise ParamsError(f"{path}: expected a mapping of parameters, got {type(d).__name__}")
+        try:
+            return cls.from_caiman(d)
+        except ParamsError as e:
+            raise ParamsError(f"{path}: {e}") from None
+
+    # -- use ---------------------------------------------------------------------
+    def replace(self, **overrides: Any) -> Params:
+        """A copy with ``"group.key"`` or bare-name overrides applied and validated."""
+        d = self.to_dict()
+        for key, value in overrides.items():
+            group, name = _resolve(key)
+            d[group][name] = value
+        return Params.from_dict(d)
+
+    def with_overrides(self, assignments: list[str]) -> Params:
+        """Apply command-line ``key=value`` strings (values parsed as YAML scalars)."""
+        overrides = {}
+        for a in assignments:
+            key, sep, raw = a.partition("=")
+            if not sep or not key.strip():
+                raise ParamsError(f"--set expects key=value, got {a!r}")
+            try:
+                overrides[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+            except yaml.YAMLError:
+                raise ParamsError(f"--set {key}: cannot parse value {raw!r}") from None
+        return self.replace(**overrides)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Nested plain dict (tuples as lists), fit for JSON and YAML."""
+        return json.loads(self.to_json())
+
+    def to_json(self) -> str:
+        return json.dumps({g: dataclasses.asdict(getattr(self, g)) for g in GROUPS}, sort_keys=False)
+
+    def save(self, path: str | Path) -> None:
+        """Write YAML (``.yaml``/``.yml``) or JSON (any other suffix)."""
+        path = Path(path)
+        if path.suffix in (".yaml", ".yml"):
+            path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        else:
+            path.write_text(json.dumps(self.to_dict(), indent=1))
+
+    def gSiz(self) -> tuple[int, int]:
+        """The neuron box size, defaulting to ``2 * gSig + 1`` as CaImAn does."""
+        if self.init.gSiz is not None:
+            return self.init.gSiz
+        return tuple(int(2 * round(g) + 1) for g in self.init.gSig)  # type: ignore[return-value]
+
+
+def _resolve(key: str) -> tuple[str, str]:
+    """``"group.key"`` or a bare name -> (group, name); unknown keys suggest the closest."""
+    if "." in key:
+        group, _, name = key.partition(".")
+        if group in GROUPS and name in _NAMES and group in _NAMES[name]:
+            return group, name
+        raise _unknown(key)
+    if key in _NAMES:
+        return _NAMES[key][0], key
+    raise _unknown(key)
+
+
+def _place(grouped: dict[str, dict[str, Any]], key: str, value: Any, strict: bool) -> None:
+    bare = key.rpartition(".")[2]
+    if not strict and bare in CAIMAN_IGNORED:
+        return
+    group, name = _resolve(key)
+    grouped[group][name] = value
+
+
+def describe() -> list[tuple[str, Any, str]]:
+    """``(group.key, default, doc)`` for every parameter: the registry behind help texts."""
+    rows = []
+    for g, cls in GROUPS.items():
+        for f in dataclasses.fields(cls):
+            rows.append((f"{g}.{f.name}", f.default, f.metadata["doc"]))
+    return rows

@@ -1,0 +1,41 @@
+"""The cluster helper: a local cluster with pinned threads, or an address from the environment."""
+
+from __future__ import annotations
+
+import io
+
+import dask.array as da
+import pytest
+
+from calcium_dask.cluster import connect
+from calcium_dask.errors import ClusterError
+
+
+def test_local_cluster_one_thread_per_worker_blas_pinned():
+    out = io.StringIO()
+    with connect(n_workers=2, memory_limit="1GB", dashboard_address="127.0.0.1:0", stream=out) as client:
+        info = client.scheduler_info()
+        assert len(info["workers"]) == 2
+        assert all(w["nthreads"] == 1 for w in info["workers"].values())
+        env = client.run(lambda: __import__("os").environ.get("OMP_NUM_THREADS"))
+        assert set(env.values()) == {"1"}
+        cv2_threads = client.run(lambda: __import__("cv2").getNumThreads())
+        assert set(cv2_threads.values()) == {1}
+        assert client.scheduler.address.startswith("tcp://127.0.0.1:")
+        assert float(da.ones((100, 100), chunks=50).sum().compute()) == 10000.0
+        client.cluster.close()
+    assert "Dask dashboard: http://127.0.0.1:" in out.getvalue()
+
+
+def test_address_from_environment(monkeypatch):
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as lc:
+        monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", lc.scheduler_address)
+        with connect(quiet=True) as client:
+            assert client.scheduler.address == lc.scheduler_address
+
+
+def test_bad_address_fails_fast():
+    with pytest.raises(ClusterError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:1"):
+        connect("tcp://127.0.0.1:1", quiet=True, timeout="2s")

@@ -1,0 +1,112 @@
+"""Parameters: CaImAn's names and dicts, validation, YAML/JSON round trips, overrides."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from calcium_dask import Params, ParamsError
+from calcium_dask.params import describe
+
+# the parameter dict of CaImAn's demo_pipeline notebook, as a CaImAn user has it
+CAIMAN_DEMO = {
+    "fnames": ["Sue_2x_3000_40_-46.tif"], "fr": 30, "decay_time": 0.4, "dxy": (2.0, 2.0),
+    "pw_rigid": True, "max_shifts": (6, 6), "strides": (48, 48), "overlaps": (24, 24),
+    "max_deviation_rigid": 3, "border_nan": "copy", "p": 1, "nb": 2, "rf": 15, "K": 4,
+    "gSig": [4, 4], "gSiz": [9, 9], "stride": 10, "method_init": "greedy_roi", "rolling_sum": True,
+    "only_init": True, "ssub": 1, "tsub": 1, "merge_thr": 0.85, "min_SNR": 2.0, "rval_thr": 0.85,
+    "use_cnn": True, "min_cnn_thr": 0.99, "cnn_lowest": 0.1, "n_processes": 2,
+}
+
+
+def test_caiman_demo_dict_unchanged():
+    p = Params.from_caiman(CAIMAN_DEMO)
+    assert p.data.fr == 30.0 and p.data.dxy == (2.0, 2.0)
+    assert p.motion.pw_rigid is True and p.motion.strides == (48, 48) and p.motion.border_nan == "copy"
+    assert p.temporal.p == 1 and p.init.nb == 2 and p.init.K == 4 and p.init.gSig == (4.0, 4.0)
+    assert p.patch.rf == 15 and p.patch.stride == 10 and p.patch.only_init is True
+    assert p.merging.merge_thr == 0.85 and p.quality.min_cnn_thr == 0.99
+    assert p.data.fnames == ("Sue_2x_3000_40_-46.tif",)
+
+
+def test_caiman_nested_dict():
+    p = Params.from_caiman({"motion": {"pw_rigid": True, "max_shifts": [4, 5]},
+                            "temporal": {"p": 2, "block_size_temp": 5000}})
+    assert p.motion.max_shifts == (4, 5) and p.temporal.p == 2
+
+
+def test_strict_rejects_caiman_only_keys():
+    with pytest.raises(ParamsError, match="n_processes"):
+        Params.from_dict({"n_processes": 2})
+
+
+def test_defaults_follow_caiman():
+    p = Params()
+    assert p.motion.max_shifts == (6, 6) and p.motion.border_nan == "copy"
+    assert p.merging.merge_thr == 0.8 and p.temporal.p == 2 and p.init.method_init == "greedy_roi"
+    assert p.gSiz() == (11, 11) and Params.from_dict({"gSig": 4}).gSiz() == (9, 9)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"merge_thrr": 0.8}, "did you mean 'merge_thr'"),
+    ({"motion.max_shift": (6, 6)}, "did you mean 'motion.max_shifts'"),
+    ({"K": "four"}, "expects int"),
+    ({"pw_rigid": "yes"}, "expects true or false"),
+    ({"gSig": [1, 2, 3]}, "expects 2 values"),
+    ({"p": 3}, "out of range"),
+    ({"merge_thr": 1.5}, "out of range"),
+    ({"rf": 1}, "out of range"),
+    ({"border_nan": "nan"}, "border_nan"),
+    ({"noise_method": "max"}, "must be one of"),
+    ({"fr": -30}, "out of range"),
+    ({"nb": 2.5}, "expects an integer"),
+])
+def test_bad_values(bad, message):
+    with pytest.raises(ParamsError, match=message):
+        Params.from_dict(bad)
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_round_trip(tmp_path, suffix):
+    p = Params.from_caiman(CAIMAN_DEMO)
+    path = tmp_path / f"p{suffix}"
+    p.save(path)
+    assert Params.load(path) == p
+    if suffix == ".json":
+        assert json.loads(path.read_text())["motion"]["strides"] == [48, 48]
+
+
+def test_load_flat_yaml_and_errors(tmp_path):
+    f = tmp_path / "flat.yml"
+    f.write_text("fr: 15\npw_rigid: true\ngSig: [3, 3]\n")
+    assert Params.load(f).init.gSig == (3.0, 3.0)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a\n- b\n")
+    with pytest.raises(ParamsError, match=f"{bad}: expected a mapping"):
+        Params.load(bad)
+    with pytest.raises(ParamsError, match="cannot read"):
+        Params.load(tmp_path / "missing.yaml")
+    evil = tmp_path / "evil.yaml"
+    evil.write_text("!!python/object/apply:os.system ['echo hacked']\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        Params.load(evil)
+
+
+def test_overrides_and_immutability():
+    p = Params()
+    q = p.with_overrides(["motion.pw_rigid=true", "K=7", "gSig=[3, 3]", "rf=null"])
+    assert q.motion.pw_rigid and q.init.K == 7 and q.init.gSig == (3.0, 3.0) and q.patch.rf is None
+    assert p.init.K == 30  # the original is untouched
+    with pytest.raises(Exception):
+        p.motion.pw_rigid = True  # frozen
+    with pytest.raises(ParamsError, match="key=value"):
+        p.with_overrides(["pw_rigid"])
+    with pytest.raises(ParamsError, match="did you mean 'motion.pw_rigid'"):
+        p.with_overrides(["motion.pw_rigd=true"])
+
+
+def test_registry_documents_every_parameter():
+    rows = describe()
+    assert len(rows) > 60 and all(doc for _, _, doc in rows)
+    assert ("motion.max_shifts", (6, 6)) in [(k, d) for k, d, _ in rows]
