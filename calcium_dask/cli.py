@@ -7,6 +7,7 @@ shows the traceback instead.
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 
 import click
@@ -110,6 +111,99 @@ def params_cmd(params_file: str | None, assignments: tuple[str, ...], describe: 
             click.echo(f"{key:<34} {default!s:<14} {doc}")
         return
     click.echo(yaml.safe_dump(load_params(params_file, assignments).to_dict(), sort_keys=False), nl=False)
+
+
+scheduler_option = click.option("--scheduler", default=None, metavar="ADDRESS",
+                                help="Dask scheduler address (default: $DASK_SCHEDULER_ADDRESS or a local cluster).")
+workers_option = click.option("--workers", "n_workers", type=int, default=None,
+                              help="Workers of the local cluster (default: one per core).")
+quiet_option = click.option("--quiet", is_flag=True, help="No progress output.")
+
+
+@cli.command()
+@click.argument("movie", nargs=-1, required=True)
+@click.option("--out", required=True, help="Results store (zarr; path or URL).")
+@params_option
+@set_option
+@click.option("--until", default=None, help="Stop after this stage.")
+@click.option("--from", "from_stage", default=None, help="Rerun from this stage on.")
+@click.option("--force", is_flag=True, help="Start over, ignoring completed stages.")
+@click.option("--engine", type=click.Choice(["tiff", "zarr", "hdf5", "nwb", "npy"]), default=None)
+@click.option("--dataset", default=None, help="HDF5 dataset, zarr array or NWB series name.")
+@click.option("--plane", type=int, default=None, help="Plane/channel of 4-D data.")
+@storage_option
+@click.option("--out-storage-option", "out_storage_options", multiple=True, metavar="KEY=VALUE",
+              help="fsspec option for the results store (default: those of --storage-option).")
+@scheduler_option
+@workers_option
+@quiet_option
+def run(movie: tuple[str, ...], out: str, params_file: str | None, assignments: tuple[str, ...],
+        until: str | None, from_stage: str | None, force: bool, engine: str | None, dataset: str | None,
+        plane: int | None, storage_options: tuple[str, ...], out_storage_options: tuple[str, ...],
+        scheduler: str | None, n_workers: int | None, quiet: bool) -> None:
+    """Run the pipeline on MOVIE and write the results store OUT (resumable)."""
+    from .cluster import connect
+    from .pipeline import run_pipeline
+    from .progress import set_quiet
+
+    params = load_params(params_file, assignments)
+    so = parse_storage_options(storage_options)
+    out_so = parse_storage_options(out_storage_options) if out_storage_options else so
+    set_quiet(quiet)
+    with connect(scheduler, n_workers=n_workers, quiet=quiet) as client:
+        summary = run_pipeline(list(movie) if len(movie) > 1 else movie[0], out, params,
+                               storage_options=so, out_storage_options=out_so, until=until,
+                               from_stage=from_stage, force=force,
+                               open_kwargs=dict(engine=engine, dataset=dataset, plane=plane))
+        if client.cluster is not None:
+            client.cluster.close()
+    if not quiet:
+        _print_summary(summary)
+
+
+def _print_summary(summary) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"results: {summary.store.url}")
+    for col in ("stage", "status", "seconds", "details"):
+        table.add_column(col)
+    for row in summary.rows:
+        details = ", ".join(f"{k}={v}" for k, v in row.items()
+                            if k not in ("stage", "status", "seconds", "finished", "version"))
+        table.add_row(row["stage"], row["status"], f"{row.get('seconds', '')}", details)
+    Console(stderr=True).print(table)
+
+
+@cli.command()
+@click.argument("out")
+@click.option("--preset", type=click.Choice(["small", "medium", "large", "hard"]), default="small",
+              show_default=True, help="Size and difficulty of the simulated movie.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Override a simulation parameter, e.g. --set T=3000 --set seed=3.")
+@click.option("--format", "fmt", type=click.Choice(["tiff", "zarr"]), default=None,
+              help="Output format (default: from OUT's suffix).")
+@click.option("--chunk-frames", type=int, default=500, show_default=True, help="Frames held in memory at once.")
+def simulate(out: str, preset: str, assignments: tuple[str, ...], fmt: str | None, chunk_frames: int) -> None:
+    """Simulate a two-photon movie with ground truth (OUT: movie.tif or movie.zarr; truth.npz beside it)."""
+    import yaml
+
+    from .datasets import SimulationParams, write_movie
+
+    overrides = {}
+    for a in assignments:
+        key, sep, raw = a.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected key=value, got {a!r}", param_hint="--set")
+        overrides[key.strip()] = yaml.safe_load(raw)
+    try:
+        sp = SimulationParams.preset(preset, **overrides)
+    except (TypeError, ValueError) as e:
+        raise click.BadParameter(str(e), param_hint="--set") from None
+    t0 = time.perf_counter()
+    path = write_movie(out, sp, format=fmt, chunk_frames=chunk_frames)
+    click.echo(f"wrote {path} ({sp.T} frames of {sp.H}x{sp.W}, {sp.K} neurons) in "
+               f"{time.perf_counter() - t0:.1f} s; ground truth in {path.parent / 'truth.npz'}")
 
 
 def _human_bytes(n: float) -> str:

@@ -25,3 +25,25 @@ def small_array() -> np.ndarray:
 
 def shared_path(*parts: str) -> str:
     return os.path.abspath(os.path.join(SHARED, *parts))
+
+
+@pytest.fixture(scope="session")
+def client():
+    """A real local cluster: 2 worker processes of 1 thread, as users run it."""
+    from calcium_dask.cluster import connect
+
+    c = connect(n_workers=2, memory_limit="2GB", dashboard_address=None, quiet=True)
+    yield c
+    c.cluster.close()
+    c.close()
+
+
+@pytest.fixture(scope="session")
+def sim_small(tmp_path_factory):
+    """A 300-frame 96x96 simulated movie (TIFF) with ground truth, made once per session."""
+    from calcium_dask.datasets import SimulationParams, write_movie
+
+    d = tmp_path_factory.mktemp("sim_small")
+    sp = SimulationParams.preset("small", T=300, H=96, W=96, K=12, seed=7)
+    path = write_movie(d / "movie.tif", sp)
+    return path

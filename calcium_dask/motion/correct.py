@@ -1,0 +1,286 @@
+"""Motion correction as a dask graph (NoRMCorre, DESIGN.md section 3.1).
+
+1. A template from a contiguous block of frames in the middle of the movie, refined by
+   ``niter_rig`` rigid registrations of that block (and one piecewise-rigid one when
+   ``pw_rigid``): one task, no pass over the movie.
+2. One pass over the movie: each task corrects a block of whole frames against the template
+   (a single graph key, shipped to each worker once), writes all of its tiles of the
+   corrected zarr movie (chunks ``(Tc, tile, tile)``, so no two tasks write one chunk), and
+   returns its shifts and the partial sums of the summary images of the raw and corrected
+   frames. The movie is read once and never held whole by any process.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import dask
+import numpy as np
+import xarray as xr
+
+from ..params import MotionParams, Params
+from ..progress import compute
+from ..store import ResultsStore
+from ..summary import summary_dataset, tree_combine
+from ..summary.kernels import partial_sums
+from .kernels import correct_frames, make_template, patch_centers, refine_template, warp_piecewise, apply_shift
+from .filters import high_pass_filter
+
+__all__ = ["motion_correct", "apply_shifts", "kernel_options", "MotionResult", "block_frames",
+           "TEMPLATE_BYTES"]
+
+TEMPLATE_BYTES = 256 * 2**20  # float32 frames of the template block held by one task
+BLOCK_BYTES = 128 * 2**20  # float32 frames of one correction block
+
+
+@dataclass
+class MotionResult:
+    """What motion correction produced.
+
+    Attributes
+    ----------
+    motion : xarray.Dataset
+        ``shifts`` (frame, axis), ``patch_shifts`` (frame, patch_y, patch_x, axis) when
+        piecewise, ``peak`` (frame) correlation with the template, ``template`` (y, x).
+    corrected : xarray.DataArray
+        The corrected movie (frame, y, x), lazy: read from the store when one was given,
+        otherwise recomputed from the raw movie on demand.
+    summary_raw, summary : xarray.Dataset
+        Mean, max, std and correlation images before and after correction.
+    seconds : float
+        Wall time of the stage.
+    """
+
+    motion: xr.Dataset
+    corrected: xr.DataArray
+    summary_raw: xr.Dataset
+    summary: xr.Dataset
+    seconds: float
+
+
+def kernel_options(mp: MotionParams) -> dict[str, Any]:
+    """Unpack the motion parameters into :func:`correct_frames` keyword arguments."""
+    return dict(pw_rigid=mp.pw_rigid, max_shifts=mp.max_shifts, strides=mp.strides, overlaps=mp.overlaps,
+                max_deviation_rigid=mp.max_deviation_rigid, upsample_factor=mp.upsample_factor,
+                upsample_factor_grid=mp.upsample_factor_grid, border_nan=mp.border_nan,
+                shifts_opencv=mp.shifts_opencv, gSig_filt=mp.gSig_filt)
+
+
+def block_frames(shape: tuple[int, int, int], chunk_frames: int | None) -> int:
+    """Frames per correction block (and per time chunk of the corrected movie)."""
+    if chunk_frames:
+        return int(min(chunk_frames, shape[0]))
+    per_frame = shape[1] * shape[2] * 4
+    return int(min(shape[0], max(16, min(1000, BLOCK_BYTES // per_frame))))
+
+
+def _template_task(frames: np.ndarray, opts: dict[str, Any], niter: int, min_mov: float | None,
+                   gSig_filt: Any) -> dict[str, Any]:
+    """Template from a block of raw frames, refined by registering the block to it."""
+    frames = np.asarray(frames, dtype=np.float32)
+    template = make_template(frames)
+    rigid = {**opts, "pw_rigid": False}
+    for _ in range(niter):
+        template = refine_template(frames, template, **rigid)
+    if opts["pw_rigid"]:
+        template = refine_template(frames, template, **opts)
+    if min_mov is None:
+        src = frames if gSig_filt is None else high_pass_filter(frames, gSig_filt)
+        min_mov = float(np.nanmin(src))
+    return {"template": template, "min_mov": float(min_mov)}
+
+
+def _correct_block(frames: np.ndarray, template: dict[str, Any], *, t0: int, opts: dict[str, Any],
+                   nonneg: bool, out: tuple[ResultsStore, str] | None, given: dict | None = None,
+                   sums: bool = True) -> dict[str, Any]:
+    """Correct one block, write it, and return its shifts and summary partial sums."""
+    min_mov = template["min_mov"] if nonneg else None
+    if given is None:
+        res = correct_frames(frames, template["template"], min_mov=min_mov, **opts)
+    else:
+        res = _apply_given(frames, given, opts, min_mov)
+    corrected = res["corrected"]
+    if out is not None:
+        store, path = out
+        store.array(path)[t0:t0 + len(corrected)] = corrected
+    rec = {k: res.get(k) for k in ("shifts", "patch_shifts", "peak")}
+    if sums:
+        offset = template["template"] - (min_mov or 0.0)
+        rec["raw"] = partial_sums(frames, offset=template["template"])
+        rec["corrected"] = partial_sums(corrected, offset=offset)
+    else:
+        rec["frames"] = corrected
+    return rec
+
+
+def _apply_given(frames: np.ndarray, given: dict, opts: dict[str, Any], min_mov: float | None) -> dict:
+    """Warp frames by saved shifts (e.g. a second channel) without registering them."""
+    frames = np.asarray(frames, dtype=np.float32)
+    if given.get("patch_shifts") is not None:
+        out = warp_piecewise(frames, given["patch_shifts"], strides=opts["strides"], overlaps=opts["overlaps"],
+                             upsample_factor_grid=opts["upsample_factor_grid"], border_nan=opts["border_nan"],
+                             interpolation="cubic")
+    else:
+        out = apply_shift(frames, given["shifts"], border_nan=opts["border_nan"], interpolation="cubic",
+                          method="opencv" if opts["shifts_opencv"] else "fft")
+    if min_mov is not None:
+        out -= np.float32(min_mov)
+    return {"corrected": out, "shifts": given["shifts"], "patch_shifts": given.get("patch_shifts"),
+            "peak": np.full(len(frames), np.nan, np.float32)}
+
+
+def _template_block(movie: xr.DataArray, mp: MotionParams) -> Any:
+    """The central contiguous block of frames the template is built from (lazy)."""
+    t, h, w = movie.shape
+    n = int(min(t, mp.num_frames_template, max(10, TEMPLATE_BYTES // (h * w * 4))))
+    start = (t - n) // 2
+    return movie.data[start:start + n]
+
+
+def _prepare_output(store: ResultsStore, path: str, shape: tuple[int, int, int], tc: int, tile: int,
+                    attrs: dict) -> None:
+    """Create the corrected-movie array (metadata only) so that tasks can write regions."""
+    import dask.array as da
+
+    group, _, name = path.rpartition("/")
+    placeholder = da.zeros(shape, dtype=np.float32, chunks=(tc, min(tile, shape[1]), min(tile, shape[2])))
+    ds = xr.Dataset({name: (("frame", "y", "x"), placeholder)}, attrs=attrs)
+    store.remove(path)  # other movies in the group (e.g. a second channel) stay
+    store.write(ds, group=group or None, compute=False, mode="a",
+                encoding={name: {"chunks": placeholder.chunksize}})
+
+
+def _motion_dataset(recs: list[dict], template: np.ndarray, mp: MotionParams, shape: tuple) -> xr.Dataset:
+    shifts = np.concatenate([r["shifts"] for r in recs]).astype(np.float32)
+    data = {"shifts": (("frame", "axis"), shifts),
+            "peak": (("frame",), np.concatenate([r["peak"] for r in recs]).astype(np.float32)),
+            "template": (("y", "x"), template.astype(np.float32))}
+    coords: dict[str, Any] = {"axis": np.array(["y", "x"], dtype=object)}  # vlen strings: zarr v3 spec
+    if recs[0]["patch_shifts"] is not None:
+        ps = np.concatenate([r["patch_shifts"] for r in recs]).astype(np.float32)
+        data["patch_shifts"] = (("frame", "patch_y", "patch_x", "axis"), ps)
+        cy, cx = patch_centers(shape[1:], strides=mp.strides, overlaps=mp.overlaps)
+        coords.update(patch_y=np.asarray(cy, np.float32), patch_x=np.asarray(cx, np.float32))
+    return xr.Dataset(data, coords=coords, attrs={"convention": "shift applied to each raw frame, pixels"})
+
+
+def _run(movie: xr.DataArray, params: Params, store: ResultsStore | None, path: str,
+         given: dict | None, template: dict | None) -> tuple[list[dict], dict, Any, int]:
+    mp, cp = params.motion, params.compute
+    tc = block_frames(movie.shape, cp.chunk_frames)
+    opts = kernel_options(mp)
+    if template is None:
+        block = _template_block(movie, mp)
+        template_d = dask.delayed(_template_task, pure=True)(block, opts, mp.niter_rig, mp.min_mov, mp.gSig_filt)
+    else:
+        template_d = dask.delayed(template, pure=True)
+    out = None
+    if store is not None:
+        _prepare_output(store, path, movie.shape, tc, cp.tile,
+                        {"source": str(movie.attrs.get("source", "")), "fr": movie.attrs.get("fr")})
+        out = (store, path)
+    data = movie.data.rechunk({0: tc, 1: -1, 2: -1})
+    starts = np.cumsum((0,) + data.chunks[0][:-1])
+    blocks = data.to_delayed().ravel()
+    recs = [dask.delayed(_correct_block, pure=True)(b, template_d, t0=int(t0), opts=opts, nonneg=mp.nonneg_movie,
+                                                    out=out, given=_given_slice(given, t0, tc))
+            for b, t0 in zip(blocks, starts)]
+    raw = tree_combine([r["raw"] for r in recs])
+    cor = tree_combine([r["corrected"] for r in recs])
+    small = [dask.delayed(_strip, pure=True)(r) for r in recs]
+    *recs_out, raw_t, cor_t, tmpl = compute(small + [raw, cor, template_d], label="motion correction")
+    return recs_out, tmpl, (raw_t, cor_t), tc
+
+
+def _given_slice(given: dict | None, t0: int, n: int) -> dict | None:
+    return None if given is None else {k: (v[t0:t0 + n] if v is not None else None) for k, v in given.items()}
+
+
+def _strip(rec: dict) -> dict:
+    return {k: v for k, v in rec.items() if k in ("shifts", "patch_shifts", "peak")}
+
+
+def motion_correct(movie: xr.DataArray, params: Params, *, store: ResultsStore | str | None = None,
+                   storage_options: dict | None = None, path: str = "movie/corrected") -> MotionResult:
+    """Motion-correct ``movie`` (NoRMCorre rigid or piecewise-rigid) on the current Dask client.
+
+    Parameters
+    ----------
+    movie : xarray.DataArray
+        (frame, y, x), dask-backed (see :func:`calcium_dask.open_movie`).
+    params : Params
+        ``params.motion`` (CaImAn's names) and ``params.compute`` (chunking).
+    store : ResultsStore or str, optional
+        Results store to write ``/movie/corrected``, ``/motion`` and ``/summary`` into.
+        Without one, the corrected movie is recomputed lazily when accessed.
+    path : str
+        Where the corrected movie goes inside the store.
+
+    Returns
+    -------
+    MotionResult
+    """
+    t_start = time.perf_counter()
+    store = ResultsStore(store, storage_options or {}) if isinstance(store, str) else store
+    recs, tmpl, (raw_t, cor_t), tc = _run(movie, params, store, path, None, None)
+    return _finish(movie, params, store, path, recs, tmpl, raw_t, cor_t, tc, None, t_start)
+
+
+def apply_shifts(movie: xr.DataArray, motion: xr.Dataset, params: Params, *,
+                 store: ResultsStore | str | None = None, storage_options: dict | None = None,
+                 path: str = "movie/corrected_apply") -> MotionResult:
+    """Warp another movie (e.g. a second channel) by the shifts in ``motion``.
+
+    ``motion`` is the ``/motion`` group of a results store (or ``MotionResult.motion``);
+    the template's ``min_mov`` offset is not applied (the other channel has its own units).
+    """
+    t_start = time.perf_counter()
+    if motion.sizes["frame"] != movie.shape[0]:
+        raise ValueError(f"the shifts cover {motion.sizes['frame']} frames, the movie has {movie.shape[0]}")
+    store = ResultsStore(store, storage_options or {}) if isinstance(store, str) else store
+    given = {"shifts": motion["shifts"].values,
+             "patch_shifts": motion["patch_shifts"].values if "patch_shifts" in motion else None}
+    params = params.replace(**{"motion.pw_rigid": given["patch_shifts"] is not None, "motion.nonneg_movie": False})
+    tmpl = {"template": motion["template"].values, "min_mov": 0.0}
+    recs, tmpl, (raw_t, cor_t), tc = _run(movie, params, store, path, given, tmpl)
+    return _finish(movie, params, store, path, recs, tmpl, raw_t, cor_t, tc, "apply", t_start)
+
+
+def _finish(movie, params, store, path, recs, tmpl, raw_t, cor_t, tc, kind, t_start) -> MotionResult:
+    motion = _motion_dataset(recs, tmpl["template"], params.motion, movie.shape)
+    motion.attrs["min_mov"] = tmpl["min_mov"]
+    summary_raw = summary_dataset(raw_t, offset=tmpl["template"])
+    offset = tmpl["template"] - (tmpl["min_mov"] if params.motion.nonneg_movie else 0.0)
+    summary = summary_dataset(cor_t, offset=offset)
+    if store is not None:
+        if kind is None:
+            store.write(motion, group="motion")
+            store.write(summary, group="summary")
+            store.write(summary_raw, group="summary_raw")
+        corrected = store.read(path.rpartition("/")[0] or None)[path.rpartition("/")[2]]
+    else:
+        given = None if kind is None else {k: motion[k].values if k in motion else None
+                                           for k in ("shifts", "patch_shifts")}
+        corrected = _lazy_corrected(movie, params, tmpl, tc, given)
+    seconds = time.perf_counter() - t_start
+    return MotionResult(motion, corrected, summary_raw, summary, seconds)
+
+
+def _lazy_corrected(movie: xr.DataArray, params: Params, tmpl: dict, tc: int,
+                    given: dict | None) -> xr.DataArray:
+    """The corrected movie as a lazy dask array (recomputed per block when read)."""
+    import dask.array as da
+
+    opts = kernel_options(params.motion)
+    data = movie.data.rechunk({0: tc, 1: -1, 2: -1})
+    starts = np.cumsum((0,) + data.chunks[0][:-1])
+    blocks = []
+    for b, t0, n in zip(data.to_delayed().ravel(), starts, data.chunks[0]):
+        rec = dask.delayed(_correct_block, pure=True)(b, tmpl, t0=int(t0), opts=opts, out=None, sums=False,
+                                                      nonneg=params.motion.nonneg_movie,
+                                                      given=_given_slice(given, t0, n))
+        blocks.append(da.from_delayed(rec["frames"], (n,) + movie.shape[1:], dtype=np.float32))
+    return xr.DataArray(da.concatenate(blocks), dims=("frame", "y", "x"), name="corrected",
+                        attrs=dict(movie.attrs))

@@ -1,0 +1,130 @@
+"""The stages end to end, resumable (DESIGN.md sections 2 and 4).
+
+Each stage reads what earlier stages left in the results store and writes its own groups,
+then its completion mark. A rerun skips the stages that are marked complete (with the same
+parameters and the same input), so a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import fsspec
+import xarray as xr
+
+from . import __version__
+from .errors import StoreError
+from .io import open_movie
+from .params import Params
+from .store import ResultsStore
+
+__all__ = ["STAGES", "run_pipeline", "RunSummary", "input_checksum"]
+
+
+@dataclass
+class RunSummary:
+    """What a run did: the store, and one row per stage (name, status, seconds, details)."""
+
+    store: ResultsStore
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def input_checksum(url: str, storage_options: dict | None = None, n: int = 65536) -> str:
+    """SHA-256 of the input's first bytes and size: a cheap guard against a changed input."""
+    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    target = path
+    if fs.isdir(path):  # zarr: its metadata document
+        for meta in ("zarr.json", ".zarray", ".zgroup"):
+            if fs.exists(f"{path}/{meta}"):
+                target = f"{path}/{meta}"
+                break
+    h = hashlib.sha256()
+    with fs.open(target, "rb") as f:
+        h.update(f.read(n))
+    h.update(str(fs.size(target)).encode())
+    return h.hexdigest()[:16]
+
+
+def _stage_motion(movie: xr.DataArray, params: Params, store: ResultsStore) -> dict[str, Any]:
+    from .motion import motion_correct
+
+    res = motion_correct(movie, params, store=store)
+    return {"frames_per_s": round(movie.shape[0] / max(res.seconds, 1e-9), 1)}
+
+
+#: stage name -> function(movie, params, store) -> details recorded with the completion mark
+STAGES: dict[str, Callable[[xr.DataArray, Params, ResultsStore], dict[str, Any]]] = {
+    "motion": _stage_motion,
+}
+
+
+def _check_resumable(store: ResultsStore, params: Params, checksum: str, force: bool) -> None:
+    """Refuse to add stages to a store made from other parameters or another input."""
+    if not store.exists() or force:
+        return
+    attrs = dict(store.root(mode="r").attrs)
+    if not attrs.get("stages"):
+        return
+    if attrs.get("params") is not None and attrs["params"] != params.to_dict():
+        raise StoreError(f"{store.url}: holds a run with other parameters; use --force to start over "
+                         "or --out for a new store")
+    if attrs.get("input_checksum") not in (None, checksum):
+        raise StoreError(f"{store.url}: was made from another input ({attrs.get('input')}); use --force "
+                         "to start over")
+
+
+def run_pipeline(movie_url: Any, out: str, params: Params, *, storage_options: dict | None = None,
+                 out_storage_options: dict | None = None, until: str | None = None,
+                 from_stage: str | None = None, force: bool = False,
+                 open_kwargs: dict | None = None) -> RunSummary:
+    """Run the stages on the current Dask client, resuming where a previous run stopped.
+
+    Parameters
+    ----------
+    movie_url : str or list
+        The input movie (any :func:`~calcium_dask.open_movie` source).
+    out : str
+        The results store (path or URL).
+    params : Params
+    until, from_stage : str, optional
+        Run only the stages up to / from these (``from_stage`` reruns completed ones).
+    force : bool
+        Start over: forget every completed stage.
+    """
+    names = list(STAGES)
+    for s in (until, from_stage):
+        if s is not None and s not in names:
+            raise StoreError(f"unknown stage '{s}'; stages are: {', '.join(names)}")
+    last = names.index(until) if until else len(names) - 1
+    first = names.index(from_stage) if from_stage else 0
+    so = dict(storage_options or {})
+    movie = open_movie(movie_url, storage_options=so, **(open_kwargs or {}))
+    checksum = input_checksum(movie.attrs["source"] if isinstance(movie.attrs["source"], str)
+                              else movie.attrs["source"][0], so)
+    store = ResultsStore(out, dict(out_storage_options or {}))
+    _check_resumable(store, params, checksum, force)
+    if force and store.exists():
+        for s in list(store.stages()):
+            store.clear_mark(s)
+    store.set_attrs(params=params.to_dict(), version=__version__, input=movie.attrs["source"],
+                    input_checksum=checksum, shape=list(movie.shape), fr=movie.attrs["fr"])
+    summary = RunSummary(store)
+    for i, name in enumerate(names[: last + 1]):
+        done = store.is_complete(name)
+        if done and not (from_stage is not None and i >= first):
+            summary.rows.append({"stage": name, "status": "done before", **store.stages()[name]})
+            continue
+        if i < first:
+            raise StoreError(f"{store.url}: stage '{name}' has not run yet; run without --from first")
+        for later in names[i:]:  # what follows this stage is stale once it reruns
+            store.clear_mark(later)
+        t0 = time.perf_counter()
+        details = STAGES[name](movie, params, store)
+        seconds = time.perf_counter() - t0
+        store.mark_complete(name, seconds, **details)
+        summary.rows.append({"stage": name, "status": "ran", "seconds": round(seconds, 2), **details})
+    return summary
+

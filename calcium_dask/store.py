@@ -1,0 +1,115 @@
+"""The results store: a zarr group on any fsspec URL, written stage by stage.
+
+A stage writes its data first and its completion mark last (``stages`` in the root
+attributes), so a crashed run never looks complete and a rerun resumes at the first
+unfinished stage. DESIGN.md section 2 is the contract for what each group holds.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import xarray as xr
+import zarr
+
+from . import __version__
+from .errors import StoreError
+from .io.urls import normalize
+
+__all__ = ["ResultsStore"]
+
+
+@dataclass
+class ResultsStore:
+    """Handle on a results store (picklable: a URL and options, no open objects).
+
+    Parameters
+    ----------
+    url : str
+        Local path or fsspec URL of the zarr group (e.g. ``s3://bucket/run.zarr``).
+    storage_options : dict, optional
+        fsspec options (credentials come from the environment, never from the store).
+    """
+
+    url: str
+    storage_options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.url = normalize(self.url)
+
+    # -- zarr access ---------------------------------------------------------------
+    def _kw(self) -> dict[str, Any]:
+        return {"storage_options": self.storage_options} if "://" in self.url and self.storage_options else {}
+
+    def root(self, mode: str = "a") -> zarr.Group:
+        """The root group (``mode='a'`` creates it)."""
+        try:
+            return zarr.open_group(self.url, mode=mode, **self._kw())
+        except (FileNotFoundError, zarr.errors.GroupNotFoundError) as e:
+            raise StoreError(f"{self.url}: no results store here ({e})") from None
+
+    def array(self, path: str, mode: str = "r+") -> zarr.Array:
+        """One array of the store, e.g. ``movie/corrected``."""
+        return zarr.open_array(self.url, path=path, mode=mode, **self._kw())
+
+    def write(self, ds: xr.Dataset, group: str | None = None, **kwargs: Any) -> Any:
+        """Write an xarray Dataset into ``group`` (overwriting that group only)."""
+        kwargs.setdefault("mode", "w")
+        return ds.to_zarr(self.url, group=group, storage_options=self.storage_options or None,
+                          consolidated=False, **kwargs)
+
+    def read(self, group: str | None = None) -> xr.Dataset:
+        """Open a group lazily as a Dataset."""
+        try:
+            return xr.open_zarr(self.url, group=group, storage_options=self.storage_options or None,
+                                consolidated=False)
+        except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError) as e:
+            raise StoreError(f"{self.url}: no group '{group or '/'}' in the results store ({e})") from None
+
+    def remove(self, path: str) -> None:
+        """Delete an array or group of the store if it is there."""
+        root = self.root()
+        parent, _, name = path.rpartition("/")
+        node = root[parent] if parent and parent in root else (root if not parent else None)
+        if node is not None and name in node:
+            del node[name]
+
+    def exists(self) -> bool:
+        try:
+            self.root(mode="r")
+            return True
+        except StoreError:
+            return False
+
+    # -- stage marks ---------------------------------------------------------------
+    def stages(self) -> dict[str, Any]:
+        """Completed stages -> their record (time, seconds, version...)."""
+        if not self.exists():
+            return {}
+        return dict(self.root(mode="r").attrs.get("stages", {}))
+
+    def is_complete(self, stage: str) -> bool:
+        return stage in self.stages()
+
+    def clear_mark(self, stage: str) -> None:
+        """Forget a stage's completion before rewriting it (so a crash leaves it incomplete)."""
+        root = self.root()
+        stages = dict(root.attrs.get("stages", {}))
+        if stages.pop(stage, None) is not None:
+            root.attrs["stages"] = stages
+
+    def mark_complete(self, stage: str, seconds: float, **info: Any) -> None:
+        """Record ``stage`` as finished: the last write of a stage."""
+        root = self.root()
+        stages = dict(root.attrs.get("stages", {}))
+        stages[stage] = {"seconds": round(float(seconds), 3), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                         "version": __version__, **info}
+        root.attrs["stages"] = stages
+
+    def set_attrs(self, **attrs: Any) -> None:
+        """Root attributes (values must be JSON-serialisable)."""
+        root = self.root()
+        root.attrs.update(json.loads(json.dumps(attrs)))

@@ -1,0 +1,43 @@
+"""Summary images (mean, max, std, local correlation) of any movie in one streaming pass."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dask
+import numpy as np
+import xarray as xr
+
+from ..progress import compute
+from .kernels import combine, finalize, partial_sums
+
+__all__ = ["summary_images", "summary_dataset", "tree_combine"]
+
+
+def tree_combine(records: list[Any], split_every: int = 8) -> Any:
+    """Reduce delayed partial-sum records pairwise-ish in a tree (bounded fan-in)."""
+    combine_d = dask.delayed(combine, pure=True)
+    while len(records) > 1:
+        records = [combine_d(records[i:i + split_every]) for i in range(0, len(records), split_every)]
+    return records[0]
+
+
+def summary_dataset(total: dict[str, np.ndarray], *, offset: np.ndarray | None = None) -> xr.Dataset:
+    """The ``/summary`` group: mean, max, std and correlation images."""
+    images = finalize(total, offset=offset)
+    return xr.Dataset({k: (("y", "x"), v) for k, v in images.items()})
+
+
+def summary_images(movie: xr.DataArray) -> xr.Dataset:
+    """Summary images of ``movie`` (frame, y, x), reading each chunk once.
+
+    The per-chunk sums are taken around the first frame (a fixed offset per pixel), which
+    keeps the float64 variance accurate for bright, low-contrast movies.
+    """
+    data = movie.data
+    if data.chunks[1:] != ((data.shape[1],), (data.shape[2],)):
+        data = data.rechunk({1: -1, 2: -1})
+    offset = dask.delayed(lambda b: np.asarray(b[0], np.float64), pure=True)(data[:1])
+    parts = [dask.delayed(partial_sums, pure=True)(b, offset=offset) for b in data.to_delayed().ravel()]
+    total, off = compute([tree_combine(parts), offset], label="summary images")
+    return summary_dataset(total, offset=off)

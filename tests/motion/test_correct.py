@@ -1,0 +1,121 @@
+"""Motion correction as a dask graph: equals the numpy kernel, finds planted motion, writes the contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+import xarray as xr
+
+from calcium_dask import Params, open_movie
+from calcium_dask.datasets import GroundTruth
+from calcium_dask.motion import apply_shifts, motion_correct
+from calcium_dask.motion.kernels import correct_frames
+from calcium_dask.store import ResultsStore
+
+PW = {"pw_rigid": True, "max_shifts": (6, 6), "strides": (32, 32), "overlaps": (16, 16),
+      "max_deviation_rigid": 3}
+
+
+def _rmse_vs_truth(found: np.ndarray, truth_shifts: np.ndarray) -> float:
+    err = found + truth_shifts  # the correction is minus the displacement
+    err -= err.mean(0)  # the template's own offset is arbitrary
+    return float(np.sqrt((err ** 2).sum(1).mean()))
+
+
+@pytest.mark.parametrize("pw_rigid", [True, False])
+def test_distributed_equals_kernel_and_finds_planted_shifts(client, sim_small, tmp_path, pw_rigid):
+    params = Params.from_dict({**PW, "pw_rigid": pw_rigid, "compute.chunk_frames": 64, "compute.tile": 32})
+    movie = open_movie(sim_small)
+    res = motion_correct(movie, params, store=str(tmp_path / "r.zarr"))
+
+    raw = tifffile.imread(sim_small)
+    expected = correct_frames(raw, res.motion["template"].values, min_mov=res.motion.attrs["min_mov"],
+                              pw_rigid=pw_rigid, max_shifts=(6, 6), strides=(32, 32), overlaps=(16, 16),
+                              max_deviation_rigid=3)
+    np.testing.assert_allclose(res.corrected.values, expected["corrected"], rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(res.motion["shifts"].values, expected["shifts"], atol=1e-5)
+
+    # the corrected movie varies less over time than the raw one (motion removed)
+    assert float(res.summary["std"].mean()) < 0.9 * float(res.summary_raw["std"].mean())
+
+
+def test_store_follows_the_results_contract(client, sim_small, tmp_path):
+    params = Params.from_dict({**PW, "compute.chunk_frames": 100, "compute.tile": 32})
+    out = tmp_path / "r.zarr"
+    motion_correct(open_movie(sim_small), params, store=str(out))
+    motion = xr.open_zarr(out, group="motion", consolidated=False)
+    assert motion["shifts"].dims == ("frame", "axis") and list(motion["axis"].values) == ["y", "x"]
+    assert motion["patch_shifts"].dims == ("frame", "patch_y", "patch_x", "axis")
+    assert motion["patch_shifts"].shape[:3] == (300, 3, 3) and motion["template"].dims == ("y", "x")
+    corrected = xr.open_zarr(out, group="movie", consolidated=False)["corrected"]
+    assert corrected.dims == ("frame", "y", "x") and corrected.dtype == np.float32
+    assert corrected.encoding["chunks"] == (100, 32, 32)
+    summary = xr.open_zarr(out, group="summary", consolidated=False)
+    assert set(summary.data_vars) == {"mean", "max", "std", "correlation"}
+    np.testing.assert_allclose(summary["mean"], corrected.mean("frame"), rtol=1e-4)
+
+
+def test_result_does_not_depend_on_chunking(client, sim_small, tmp_path):
+    shifts = []
+    for tc in (50, 128):
+        params = Params.from_dict({**PW, "compute.chunk_frames": tc})
+        movie = open_movie(sim_small, chunk_frames=37)  # input chunks unaligned with blocks
+        shifts.append(motion_correct(movie, params, store=str(tmp_path / f"r{tc}.zarr")).motion)
+    xr.testing.assert_allclose(shifts[0], shifts[1])
+
+
+def test_without_store_the_corrected_movie_is_lazy(client, sim_small):
+    params = Params.from_dict({**PW, "pw_rigid": False, "compute.chunk_frames": 100})
+    res = motion_correct(open_movie(sim_small), params)
+    assert res.corrected.chunks is not None  # still a dask array
+    raw = tifffile.imread(sim_small)[:5]
+    expected = correct_frames(raw, res.motion["template"].values, min_mov=res.motion.attrs["min_mov"],
+                              pw_rigid=False, max_shifts=(6, 6))["corrected"]
+    np.testing.assert_allclose(res.corrected[:5].values, expected, rtol=1e-5, atol=1e-3)
+
+
+def test_apply_saved_shifts_to_a_second_channel(client, sim_small, tmp_path):
+    params = Params.from_dict({**PW, "compute.chunk_frames": 100})
+    res = motion_correct(open_movie(sim_small), params, store=str(tmp_path / "r.zarr"))
+    raw = tifffile.imread(sim_small).astype(np.float32)
+    red = tmp_path / "red.tif"
+    tifffile.imwrite(red, 2 * raw)
+    store = ResultsStore(str(tmp_path / "r.zarr"))
+    applied = apply_shifts(open_movie(red), store.read("motion"), params, store=store, path="movie/red")
+    # same warp, other units: 2 x (corrected + the offset the first channel was given)
+    np.testing.assert_allclose(applied.corrected.values, 2 * (res.corrected.values + res.motion.attrs["min_mov"]),
+                               rtol=1e-4, atol=1e-2)
+
+
+def _simulate(tmp_path, **kw):
+    from calcium_dask.datasets import SimulationParams, write_movie
+
+    sp = SimulationParams.preset("small", T=200, H=112, W=112, K=15, **kw)
+    return write_movie(tmp_path / "movie.tif", sp), GroundTruth.load(tmp_path / "truth.npz")
+
+
+@pytest.mark.parametrize("rigid_max, max_shifts", [(6.0, 6), (10.0, 12)])
+def test_planted_rigid_motion_recovered(client, tmp_path, rigid_max, max_shifts):
+    """Pure rigid motion (also stronger than the default) is found to 0.1 px."""
+    path, truth = _simulate(tmp_path, seed=11, rigid_max=rigid_max, drift_amp_range=(2.0, rigid_max / 2),
+                            nonrigid_max=0.0)
+    params = Params.from_dict({**PW, "pw_rigid": False, "max_shifts": (max_shifts, max_shifts),
+                               "compute.chunk_frames": 100})
+    res = motion_correct(open_movie(path), params)
+    assert _rmse_vs_truth(res.motion["shifts"].values, truth.shifts) < 0.1
+
+
+def test_planted_nonrigid_motion_recovered(client, tmp_path):
+    """Each patch's shift follows the planted displacement at its centre (to 0.25 px)."""
+    path, truth = _simulate(tmp_path, seed=12, nonrigid_max=2.5)
+    params = Params.from_dict({**PW, "compute.chunk_frames": 100})
+    res = motion_correct(open_movie(path), params)
+    ps = res.motion["patch_shifts"].values  # (T, ny, nx, 2)
+    cy = np.round(res.motion["patch_y"].values).astype(int)
+    cx = np.round(res.motion["patch_x"].values).astype(int)
+    d = np.stack([truth.displacement(t)[..., cy[:, None], cx[None, :]] for t in range(truth.T)])
+    d = np.moveaxis(d, 1, -1)  # (T, ny, nx, 2)
+    err = ps + d
+    err -= err.mean(0)
+    assert float(np.sqrt((err ** 2).sum(-1).mean())) < 0.25
