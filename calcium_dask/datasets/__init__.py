@@ -1,0 +1,30 @@
+"""Simulated two-photon calcium-imaging movies with exact ground truth.
+
+GCaMP somata (soft ellipses, some with a dark nucleus, some in overlapping pairs) fire
+spikes (some in bursts) through AR(2) calcium dynamics on top of static
+autofluorescence crossed by blood vessels and a low-rank neuropil; the brain drifts,
+jitters, breathes and deforms smoothly; photons get Poisson shot noise and the camera
+adds Gaussian read noise around an offset.
+
+>>> from calcium_dask.datasets import SimulationParams, simulate, write_movie
+>>> movie, truth = simulate(SimulationParams.preset("small", T=100))  # doctest: +SKIP
+>>> write_movie("sim/movie.zarr", SimulationParams.preset("medium"))  # doctest: +SKIP
+
+Conventions (shared with the public benchmark movie):
+
+- ``truth.shifts[t]`` is the ``(y, x)`` displacement of the content of frame ``t``; a
+  motion correction applies ``-shifts[t]``.
+- ``observed(t, p) = clean(t, p - d(t, p))`` with
+  ``d = shifts[t] + nr_By @ nr_field[t, c] @ nr_Bx.T``.
+- ``truth.C`` is calcium in photons at the footprint maximum; footprints are
+  max-normalised; ``truth.snr`` is the peak calcium over the single-frame noise SD at
+  the footprint maximum (log-uniform over ``params.snr_range``).
+"""
+
+from __future__ import annotations
+
+from .params import SimulationParams
+from .truth import GroundTruth
+from .write import simulate, write_movie
+
+__all__ = ["GroundTruth", "SimulationParams", "simulate", "write_movie"]

@@ -1,0 +1,258 @@
+"""Settings of the simulated two-photon movies (:class:`SimulationParams`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+PresetName = Literal["small", "medium", "large", "hard"]
+
+# Presets only list what differs from the defaults (which are the "small" movie).
+_PRESETS: dict[str, dict[str, Any]] = {
+    "small": {},
+    "medium": dict(T=2000, H=256, W=256, K=160, nr_grid=(5, 5)),
+    "large": dict(T=20000, H=512, W=512, K=640, nr_grid=(7, 7)),
+    "hard": dict(
+        T=2000,
+        H=192,
+        W=192,
+        K=100,
+        pair_frac=0.3,
+        min_gap=0.5,
+        snr_range=(0.7, 25.0),
+        read_sd=6.0,
+        neuropil_levels=(22.0, 16.0),
+        n_vessels=4,
+        rigid_max=10.0,
+        drift_amp_range=(3.0, 6.0),
+        jitter_sd=0.8,
+        breath_amp=0.8,
+        event_rate_hz=0.1,
+        event_amp_range=(2.0, 6.0),
+        nonrigid_max=3.5,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class SimulationParams:
+    """Settings of a simulated GCaMP two-photon movie.
+
+    Every quantity of light is in photons per pixel per frame; the movie is
+    ``offset + gain * Poisson(photons) + Normal(0, read_sd)`` in ADU (uint16).
+
+    Parameters
+    ----------
+    T, H, W : int
+        Frames, rows and columns of the movie.
+    K : int
+        Number of neurons (all inside the field of view).
+    fr : float
+        Frame rate, Hz.
+    dxy : float
+        Pixel size in micrometres (metadata only).
+    seed : int
+        Seed of every random draw; each concept (layout, activity, background,
+        motion, per-frame noise) has its own stream, so changing e.g. the motion
+        settings keeps the same neurons.
+    radius_range : (float, float)
+        Soma radius range, pixels: the rim, where a footprint falls to half its level
+        (so a soma of radius 5 spans about 12 pixels at 20 % of its maximum).
+    pair_frac : float
+        Fraction of neurons that sit in overlapping pairs.
+    ring_frac : float
+        Fraction of neurons with a dark nucleus (bright ring).
+    min_gap : float
+        Minimum gap, pixels, between the rims of neurons that are not a pair.
+    rate_range_hz : (float, float)
+        Spike-rate range (log-uniform), Hz.
+    burst_frac : float
+        Fraction of neurons that fire in bursts.
+    tau_decay_range_s, tau_rise_range_s : (float, float)
+        Ranges of the AR(2) decay and rise time constants, seconds.
+    spike_amp_logsd : float
+        Log-normal spread of the amplitude of single spikes.
+    snr_range : (float, float)
+        Range of the per-neuron peak SNR (log-uniform); see ``GroundTruth.snr``.
+        The spike amplitudes (hence dF/F) are derived from it.
+    f0_median, f0_logsd : float
+        Log-normal resting fluorescence of a soma at its footprint maximum, photons.
+    dff_median, dff_logsd : float
+        Log-normal peak dF/F of one spike. Resting fluorescence and dF/F are drawn from
+        these, then both scaled by the same factor to reach the neuron's SNR.
+    baseline_level : float
+        Mean static autofluorescence, photons.
+    neuropil_levels : tuple of float
+        Mean level of each neuropil background component, photons.
+    n_vessels : int
+        Number of blood vessels (dark stripes).
+    gain, offset, read_sd : float
+        ADU per photon, ADU offset and Gaussian read-noise SD (ADU).
+    rigid_max : float
+        Bound on each component of the rigid shift, pixels (soft, via tanh); 0 for none.
+    drift_amp_range : (float, float)
+        Range of the slow-drift amplitude per axis, pixels.
+    jitter_sd : float
+        SD of frame-to-frame jitter, pixels.
+    breath_amp : float
+        Amplitude of the breathing oscillation, pixels.
+    event_rate_hz : float
+        Rate of brief motion events (e.g. licking, grooming), Hz.
+    event_amp_range : (float, float)
+        Amplitude range of those events, pixels.
+    nonrigid_max : float
+        Bound on the non-rigid displacement at the grid nodes, pixels; 0 for none.
+    nr_grid : (int, int)
+        Nodes (rows, columns) of the coarse non-rigid grid.
+    pad : int or None
+        Margin, pixels, of the canvas drawn around the field of view so that motion
+        never pulls in undefined pixels; ``None`` derives the smallest safe value.
+    """
+
+    T: int = 1000
+    H: int = 128
+    W: int = 128
+    K: int = 40
+    fr: float = 30.0
+    dxy: float = 1.0
+    seed: int = 0
+    radius_range: tuple[float, float] = (4.0, 6.0)
+    pair_frac: float = 0.15
+    ring_frac: float = 0.4
+    min_gap: float = 2.0
+    rate_range_hz: tuple[float, float] = (0.05, 1.0)
+    burst_frac: float = 0.25
+    tau_decay_range_s: tuple[float, float] = (0.3, 0.5)
+    tau_rise_range_s: tuple[float, float] = (0.02, 0.05)
+    spike_amp_logsd: float = 0.3
+    snr_range: tuple[float, float] = (1.0, 60.0)
+    f0_median: float = 25.0
+    f0_logsd: float = 0.5
+    dff_median: float = 0.6
+    dff_logsd: float = 0.5
+    baseline_level: float = 30.0
+    neuropil_levels: tuple[float, ...] = (14.0, 10.0)
+    n_vessels: int = 3
+    gain: float = 2.0
+    offset: float = 100.0
+    read_sd: float = 4.0
+    rigid_max: float = 6.0
+    drift_amp_range: tuple[float, float] = (1.5, 3.0)
+    jitter_sd: float = 0.4
+    breath_amp: float = 0.3
+    event_rate_hz: float = 0.05
+    event_amp_range: tuple[float, float] = (1.5, 4.0)
+    nonrigid_max: float = 2.0
+    nr_grid: tuple[int, int] = (5, 5)
+    pad: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("T", "H", "W", "K"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, list):  # from JSON: store tuples so the params stay hashable
+                object.__setattr__(self, f.name, tuple(v))
+        self._check_ranges()
+        self._check_motion()
+
+    def _check_ranges(self) -> None:
+        for name in ("radius_range", "rate_range_hz", "tau_decay_range_s",
+                     "tau_rise_range_s", "snr_range", "drift_amp_range", "event_amp_range"):
+            lo, hi = getattr(self, name)
+            if not 0 <= lo <= hi:
+                raise ValueError(f"{name} must be (lo, hi) with 0 <= lo <= hi, got {(lo, hi)}")
+        for name in ("pair_frac", "ring_frac", "burst_frac"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        if self.tau_rise_range_s[1] >= self.tau_decay_range_s[0]:
+            raise ValueError("tau_rise_range_s must lie below tau_decay_range_s")
+        if self.fr <= 0 or self.gain <= 0 or self.read_sd < 0:
+            raise ValueError("fr and gain must be > 0 and read_sd >= 0")
+        if self.rigid_max < 0 or self.nonrigid_max < 0:
+            raise ValueError("rigid_max and nonrigid_max must be >= 0 (0: no such motion)")
+        if min(self.nr_grid) < 2:
+            raise ValueError(f"nr_grid needs >= 2 nodes per axis, got {self.nr_grid}")
+
+    def _check_motion(self) -> None:
+        need = self.min_pad
+        if self.pad is None:
+            object.__setattr__(self, "pad", need)
+        elif self.pad < need:
+            raise ValueError(
+                f"pad={self.pad} is too small for rigid_max={self.rigid_max} and "
+                f"nonrigid_max={self.nonrigid_max}: motion would pull in undefined pixels. "
+                f"Use pad >= {need} or pad=None."
+            )
+
+    @property
+    def min_pad(self) -> int:
+        """Smallest safe margin: the largest displacement, spline overshoot, interpolation."""
+        return int(math.ceil(self.rigid_max + 1.5 * self.nonrigid_max)) + 3
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Movie shape ``(T, H, W)``."""
+        return (int(self.T), int(self.H), int(self.W))
+
+    @classmethod
+    def preset(cls, name: PresetName, **overrides: Any) -> SimulationParams:
+        """Named settings: ``small`` (128x128x1000, K=40, like the public benchmark),
+        ``medium`` (256x256x2000, the demo), ``large`` (512x512x20000) and ``hard``
+        (192x192x2000, K=100: denser, twice the overlap, lower SNR, more noise and
+        neuropil, stronger motion).
+
+        Parameters
+        ----------
+        name : str
+            One of ``small``, ``medium``, ``large``, ``hard``.
+        **overrides
+            Fields to change, e.g. ``seed=3`` or ``T=500``.
+        """
+        if name not in _PRESETS:
+            raise ValueError(f"unknown preset {name!r}; expected one of {sorted(_PRESETS)}")
+        kw = {**_PRESETS[name], **overrides}
+        if "pad" not in overrides:
+            kw["pad"] = None
+        return cls(**kw)
+
+    def replace(self, **changes: Any) -> SimulationParams:
+        """A copy with some fields changed (``pad`` is re-derived unless given)."""
+        changes.setdefault("pad", None if self.pad == self.min_pad else self.pad)
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-serialisable dict of the fields."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def to_json(self) -> str:
+        """The fields as a JSON string."""
+        return json.dumps(self.to_dict(), indent=1)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, strict: bool = True) -> SimulationParams:
+        """Inverse of :meth:`to_dict`.
+
+        Unknown keys are an error unless ``strict=False`` (e.g. for a movie's
+        ``params.json``, which also lists the file name and the conventions).
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if not strict:
+            d = {k: v for k, v in d.items() if k in names}
+        elif unknown:
+            raise ValueError(f"unknown simulation parameters {sorted(unknown)}")
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, s: str) -> SimulationParams:
+        """Inverse of :meth:`to_json`."""
+        return cls.from_dict(json.loads(s))
+
+
+def _plain(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v

@@ -1,0 +1,190 @@
+"""Draw everything but the pixels: the scene from which any frame can be rendered.
+
+All of it is small (K x T traces, a few canvases), so it lives in memory for any movie
+length; the pixels are made chunk by chunk by :mod:`.render`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .activity import simulate_activity
+from .background import baseline_image, neuropil_spatial, neuropil_temporal
+from .footprints import add_patch, make_patches, patch_half_width
+from .layout import Layout, place_neurons, vessel_attenuation
+from .motion import nonrigid_field, rigid_shifts, spline_basis
+from .params import SimulationParams
+from .truth import GroundTruth
+
+# One independent random stream per concept: changing one setting leaves the others.
+_STREAMS = {"vessels": 1, "layout": 2, "shapes": 3, "activity": 4, "brightness": 5,
+            "background": 6, "motion": 7, "neuropil": 8}
+NOISE_STREAM = 100  # per-frame noise uses [seed, NOISE_STREAM, t]
+WORLD_STEP = 32
+
+
+def stream(seed: int, name: str) -> np.random.Generator:
+    """Random generator of one concept of the simulation."""
+    return np.random.default_rng([int(seed), _STREAMS[name]])
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Ground truth plus the padded canvases the renderer draws on.
+
+    Attributes
+    ----------
+    truth : GroundTruth
+    base : ndarray (Hc, Wc) float32
+        Baseline on the canvas (FOV grown by ``pad``), photons.
+    bg : ndarray (nb, Hc, Wc) float32
+        Neuropil spatial components on the canvas.
+    origins : ndarray (K, 2) int64
+        Canvas coordinates of each footprint patch.
+    """
+
+    truth: GroundTruth
+    base: np.ndarray
+    bg: np.ndarray
+    origins: np.ndarray
+
+    @property
+    def params(self) -> SimulationParams:
+        return self.truth.params
+
+
+def build_scene(p: SimulationParams) -> Scene:
+    """Draw neurons, activity, background and motion for ``p`` (no pixels yet)."""
+    layout, base, bg = _tissue(p)
+    patches, origins = make_patches(stream(p.seed, "shapes"), layout,
+                                    patch_half_width(p.radius_range[1]))
+    act = simulate_activity(
+        stream(p.seed, "activity"), K=p.K, T=p.T, fr=p.fr, rate_range_hz=p.rate_range_hz,
+        burst_frac=p.burst_frac, tau_rise_range_s=p.tau_rise_range_s,
+        tau_decay_range_s=p.tau_decay_range_s, amp_logsd=p.spike_amp_logsd)
+    bg_t = neuropil_temporal(stream(p.seed, "neuropil"), len(bg), p.T, p.fr,
+                             act.C.mean(axis=0))
+    shifts, nr = _motion(p)
+    pad = int(p.pad)
+    fov = (slice(pad, pad + p.H), slice(pad, pad + p.W))
+    K, T = p.K, p.T
+    truth = GroundTruth(
+        params=p, footprint_patches=patches, footprint_origins=origins,
+        centers=layout.centers, radii=layout.radii, ring=layout.ring,
+        partner=layout.partner, C=np.zeros((K, T), np.float32),
+        S=np.zeros((K, T), np.float32), f0=np.zeros(K, np.float32), g=act.g,
+        tau_rise=act.tau_rise, tau_decay=act.tau_decay, rates_hz=act.rates_hz,
+        bursty=act.bursty, dff_amp=np.zeros(K), snr=np.zeros(K), noise_sd=np.zeros(K),
+        baseline=np.ascontiguousarray(base[fov]),
+        bg_spatial=np.ascontiguousarray(bg[(slice(None), *fov)]), bg_temporal=bg_t,
+        shifts=shifts, nr_field=nr, nr_By=spline_basis(p.H, p.nr_grid[0]),
+        nr_Bx=spline_basis(p.W, p.nr_grid[1]), clean_mean=np.zeros((p.H, p.W), np.float32))
+    _set_amplitudes(truth, act.C, act.S, stream(p.seed, "brightness"))
+    return Scene(truth=truth, base=base, bg=bg, origins=origins + pad)
+
+
+def _tissue(p: SimulationParams) -> tuple[Layout, np.ndarray, np.ndarray]:
+    """Vessels, neuron positions, baseline and neuropil images on the padded canvas.
+
+    Spatial randomness is drawn on a "world" larger than the canvas, whose margin only
+    changes in steps of WORLD_STEP, so that changing the motion (hence ``pad``) keeps
+    the same tissue, neurons and brightness.
+    """
+    pad = int(p.pad)
+    margin = WORLD_STEP * int(np.ceil(pad / WORLD_STEP))
+    world = (p.H + 2 * margin, p.W + 2 * margin)
+    atten, clearance = vessel_attenuation(stream(p.seed, "vessels"), world, p.n_vessels)
+    layout = place_neurons(
+        stream(p.seed, "layout"), K=p.K, shape=(p.H, p.W), radius_range=p.radius_range,
+        pair_frac=p.pair_frac, ring_frac=p.ring_frac, min_gap=p.min_gap,
+        clearance=clearance, pad=margin)
+    rng = stream(p.seed, "background")
+    crop = (slice(margin - pad, margin + pad + p.H), slice(margin - pad, margin + pad + p.W))
+    base = baseline_image(rng, world, p.baseline_level, atten)[crop]
+    bg = neuropil_spatial(rng, world, tuple(p.neuropil_levels), atten)[(slice(None), *crop)]
+    return layout, np.ascontiguousarray(base), np.ascontiguousarray(bg)
+
+
+def _motion(p: SimulationParams) -> tuple[np.ndarray, np.ndarray]:
+    """Rigid shifts (T, 2) and non-rigid node field (T, 2, gy, gx)."""
+    rng = stream(p.seed, "motion")
+    shifts, breath = rigid_shifts(
+        rng, T=p.T, fr=p.fr, rigid_max=p.rigid_max, drift_amp_range=p.drift_amp_range,
+        jitter_sd=p.jitter_sd, breath_amp=p.breath_amp, event_rate_hz=p.event_rate_hz,
+        event_amp_range=p.event_amp_range)
+    nr = nonrigid_field(rng, T=p.T, fr=p.fr, grid=p.nr_grid,
+                        nonrigid_max=p.nonrigid_max, breath=breath)
+    return shifts, nr
+
+
+def _set_amplitudes(truth: GroundTruth, C_unit: np.ndarray, S_unit: np.ndarray,
+                    rng: np.random.Generator) -> None:
+    """Draw brightness and target SNRs, scale the calcium to match, fill the means.
+
+    Each neuron's SNR is drawn log-uniformly from ``snr_range``. Its resting
+    fluorescence ``f0`` and per-spike dF/F are drawn log-normally and then scaled by a
+    common factor until ``gain * max C / noise_sd`` equals the target (the noise grows
+    with ``f0``, hence the fixed-point iteration).
+    """
+    p = truth.params
+    K = truth.K
+    f0 = np.exp(rng.normal(np.log(p.f0_median), p.f0_logsd, K))
+    dff = np.exp(rng.normal(np.log(p.dff_median), p.dff_logsd, K))
+    target = np.exp(rng.uniform(np.log(p.snr_range[0]), np.log(p.snr_range[1]), K))
+    peaks = [_peak_pixel(truth, k) for k in range(K)]
+    rest = _mean_image(truth, np.zeros(K), np.zeros(K))  # baseline + neuropil only
+    other = np.array([rest[y, x] for y, x in peaks])
+    overlap = _overlap_at(truth, peaks)  # footprint j at neuron k's peak pixel
+    c_max = C_unit.max(axis=1)
+
+    def noise(f0: np.ndarray) -> np.ndarray:
+        return np.sqrt(p.gain**2 * (other + overlap @ f0) + p.read_sd**2)
+
+    for _ in range(50):
+        scale = np.sqrt(target * noise(f0) / (p.gain * c_max) / (f0 * dff))
+        f0, dff = f0 * scale, dff * scale
+    alpha = target * noise(f0) / (p.gain * c_max)  # photons of a median spike's peak
+    truth.f0[:] = f0
+    truth.C[:] = alpha[:, None] * C_unit
+    truth.S[:] = alpha[:, None] * S_unit
+    truth.noise_sd[:] = noise(truth.f0.astype(np.float64))
+    truth.snr[:] = p.gain * truth.C.max(axis=1).astype(np.float64) / truth.noise_sd
+    truth.dff_amp[:] = alpha / truth.f0
+    photons = _mean_image(truth, truth.f0, truth.C.mean(axis=1, dtype=np.float64))
+    truth.clean_mean[:] = p.offset + p.gain * photons
+
+
+def _overlap_at(truth: GroundTruth, peaks: list[tuple[int, int]]) -> np.ndarray:
+    """``M[k, j]``: value of footprint ``j`` at the peak pixel of neuron ``k``."""
+    K = truth.K
+    P = truth.footprint_patches.shape[1]
+    py, px = np.array(peaks).T
+    M = np.zeros((K, K))
+    for j in range(K):
+        iy, ix = py - truth.footprint_origins[j, 0], px - truth.footprint_origins[j, 1]
+        ok = (iy >= 0) & (iy < P) & (ix >= 0) & (ix < P)
+        M[ok, j] = truth.footprint_patches[j][iy[ok], ix[ok]]
+    return M
+
+
+def _mean_image(truth: GroundTruth, f0: np.ndarray, c_mean: np.ndarray) -> np.ndarray:
+    """Temporal mean of the clean movie, photons, given each neuron's f0 and mean C."""
+    img = truth.baseline.astype(np.float64)
+    for j in range(len(truth.bg_spatial)):
+        img += truth.bg_spatial[j] * float(truth.bg_temporal[j].mean(dtype=np.float64))
+    for k in range(truth.K):
+        add_patch(img, truth.footprint_patches[k].astype(np.float64),
+                  truth.footprint_origins[k], float(f0[k]) + float(c_mean[k]))
+    return img
+
+
+def _peak_pixel(truth: GroundTruth, k: int) -> tuple[int, int]:
+    """FOV pixel of a footprint's maximum (clamped into the FOV)."""
+    patch = truth.footprint_patches[k]
+    i, j = np.unravel_index(int(np.argmax(patch)), patch.shape)
+    H, W = truth.shape
+    y = int(np.clip(truth.footprint_origins[k][0] + i, 0, H - 1))
+    x = int(np.clip(truth.footprint_origins[k][1] + j, 0, W - 1))
+    return y, x
