@@ -206,6 +206,66 @@ def simulate(out: str, preset: str, assignments: tuple[str, ...], fmt: str | Non
                f"{time.perf_counter() - t0:.1f} s; ground truth in {path.parent / 'truth.npz'}")
 
 
+@cli.command()
+@click.option("--out", "out_dir", default="calcium-dask-demo", show_default=True,
+              help="Folder for the simulated movie and the results store.")
+@click.option("--preset", type=click.Choice(["small", "medium", "hard"]), default="small", show_default=True)
+@scheduler_option
+@workers_option
+@quiet_option
+def demo(out_dir: str, preset: str, scheduler: str | None, n_workers: int | None, quiet: bool) -> None:
+    """Simulate a movie with known neurons, run every stage, and score the result against the truth."""
+    from pathlib import Path
+
+    from .cluster import connect
+    from .datasets import GroundTruth, SimulationParams, write_movie
+    from .pipeline import run_pipeline
+    from .progress import set_quiet
+
+    set_quiet(quiet)
+    out = Path(out_dir)
+    movie_path = out / "movie.tif"
+    sp = SimulationParams.preset(preset, seed=1)
+    if not movie_path.exists():
+        write_movie(movie_path, sp)
+    click.echo(f"simulated {movie_path} ({sp.T} frames of {sp.H}x{sp.W}, {sp.K} neurons)")
+    with connect(scheduler, n_workers=n_workers, quiet=quiet) as client:
+        summary = run_pipeline(str(movie_path), str(out / "results.zarr"), demo_params(sp.fr))
+        if client.cluster is not None:
+            client.cluster.close()
+    if not quiet:
+        _print_summary(summary)
+    truth = GroundTruth.load(out / "truth.npz")
+    for line in score_lines(summary.store, truth):
+        click.echo(line)
+    click.echo(f"results store: {summary.store.url}  (open with xarray.open_zarr(path, group=...))")
+
+
+def demo_params(fr: float):
+    """CaImAn's demo-notebook parameters, scaled to the simulated neurons."""
+    from .params import Params
+
+    return Params.from_caiman({
+        "fr": fr, "decay_time": 0.4, "pw_rigid": True, "max_shifts": (6, 6), "strides": (48, 48),
+        "overlaps": (24, 24), "max_deviation_rigid": 3, "border_nan": "copy", "p": 1, "nb": 2,
+        "rf": 15, "stride": 10, "K": 4, "gSig": (4, 4), "method_init": "greedy_roi",
+        "rolling_sum": True, "only_init": True, "ssub": 1, "tsub": 1, "merge_thr": 0.85,
+        "min_SNR": 2.0, "rval_thr": 0.85, "use_cnn": True, "min_cnn_thr": 0.99, "cnn_lowest": 0.1})
+
+
+def score_lines(store, truth) -> list[str]:
+    """One line per stage present in the store, scored against the ground truth."""
+    from .validate import score_shifts
+
+    lines = []
+    stages = store.stages()
+    if "motion" in stages:
+        shifts = store.read("motion")["shifts"].values
+        lines.append(f"motion: rigid-shift error {score_shifts(shifts, truth.shifts):.3f} px RMSE "
+                     f"(no correction: {score_shifts(0 * shifts, truth.shifts):.2f} px)")
+    return lines
+
+
 def _human_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if n < 1024 or unit == "TB":

@@ -55,9 +55,17 @@ def _stage_motion(movie: xr.DataArray, params: Params, store: ResultsStore) -> d
     return {"frames_per_s": round(movie.shape[0] / max(res.seconds, 1e-9), 1)}
 
 
+def _stage_cnmf(movie: xr.DataArray, params: Params, store: ResultsStore) -> dict[str, Any]:
+    from .cnmf import cnmf
+
+    est = cnmf(store.movie(), params, store=store)
+    return {"units": int(est.A.shape[1])}
+
+
 #: stage name -> function(movie, params, store) -> details recorded with the completion mark
 STAGES: dict[str, Callable[[xr.DataArray, Params, ResultsStore], dict[str, Any]]] = {
     "motion": _stage_motion,
+    "cnmf": _stage_cnmf,
 }
 
 

@@ -61,6 +61,12 @@ class ResultsStore:
         return ds.to_zarr(self.url, group=group, storage_options=self.storage_options or None,
                           consolidated=False, **kwargs)
 
+    def write_root(self, ds: xr.Dataset) -> None:
+        """Write variables into the root group, keeping the other groups and root attributes."""
+        for name in list(ds.variables):
+            self.remove(str(name))
+        ds.to_zarr(self.url, mode="a", storage_options=self.storage_options or None, consolidated=False)
+
     def read(self, group: str | None = None) -> xr.Dataset:
         """Open a group lazily as a Dataset."""
         try:
@@ -76,6 +82,13 @@ class ResultsStore:
         node = root[parent] if parent and parent in root else (root if not parent else None)
         if node is not None and name in node:
             del node[name]
+
+    def movie(self, path: str = "movie/corrected") -> xr.DataArray:
+        """A movie of the store, lazily, tagged so that CNMF tasks read its tiles themselves."""
+        group, _, name = path.rpartition("/")
+        da = self.read(group or None)[name]
+        da.attrs.update(zarr_url=self.url, zarr_path=path, zarr_storage_options=self.storage_options)
+        return da
 
     def exists(self) -> bool:
         try:

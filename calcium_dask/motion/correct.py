@@ -73,7 +73,9 @@ def block_frames(shape: tuple[int, int, int], chunk_frames: int | None) -> int:
     if chunk_frames:
         return int(min(chunk_frames, shape[0]))
     per_frame = shape[1] * shape[2] * 4
-    return int(min(shape[0], max(16, min(1000, BLOCK_BYTES // per_frame))))
+    by_memory = max(16, min(1000, BLOCK_BYTES // per_frame))
+    # at least ~8 blocks, so that short movies still keep every worker busy
+    return int(min(shape[0], by_memory, max(16, -(-shape[0] // 8))))
 
 
 def _template_task(frames: np.ndarray, opts: dict[str, Any], niter: int, min_mov: float | None,
@@ -259,7 +261,7 @@ def _finish(movie, params, store, path, recs, tmpl, raw_t, cor_t, tc, kind, t_st
             store.write(motion, group="motion")
             store.write(summary, group="summary")
             store.write(summary_raw, group="summary_raw")
-        corrected = store.read(path.rpartition("/")[0] or None)[path.rpartition("/")[2]]
+        corrected = store.movie(path)
     else:
         given = None if kind is None else {k: motion[k].values if k in motion else None
                                            for k in ("shifts", "patch_shifts")}

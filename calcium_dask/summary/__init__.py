@@ -14,8 +14,8 @@ from .kernels import combine, finalize, partial_sums
 __all__ = ["summary_images", "summary_dataset", "tree_combine"]
 
 
-def tree_combine(records: list[Any], split_every: int = 8) -> Any:
-    """Reduce delayed partial-sum records pairwise-ish in a tree (bounded fan-in)."""
+def tree_combine(records: list[Any], split_every: int = 8, combine: Any = combine) -> Any:
+    """Reduce delayed partial-sum records in a tree of bounded fan-in with ``combine``."""
     combine_d = dask.delayed(combine, pure=True)
     while len(records) > 1:
         records = [combine_d(records[i:i + split_every]) for i in range(0, len(records), split_every)]

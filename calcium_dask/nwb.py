@@ -1,0 +1,115 @@
+"""Results to NWB (pynwb ophys): ImageSegmentation, Fluorescence and DfOverF."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .results import Results
+
+__all__ = ["write_nwb"]
+
+
+def _imaging_plane(nwb: Any, fr: float, dxy: tuple[float, float], meta: dict[str, Any]) -> Any:
+    from pynwb.ophys import OpticalChannel
+
+    device = nwb.create_device(name=meta.get("device", "microscope"),
+                               description=meta.get("device_description", "two-photon microscope"))
+    channel = OpticalChannel(name="OpticalChannel", description=meta.get("channel", "green"),
+                             emission_lambda=float(meta.get("emission_lambda", 525.0)))
+    return nwb.create_imaging_plane(
+        name="ImagingPlane", optical_channel=channel, device=device, imaging_rate=float(fr),
+        description=meta.get("plane_description", "imaging plane"),
+        excitation_lambda=float(meta.get("excitation_lambda", 920.0)),
+        indicator=meta.get("indicator", "GCaMP"), location=meta.get("location", "unknown"),
+        grid_spacing=[float(d) * 1e-6 for d in dxy], grid_spacing_unit="meters")
+
+
+def _subject(info: dict[str, Any]) -> Any:
+    """The NWB Subject from ``metadata["subject"]`` (NWB requires one; unknown fields say so)."""
+    from pynwb.file import Subject
+
+    info = {"subject_id": "unknown", "sex": "U", "description": "not given to calcium-dask", **info}
+    return Subject(**info)
+
+
+def _segmentation(nwb: Any, plane: Any, results: Results) -> Any:
+    from pynwb.ophys import ImageSegmentation
+
+    ophys = nwb.create_processing_module(name="ophys", description="calcium-dask: motion correction, CNMF")
+    seg = ImageSegmentation(name="ImageSegmentation")
+    ophys.add(seg)
+    ps = seg.create_plane_segmentation(name="PlaneSegmentation", description="CNMF spatial components",
+                                       imaging_plane=plane)
+    ds = results.ds
+    for name, doc in (("accepted", "passed component evaluation"), ("snr", "trace SNR"),
+                      ("r_value", "spatial correlation with the movie"), ("cnn_pred", "shape-classifier score")):
+        if name in ds:
+            ps.add_column(name=name, description=doc)
+    footprints = np.asarray(ds["footprints"].values, dtype=np.float32)
+    for k in range(footprints.shape[0]):
+        extra = {n: (bool(ds[n].values[k]) if n == "accepted" else float(ds[n].values[k]))
+                 for n in ("accepted", "snr", "r_value", "cnn_pred") if n in ds}
+        ps.add_roi(image_mask=footprints[k].T, **extra)  # NWB image masks are (x, y)
+    return ophys, ps
+
+
+def write_nwb(results: Results, path: str, *, session_description: str = "calcium-dask results",
+              identifier: str | None = None, session_start_time: datetime | None = None,
+              fr: float | None = None, dxy: tuple[float, float] | None = None,
+              metadata: dict[str, Any] | None = None) -> str:
+    """Write footprints, traces and dF/F to an NWB file that pynwb reads back.
+
+    Parameters
+    ----------
+    results : Results
+    path : str
+        Output ``.nwb`` file (overwritten).
+    session_start_time : datetime, optional
+        Default: now, in UTC (NWB requires a time zone).
+    fr, dxy : optional
+        Frame rate and pixel size; default from the store's attributes.
+    metadata : dict, optional
+        ``device``, ``indicator``, ``location``, ``excitation_lambda``, ``emission_lambda``,
+        ``experimenter``, ``institution``, ``keywords``, ``experiment_description`` and
+        ``subject`` (a dict of pynwb ``Subject`` fields: species, sex, age...).
+
+    Returns
+    -------
+    str
+        ``path``.
+    """
+    from pynwb import NWBHDF5IO, NWBFile
+    from pynwb.ophys import DfOverF, Fluorescence, RoiResponseSeries
+
+    attrs = results.ds.attrs
+    fr = float(fr or attrs.get("fr") or 30.0)
+    dxy = tuple(dxy or attrs.get("params", {}).get("data", {}).get("dxy") or (1.0, 1.0))
+    meta = metadata or {}
+    nwb = NWBFile(session_description=session_description, identifier=identifier or str(uuid.uuid4()),
+                  session_start_time=session_start_time or datetime.now(timezone.utc),
+                  source_script="calcium-dask", source_script_file_name="calcium_dask/nwb.py",
+                  experimenter=meta.get("experimenter"), institution=meta.get("institution"),
+                  experiment_description=meta.get("experiment_description",
+                                                  "two-photon calcium imaging processed with calcium-dask"),
+                  keywords=meta.get("keywords", ["calcium imaging", "CNMF", "motion correction"]),
+                  subject=_subject(meta.get("subject", {})))
+    plane = _imaging_plane(nwb, fr, dxy, meta)
+    ophys, ps = _segmentation(nwb, plane, results)
+    rois = ps.create_roi_table_region(region=list(range(results.ds.sizes["unit"])), description="all units")
+    series = {"Fluorescence": (Fluorescence, results.C + results.YrA if results.YrA is not None else results.C,
+                               "raw traces (denoised C + residuals YrA), a.u."),
+              "DfOverF": (DfOverF, results.F_dff, "dF/F")}
+    for name, (container, data, doc) in series.items():
+        if data is None:
+            continue
+        rrs = RoiResponseSeries(name="RoiResponseSeries", data=np.asarray(data, np.float32).T, rois=rois,
+                                unit="n.a.", rate=fr, description=doc)
+        ophys.add(container(name=name, roi_response_series=rrs))
+    with NWBHDF5IO(path, "w") as io:
+        io.write(nwb)
+    return path

@@ -1,0 +1,174 @@
+"""The Results object: the results store's root Dataset with CaImAn's vocabulary.
+
+``Results`` holds an ``xarray.Dataset`` laid out as DESIGN.md section 2 says and offers
+the names a CaImAn user knows (``A``, ``C``, ``S``, ``YrA``, ``b``, ``f``, ``F_dff``,
+``SNR_comp``, ``r_values``, ``cnn_preds``, ``idx_components``...). It does not plot and
+does not compute on the movie: evaluation and dF/F live in :mod:`calcium_dask.evaluate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import scipy.sparse as sp
+import xarray as xr
+
+from .errors import StoreError
+from .store import ResultsStore
+
+__all__ = ["Results", "open_results", "UNIT_VARS"]
+
+#: variables indexed by unit, subset together by select_components
+UNIT_VARS = ("footprints", "traces", "spikes", "residuals", "dff", "snr", "r_value", "cnn_pred", "accepted",
+             "baseline", "initial_calcium", "neurons_sn", "ar_coefficients")
+
+
+@dataclass
+class Results:
+    """CNMF results (see the module docstring).
+
+    Attributes
+    ----------
+    ds : xarray.Dataset
+        Root variables of the store (footprints, traces, ...).
+    discarded : xarray.Dataset or None
+        Units removed by :meth:`select_components` with ``save_discarded_components``.
+    motion, summary : xarray.Dataset or None
+        The ``/motion`` and ``/summary`` groups when the results came from a store.
+    """
+
+    ds: xr.Dataset
+    discarded: xr.Dataset | None = None
+    motion: xr.Dataset | None = None
+    summary: xr.Dataset | None = None
+    store: ResultsStore | None = field(default=None, repr=False)
+
+    # -- CaImAn's names ------------------------------------------------------------
+    @property
+    def dims(self) -> tuple[int, int]:
+        return int(self.ds.sizes["y"]), int(self.ds.sizes["x"])
+
+    @property
+    def A(self) -> sp.csc_matrix:
+        """Footprints, (pixels, units) sparse, pixels in CaImAn's (Fortran) order ``x * H + y``."""
+        fp = np.asarray(self.ds["footprints"].values)
+        K = fp.shape[0]
+        return sp.csc_matrix(fp.transpose(0, 2, 1).reshape(K, -1).T)
+
+    @property
+    def b(self) -> np.ndarray:
+        """Background footprints, (pixels, nb), pixels in Fortran order."""
+        bf = np.asarray(self.ds["background_footprints"].values)
+        return bf.transpose(0, 2, 1).reshape(len(bf), -1).T
+
+    def _var(self, name: str) -> np.ndarray | None:
+        return np.asarray(self.ds[name].values) if name in self.ds else None
+
+    C = property(lambda self: self._var("traces"), doc="Denoised traces (units, frames).")
+    S = property(lambda self: self._var("spikes"), doc="Deconvolved activity (units, frames).")
+    YrA = property(lambda self: self._var("residuals"), doc="Trace residuals; raw trace = C + YrA.")
+    f = property(lambda self: self._var("background_traces"), doc="Background traces (nb, frames).")
+    F_dff = property(lambda self: self._var("dff"), doc="dF/F (units, frames).")
+    SNR_comp = property(lambda self: self._var("snr"), doc="Trace SNR of each unit.")
+    r_values = property(lambda self: self._var("r_value"), doc="Spatial correlation of each unit.")
+    cnn_preds = property(lambda self: self._var("cnn_pred"), doc="Shape-classifier score of each unit.")
+
+    @property
+    def idx_components(self) -> np.ndarray:
+        """Indices of the accepted units (all units before evaluation)."""
+        if "accepted" not in self.ds:
+            return np.arange(self.ds.sizes["unit"])
+        return np.flatnonzero(self.ds["accepted"].values)
+
+    @property
+    def idx_components_bad(self) -> np.ndarray:
+        if "accepted" not in self.ds:
+            return np.zeros(0, int)
+        return np.flatnonzero(~self.ds["accepted"].values.astype(bool))
+
+    @property
+    def coordinates(self) -> list[dict[str, Any]]:
+        """Contour of each footprint at 20% of its max: ``{"unit", "coordinates" (n, 2) x/y, "CoM"}``."""
+        import contourpy
+
+        out = []
+        for k, fpk in enumerate(np.asarray(self.ds["footprints"].values)):
+            peak = float(fpk.max())
+            lines = contourpy.contour_generator(z=fpk).lines(0.2 * peak) if peak > 0 else []
+            longest = max(lines, key=len) if len(lines) else np.zeros((0, 2))
+            w = np.clip(fpk, 0, None)
+            yy, xx = np.indices(fpk.shape)
+            com = (float((w * yy).sum() / w.sum()), float((w * xx).sum() / w.sum())) if w.sum() else (np.nan,) * 2
+            out.append({"unit": k, "coordinates": np.asarray(longest), "CoM": com})
+        return out
+
+    # -- selection -----------------------------------------------------------------
+    def select_components(self, idx_components: np.ndarray | None = None, *,
+                          save_discarded_components: bool = True) -> Results:
+        """Keep the given (default: accepted) units; optionally keep the others aside."""
+        keep = self.idx_components if idx_components is None else np.asarray(idx_components, int)
+        mask = np.zeros(self.ds.sizes["unit"], bool)
+        mask[keep] = True
+        unit_vars = [v for v in self.ds.data_vars if "unit" in self.ds[v].dims]
+        kept = self.ds.isel(unit=np.flatnonzero(mask))
+        dropped = self.ds[unit_vars].isel(unit=np.flatnonzero(~mask))
+        discarded = None
+        if save_discarded_components:
+            discarded = dropped if self.discarded is None else xr.concat([self.discarded, dropped], "unit")
+        return Results(kept, discarded, self.motion, self.summary, self.store)
+
+    def restore_discarded_components(self) -> Results:
+        """Put back the units set aside by :meth:`select_components`."""
+        if self.discarded is None or self.discarded.sizes.get("unit", 0) == 0:
+            return self
+        unit_vars = [v for v in self.ds.data_vars if "unit" in self.ds[v].dims]
+        units = xr.concat([self.ds[unit_vars], self.discarded[unit_vars]], "unit").sortby("unit")
+        rest = self.ds.drop_vars(unit_vars + ["unit"])
+        return Results(xr.merge([rest, units]), None, self.motion, self.summary, self.store)
+
+    # -- movies --------------------------------------------------------------------
+    def denoised_movie(self, *, include_background: bool = True) -> xr.DataArray:
+        """``A C (+ b f)`` as a lazy (frame, y, x) movie."""
+        fp = da.from_array(np.asarray(self.ds["footprints"].values), chunks=-1)
+        movie = da.einsum("kyx,kt->tyx", fp, da.from_array(self.C, chunks=(-1, 500)))
+        if include_background and "background_footprints" in self.ds:
+            bg = da.from_array(np.asarray(self.ds["background_footprints"].values), chunks=-1)
+            movie = movie + da.einsum("kyx,kt->tyx", bg, da.from_array(self.f, chunks=(-1, 500)))
+        return xr.DataArray(movie, dims=("frame", "y", "x"), name="denoised")
+
+    def residual_movie(self, movie: xr.DataArray) -> xr.DataArray:
+        """``Y - A C - b f`` for the (corrected) movie, lazily."""
+        return (movie - self.denoised_movie().data).rename("residual")
+
+    # -- persistence ---------------------------------------------------------------
+    def to_zarr(self, url: str, *, storage_options: dict | None = None) -> ResultsStore:
+        """Write the units (and the discarded ones, group ``/discarded``) to a results store."""
+        store = ResultsStore(url, dict(storage_options or {}))
+        store.write_root(self.ds)
+        if self.discarded is not None:
+            store.write(self.discarded, group="discarded")
+        else:
+            store.remove("discarded")
+        return store
+
+    def to_nwb(self, path: str, **kwargs: Any) -> str:
+        """Write an NWB file (see :func:`calcium_dask.nwb.write_nwb`)."""
+        from .nwb import write_nwb
+
+        return write_nwb(self, path, **kwargs)
+
+
+def open_results(url: str, *, storage_options: dict | None = None) -> Results:
+    """Open a results store's units, motion and summary groups (lazily where possible)."""
+    store = ResultsStore(url, dict(storage_options or {}))
+    if not store.exists():
+        raise StoreError(f"{store.url}: no results store here")
+    ds = store.read().load()
+    if "footprints" not in ds:
+        raise StoreError(f"{store.url}: no CNMF results yet (run the cnmf stage)")
+    root = store.root(mode="r")
+    optional = {g: (store.read(g) if g in root else None) for g in ("discarded", "motion", "summary")}
+    return Results(ds, optional["discarded"], optional["motion"], optional["summary"], store)
