@@ -6,13 +6,7 @@ dF/F, on a chunked ``xarray``/``dask`` movie scheduled on any ``dask.distributed
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("calcium-dask")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
-
+from ._version import __version__
 from .errors import CalciumDaskError, MovieError, ParamsError, StoreError
 from .io import open_movie
 from .params import Params

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from . import __version__
+from ._version import __version__
 from .errors import CalciumDaskError
 
 __all__ = ["main", "cli"]

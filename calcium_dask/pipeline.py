@@ -15,7 +15,7 @@ from typing import Any, Callable
 import fsspec
 import xarray as xr
 
-from . import __version__
+from ._version import __version__
 from .errors import StoreError
 from .io import open_movie
 from .params import Params

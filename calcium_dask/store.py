@@ -15,7 +15,7 @@ from typing import Any
 import xarray as xr
 import zarr
 
-from . import __version__
+from ._version import __version__
 from .errors import StoreError
 from .io.urls import normalize
 
