@@ -266,6 +266,29 @@ def score_lines(store, truth) -> list[str]:
     return lines
 
 
+@cli.command()
+@click.argument("results")
+@click.option("--nwb", "nwb_path", required=True, type=click.Path(dir_okay=False), help="NWB file to write.")
+@click.option("--metadata", "metadata_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="YAML/JSON with NWB metadata: subject (species, sex, age...), experimenter, institution, "
+                   "indicator, location, excitation_lambda...")
+@click.option("--accepted-only", is_flag=True, help="Export only the units that passed evaluation.")
+@storage_option
+def export(results: str, nwb_path: str, metadata_file: str | None, accepted_only: bool,
+           storage_options: tuple[str, ...]) -> None:
+    """Export the results store RESULTS to an NWB file (ImageSegmentation, Fluorescence, DfOverF)."""
+    import yaml
+
+    from .results import open_results
+
+    res = open_results(results, storage_options=parse_storage_options(storage_options))
+    if accepted_only:
+        res = res.select_components(save_discarded_components=False)
+    meta = yaml.safe_load(open(metadata_file).read()) if metadata_file else {}
+    res.to_nwb(nwb_path, metadata=meta or {})
+    click.echo(f"wrote {nwb_path} ({res.ds.sizes['unit']} units)")
+
+
 def _human_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if n < 1024 or unit == "TB":

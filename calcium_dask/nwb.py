@@ -84,7 +84,7 @@ def write_nwb(results: Results, path: str, *, session_description: str = "calciu
         ``path``.
     """
     from pynwb import NWBHDF5IO, NWBFile
-    from pynwb.ophys import DfOverF, Fluorescence, RoiResponseSeries
+    from pynwb.ophys import DfOverF, Fluorescence
 
     attrs = results.ds.attrs
     fr = float(fr or attrs.get("fr") or 30.0)
@@ -107,9 +107,10 @@ def write_nwb(results: Results, path: str, *, session_description: str = "calciu
     for name, (container, data, doc) in series.items():
         if data is None:
             continue
-        rrs = RoiResponseSeries(name="RoiResponseSeries", data=np.asarray(data, np.float32).T, rois=rois,
-                                unit="n.a.", rate=fr, description=doc)
-        ophys.add(container(name=name, roi_response_series=rrs))
+        holder = container(name=name)
+        ophys.add(holder)  # first, so that the series and its ROI table share an ancestor
+        holder.create_roi_response_series(name="RoiResponseSeries", data=np.asarray(data, np.float32).T,
+                                          rois=rois, unit="n.a.", rate=fr, description=doc)
     with NWBHDF5IO(path, "w") as io:
         io.write(nwb)
     return path

@@ -1,0 +1,113 @@
+"""The Results object: CaImAn's names, selection, round trips to zarr and NWB."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from calcium_dask import StoreError
+from calcium_dask.cli import main
+from calcium_dask.results import Results, open_results
+from calcium_dask.store import ResultsStore
+
+H, W, T, K = 20, 24, 60, 5
+
+
+def make_results() -> Results:
+    rng = np.random.default_rng(0)
+    fp = np.zeros((K, H, W), np.float32)
+    for k in range(K):
+        y, x = 3 + 3 * k, 4 + 4 * k
+        fp[k, y - 2:y + 3, x - 2:x + 3] = rng.random((5, 5)) + 0.5
+    C = rng.random((K, T)).astype(np.float32)
+    ds = xr.Dataset({
+        "footprints": (("unit", "y", "x"), fp),
+        "traces": (("unit", "frame"), C),
+        "spikes": (("unit", "frame"), np.maximum(C - 0.5, 0)),
+        "residuals": (("unit", "frame"), 0.1 * rng.normal(size=(K, T)).astype(np.float32)),
+        "dff": (("unit", "frame"), C / 2),
+        "background_footprints": (("background", "y", "x"), np.ones((1, H, W), np.float32)),
+        "background_traces": (("background", "frame"), np.full((1, T), 3.0, np.float32)),
+        "snr": (("unit",), np.arange(K, dtype=np.float32)),
+        "accepted": (("unit",), np.array([True, False, True, True, False])),
+    }, coords={"unit": np.arange(K)}, attrs={"fr": 15.0})
+    return Results(ds)
+
+
+def test_caiman_names():
+    r = make_results()
+    fp = r.ds["footprints"].values
+    assert r.A.shape == (H * W, K)
+    # CaImAn's pixel order: Fortran (x * H + y)
+    np.testing.assert_array_equal(r.A[:, 2].toarray().ravel(), fp[2].ravel(order="F"))
+    assert r.b.shape == (H * W, 1) and r.C.shape == (K, T) and r.f.shape == (1, T)
+    np.testing.assert_array_equal(r.idx_components, [0, 2, 3])
+    np.testing.assert_array_equal(r.idx_components_bad, [1, 4])
+    coords = r.coordinates
+    assert len(coords) == K and coords[1]["coordinates"].shape[1] == 2
+    assert coords[1]["CoM"] == pytest.approx((6.0, 8.0), abs=0.6)
+
+
+def test_select_and_restore():
+    r = make_results()
+    s = r.select_components()
+    assert s.ds.sizes["unit"] == 3 and s.discarded.sizes["unit"] == 2
+    np.testing.assert_array_equal(s.C, r.C[[0, 2, 3]])
+    back = s.restore_discarded_components()
+    np.testing.assert_array_equal(back.C, r.C)
+    np.testing.assert_array_equal(back.ds["accepted"].values, r.ds["accepted"].values)
+    assert r.select_components(save_discarded_components=False).discarded is None
+
+
+def test_denoised_movie_is_lazy_and_right():
+    r = make_results()
+    mov = r.denoised_movie()
+    assert mov.chunks is not None
+    expected = np.einsum("kyx,kt->tyx", r.ds["footprints"].values, r.C) + 3.0
+    np.testing.assert_allclose(mov[:7].values, expected[:7], rtol=1e-5)
+
+
+def test_zarr_round_trip_exact(tmp_path):
+    r = make_results().select_components()
+    url = str(tmp_path / "r.zarr")
+    r.to_zarr(url)
+    back = open_results(url)
+    xr.testing.assert_identical(back.ds.drop_attrs(), r.ds.drop_attrs())
+    xr.testing.assert_identical(back.discarded.load(), r.discarded)
+    with pytest.raises(StoreError, match="no results store"):
+        open_results(str(tmp_path / "missing.zarr"))
+
+
+def test_nwb_round_trip_and_inspector(tmp_path):
+    pynwb = pytest.importorskip("pynwb")
+    r = make_results()
+    path = str(tmp_path / "r.nwb")
+    r.to_nwb(path, metadata={"subject": {"species": "Mus musculus", "age": "P90D"},
+                             "experimenter": ["Doe, Jane"], "institution": "Lab", "location": "VISp"})
+    with pynwb.NWBHDF5IO(path, "r") as io:
+        nwb = io.read()
+        ophys = nwb.processing["ophys"]
+        ps = ophys["ImageSegmentation"]["PlaneSegmentation"]
+        assert len(ps) == K
+        np.testing.assert_allclose(ps["image_mask"][1].T, r.ds["footprints"].values[1])
+        np.testing.assert_array_equal(ps["accepted"][:], r.ds["accepted"].values)
+        raw = ophys["Fluorescence"]["RoiResponseSeries"].data[:]
+        np.testing.assert_allclose(raw.T, r.C + r.YrA, rtol=1e-6)
+        np.testing.assert_allclose(ophys["DfOverF"]["RoiResponseSeries"].data[:].T, r.F_dff)
+        assert ophys["Fluorescence"]["RoiResponseSeries"].rate == 15.0
+    from nwbinspector import Importance, inspect_nwbfile
+
+    serious = [m for m in inspect_nwbfile(nwbfile_path=path)
+               if m.importance in (Importance.CRITICAL, Importance.ERROR, Importance.PYNWB_VALIDATION)]
+    assert serious == []
+
+
+def test_export_cli(tmp_path, capsys):
+    url = str(tmp_path / "r.zarr")
+    make_results().to_zarr(url)
+    with pytest.raises(SystemExit) as e:
+        main(["export", url, "--nwb", str(tmp_path / "a.nwb"), "--accepted-only"])
+    assert e.value.code == 0 and "3 units" in capsys.readouterr().out
+    ResultsStore(url)  # the store is left as it was
+    assert open_results(url).ds.sizes["unit"] == K
