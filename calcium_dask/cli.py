@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import click
+import numpy as np
 
 from ._version import __version__
 from .errors import CalciumDaskError
@@ -255,14 +256,30 @@ def demo_params(fr: float):
 
 def score_lines(store, truth) -> list[str]:
     """One line per stage present in the store, scored against the ground truth."""
-    from .validate import score_shifts
+    from .validate import frame_offset, score_shifts, score_sources, shift_images
 
-    lines = []
+    lines: list[str] = []
     stages = store.stages()
-    if "motion" in stages:
-        shifts = store.read("motion")["shifts"].values
-        lines.append(f"motion: rigid-shift error {score_shifts(shifts, truth.shifts):.3f} px RMSE "
-                     f"(no correction: {score_shifts(0 * shifts, truth.shifts):.2f} px)")
+    if "motion" not in stages:
+        return lines
+    shifts = store.read("motion")["shifts"].values
+    lines.append(f"motion: rigid-shift error {score_shifts(shifts, truth.shifts):.3f} px RMSE "
+                 f"(no correction: {score_shifts(0 * shifts, truth.shifts):.2f} px)")
+    if "cnmf" not in stages:
+        return lines
+    ds = store.read()
+    truth_fp = shift_images(truth.footprints, frame_offset(shifts, truth.shifts))
+    found = ds["footprints"].values
+    groups = [("all units", np.ones(len(found), bool))]
+    if "accepted" in ds:
+        groups.append(("accepted units", ds["accepted"].values.astype(bool)))
+    for label, keep in groups:
+        sc = score_sources(truth_fp, truth.C, found[keep], ds["traces"].values[keep], snr=truth.snr)
+        low = sc.get("recall_by_snr_tertile", [None])[0]
+        lines.append(f"{label}: {sc['n_found']} found for {sc['n_true']} true neurons; precision "
+                     f"{sc['precision']:.2f}, recall {sc['recall']:.2f}, F1 {sc['f1']:.2f} (IoU >= 0.3); "
+                     f"trace correlation {sc.get('trace_corr_median', float('nan')):.3f}; "
+                     f"recall of the lowest-SNR third {low if low is None else round(low, 2)}")
     return lines
 
 

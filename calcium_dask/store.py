@@ -63,9 +63,11 @@ class ResultsStore:
 
     def write_root(self, ds: xr.Dataset) -> None:
         """Write variables into the root group, keeping the other groups and root attributes."""
+        keep = dict(self.root().attrs)  # xarray replaces a group's attributes with ds.attrs
         for name in list(ds.variables):
             self.remove(str(name))
         ds.to_zarr(self.url, mode="a", storage_options=self.storage_options or None, consolidated=False)
+        self.root().attrs.put({**keep, **json.loads(json.dumps(ds.attrs))})
 
     def read(self, group: str | None = None) -> xr.Dataset:
         """Open a group lazily as a Dataset."""

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 __all__ = ["low_rank_background"]
 
 
-def low_rank_background(b_all: np.ndarray, f_all: np.ndarray, nb: int, *, iters: int = 50,
+def low_rank_background(b_all: np.ndarray | sp.spmatrix, f_all: np.ndarray, nb: int, *, iters: int = 50,
                         seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Rank-``nb`` non-negative factorisation of ``B = b_all @ f_all`` without forming B.
 
     Parameters
     ----------
-    b_all : (N, P) array
-        Background footprints of all patches, in global pixels (zero outside each patch).
+    b_all : (N, P) array or sparse matrix
+        Background footprints of all patches, in global pixels (zero outside each patch),
+        already divided by the number of patches covering each pixel so that overlaps
+        average rather than add.
     f_all : (P, T) array
         Their traces.
     nb : int
@@ -33,7 +36,7 @@ def low_rank_background(b_all: np.ndarray, f_all: np.ndarray, nb: int, *, iters:
     N, T = b_all.shape[0], f_all.shape[1]
     if nb == 0 or b_all.shape[1] == 0:
         return np.zeros((N, nb), np.float32), np.zeros((nb, T), np.float32)
-    b_all = np.asarray(b_all, np.float64)
+    b_all = sp.csr_matrix(b_all, dtype=np.float64) if sp.issparse(b_all) else np.asarray(b_all, np.float64)
     f_all = np.asarray(f_all, np.float64)
     rng = np.random.default_rng(seed)
     f = np.maximum(f_all.mean(0, keepdims=True), 0) + 0.1 * rng.random((nb, T)) * f_all.mean()

@@ -105,16 +105,22 @@ def _solve_b(y, lam, b, b_lo, b_hi, fix_b, tol_b, wts, g, tabs, work, c, z, h, o
     lo, hi, m_lo, m_hi = b_lo, b_hi, np.nan, np.nan
     side = 0
     n = 0
+    last = False
     for it in range(_MAX_INNER + 1):
         for t in range(T):
             z[t] = y[t] - b - lam * wts[t]
         n = pav(z, g1, g2, d, r, 0.0, tabs, work)
         fill(c, n, d, tabs, work)
-        if fix_b or it == _MAX_INNER:
+        if fix_b or last or it == _MAX_INNER:
             break
         m = np.mean(y - c) - b
+        if abs(m) <= tol_b or (m < 0 and b <= b_lo):
+            break
         # a bracket of 10 tol_b: the greedy AR(2) solution can jump across the root
-        if abs(m) <= tol_b or (m < 0 and b <= b_lo) or hi - lo <= 10 * tol_b:
+        if hi - lo <= 10 * tol_b:
+            if m < 0 and lo <= b_lo:  # the root is below the bound: the bound is optimal
+                b, last = b_lo, True
+                continue
             break
         if m > 0:  # the mean residual decreases with b: the root is above
             lo, m_lo = b, m

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .init import _finite, initialize_components
+from .init import _centers, _finite, initialize_components
 from .merge import merge_components, remove_empty
 from .noise import noise_psd
 from .spatial import update_spatial
@@ -114,6 +114,12 @@ def fit_patch(
     temporal_iterations: int = 2,
     spatial_options: dict | None = None,
     temporal_options: dict | None = None,
+    detrend_window: int = 0,
+    min_snr_init: float | None = None,
+    decay_frames: float = 0.0,
+    remove_common: bool = False,
+    remove_motion: bool = False,
+    own: tuple[int, int, int, int] | None = None,
 ) -> PatchResult:
     """Run CNMF on one patch: noise, initialisation, spatial/temporal updates, merging.
 
@@ -141,6 +147,13 @@ def fit_patch(
     spatial_options, temporal_options : dict, optional
         Extra keywords of :func:`~calcium_dask.cnmf.spatial.update_spatial` and
         :func:`~calcium_dask.cnmf.temporal.update_temporal`.
+    detrend_window, min_snr_init, decay_frames, remove_common, remove_motion : optional
+        Seeding options ``detrend_window``, ``min_snr``, ``decay_frames``,
+        ``remove_common`` and ``remove_motion`` of :func:`~calcium_dask.cnmf.init.greedy_roi`.
+    own : (y0, y1, x0, x1), optional
+        The patch's own tile: up to K seeds are taken inside it (seeds outside are fitted
+        as well, to explain the neurons of the overlaps), and only the components whose
+        centre of mass lies inside it are returned.
 
     Returns
     -------
@@ -163,10 +176,13 @@ def fit_patch(
     A, C, b, f, _ = initialize_components(
         Y, K=K, gSig=gSig, gSiz=gSiz, nIter=nIter, maxIter=maxIter, ssub=ssub, tsub=tsub,
         nb=nb, rolling_sum=rolling_sum, rolling_length=rolling_length,
-        normalize_init=normalize_init)
+        normalize_init=normalize_init, detrend_window=detrend_window, min_snr=min_snr_init,
+        decay_frames=decay_frames, remove_common=remove_common, remove_motion=remove_motion,
+        own=own)
     A, C, _ = remove_empty(A, C)
     if only_init:
-        return _init_result(Yr, A, C, b, f, sn, dims, p, noise_range, noise_method)
+        res = _init_result(Yr, A, C, b, f, sn, dims, p, noise_range, noise_method)
+        return _owned(res, own)
     topts = dict(p=p, bas_nonneg=bas_nonneg, iterations=temporal_iterations,
                  noise_range=noise_range, noise_method=noise_method, lags=lags,
                  fudge_factor=fudge_factor, **(temporal_options or {}))
@@ -180,8 +196,21 @@ def fit_patch(
         if do_merge and it < n_iter - 1 and A.shape[1] > 1:
             m = merge_components(A, C, merge_thr=merge_thr)
             A, C = m.A, m.C
-    return PatchResult(A.astype(np.float32), tres.C, tres.S, tres.YrA, b, f, sn, tres.g,
-                       tres.bl, tres.c1, tres.sn, dims)
+    res = PatchResult(A.astype(np.float32), tres.C, tres.S, tres.YrA, b, f, sn, tres.g,
+                      tres.bl, tres.c1, tres.sn, dims)
+    return _owned(res, own)
+
+
+def _owned(res: PatchResult, own: tuple[int, int, int, int] | None) -> PatchResult:
+    """The components whose centre of mass lies in the tile ``own`` (all when None)."""
+    if own is None or res.A.shape[1] == 0:
+        return res
+    cy, cx = _centers(res.A, res.dims).T
+    keep = np.flatnonzero((cy >= own[0] - 0.5) & (cy < own[1] - 0.5)
+                          & (cx >= own[2] - 0.5) & (cx < own[3] - 0.5))
+    return PatchResult(res.A[:, keep], res.C[keep], res.S[keep], res.YrA[keep], res.b, res.f,
+                       res.sn, res.g[keep], res.bl[keep], res.c1[keep], res.neurons_sn[keep],
+                       res.dims)
 
 
 def _init_result(Yr, A, C, b, f, sn, dims, p, noise_range, noise_method) -> PatchResult:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["patch_boxes"]
+__all__ = ["patch_boxes", "own_boxes"]
+
+Box = tuple[int, int, int, int]  # (y0, y1, x0, x1)
 
 
 def _starts(n: int, size: int, step: int) -> list[int]:
@@ -31,3 +33,33 @@ def patch_boxes(dims: tuple[int, int], rf: int | None, stride: int | None) -> li
     step = size - overlap
     return [(y, min(y + size, h), x, min(x + size, w))
             for y in _starts(h, size, step) for x in _starts(w, size, step)]
+
+
+def _own_edges(starts: list[int], ends: list[int], n: int) -> list[tuple[int, int]]:
+    """Split ``[0, n)`` at the midpoints between consecutive patch centres."""
+    centres = [(a + b) / 2 for a, b in zip(starts, ends)]
+    cuts = [0] + [int((c0 + c1) // 2) + 1 for c0, c1 in zip(centres, centres[1:])] + [n]
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def own_boxes(boxes: list[Box], dims: tuple[int, int]) -> list[Box]:
+    """The tile each patch owns: the pixels nearer its centre than any other patch's.
+
+    Parameters
+    ----------
+    boxes : list of (y0, y1, x0, x1)
+        Patches from :func:`patch_boxes` (a regular grid, rows of equal x extents).
+    dims : (h, w)
+
+    Returns
+    -------
+    list of (y0, y1, x0, x1)
+        One tile per patch, inside it; the tiles cover the field of view without overlap.
+        A patch reports only the components centred in its tile, so a neuron in an overlap
+        is reported once.
+    """
+    ys = sorted({(b[0], b[1]) for b in boxes})
+    xs = sorted({(b[2], b[3]) for b in boxes})
+    ty = dict(zip(ys, _own_edges([a for a, _ in ys], [b for _, b in ys], dims[0])))
+    tx = dict(zip(xs, _own_edges([a for a, _ in xs], [b for _, b in xs], dims[1])))
+    return [(*ty[(b[0], b[1])], *tx[(b[2], b[3])]) for b in boxes]

@@ -169,7 +169,8 @@ def hals_footprints(
     b: np.ndarray | None = None,
     l1: np.ndarray | None = None,
     iters: int = 2,
-) -> sp.csc_matrix:
+    Yf: np.ndarray | None = None,
+) -> sp.csc_matrix | tuple[sp.csc_matrix, np.ndarray]:
     """Non-negative HALS on footprints restricted to their search areas.
 
     Parameters
@@ -183,16 +184,21 @@ def hals_footprints(
     mask : (N, K) bool array or sparse matrix
         Search area of each footprint.
     b : (N, nb) array, optional
-        Background footprints, held fixed (their overlap with neurons enters via ``CCt``).
+        Background footprints (their overlap with neurons enters via ``CCt``); held fixed
+        unless ``Yf`` is given.
     l1 : (N,) array, optional
         Per-pixel L1 weight; the penalty on ``A[i, k]`` is ``l1[i] * sqrt(CCt[k, k])``.
     iters : int
         Sweeps over all footprints.
+    Yf : (N, nb) array, optional
+        ``Y f^T``: when given, the background footprints are free too, each pixel's ``b``
+        re-solved exactly after every sweep over the footprints (a joint regression of each
+        pixel on neurons and background, as CaImAn's), and ``(A, b)`` is returned.
 
     Returns
     -------
     (N, K) scipy.sparse.csc_matrix, float32
-        Updated footprints, zero outside ``mask``.
+        Updated footprints, zero outside ``mask``; with ``Yf``, also the (N, nb) background.
 
     Notes
     -----
@@ -208,22 +214,37 @@ def hals_footprints(
     CCt = np.asarray(CCt, dtype=np.float64)
     vals = _gather(A, rows, cols)
     target = _gather(YCt, rows, cols)
-    if b is not None and b.shape[1]:
-        # the fixed background's share of the gradient: sum_m b[i, m] CCt[K + m, k]
-        target -= np.einsum("em,me->e", b[rows].astype(np.float64), CCt[K:, cols])
     dk = np.diag(CCt)[:K]
     if l1 is not None:
         target -= np.asarray(l1, dtype=np.float64)[rows] * np.sqrt(np.maximum(dk, 0))[cols]
     d = np.where(dk > 0, dk, np.inf)[cols]
     vals[np.isinf(d)] = 0.0  # a zero trace supports no footprint
     sweeps = _group_sweeps(mask, rows, cols, CCt)
+    has_b = b is not None and b.shape[1] > 0
+    free_b = has_b and Yf is not None
     for _ in range(iters):
+        # the background's share of the gradient: sum_m b[i, m] CCt[K + m, k]
+        tgt = target - _background_share(b, rows, cols, CCt, K) if has_b else target
         for own, local, second, weight in sweeps:
             contrib = np.bincount(local, weights=vals[second] * weight, minlength=own.size)
-            vals[own] = np.maximum(vals[own] + (target[own] - contrib) / d[own], 0)
+            vals[own] = np.maximum(vals[own] + (tgt[own] - contrib) / d[own], 0)
+        if free_b:
+            b = _pixel_background(Yf, CCt, K, vals, rows, cols, b)
     out = sp.csc_matrix((vals.astype(np.float32), mask.indices, mask.indptr), shape=(N, K))
     out.eliminate_zeros()
-    return out
+    return (out, b) if free_b else out
+
+
+def _background_share(b, rows, cols, CCt, K) -> np.ndarray:
+    return np.einsum("em,me->e", b[rows].astype(np.float64), CCt[K:, cols])
+
+
+def _pixel_background(Yf, CCt, K, vals, rows, cols, b) -> np.ndarray:
+    """Non-negative background of every pixel given the footprint entries (exact if nb <= 4)."""
+    # (A CCt[:K, K:])[i, m] = sum over entries e = (i, k) of vals[e] CCt[k, K + m]
+    AC = np.zeros(b.shape)
+    np.add.at(AC, rows, vals[:, None] * CCt[cols, K:])
+    return hals_background(np.asarray(Yf, np.float64) - AC, CCt[K:, K:], b)
 
 
 def hals_background(

@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse import csgraph
 
-__all__ = ["MergeResult", "merge_components", "remove_empty"]
+__all__ = ["MergeResult", "merge_components", "merge_until_stable", "remove_empty"]
 
 _PAIR_BLOCK = 4096  # trace pairs correlated per vectorised block
 
@@ -146,3 +146,26 @@ def remove_empty(
     c_ok = np.abs(C).sum(1) > 0
     keep = np.flatnonzero(a_ok & c_ok)
     return A[:, keep], C[keep], keep
+
+
+def merge_until_stable(A: sp.spmatrix, C: np.ndarray, merge_thr: float) -> tuple[sp.csc_matrix, np.ndarray]:
+    """Merge overlapping, correlated components until no pair qualifies.
+
+    Parameters
+    ----------
+    A : (N, K) sparse matrix
+    C : (K, T) array
+    merge_thr : float
+        As in :func:`merge_components`.
+
+    Returns
+    -------
+    A : (N, K') csc float32, C : (K', T) float32
+    """
+    A = sp.csc_matrix(A, dtype=np.float32)
+    while A.shape[1] > 1:
+        m = merge_components(A, C, merge_thr=merge_thr)
+        if not m.groups:
+            break
+        A, C = m.A, m.C
+    return A, C

@@ -126,10 +126,12 @@ def noise_psd(
     if not band.any():
         raise ValueError(f"noise_range {noise_range} selects no frequency for T={T}")
     sn = np.empty(Y2.shape[0])
+    # single precision is plenty for a noise level and halves the FFT's time and memory
+    dtype = np.float32 if Y2.dtype == np.float32 else np.float64
     for start in range(0, Y2.shape[0], _ROWS_PER_BLOCK):
-        block = np.asarray(Y2[start : start + _ROWS_PER_BLOCK], dtype=np.float64)
+        block = np.asarray(Y2[start : start + _ROWS_PER_BLOCK], dtype=dtype)
         X = scipy.fft.rfft(block, axis=-1, workers=1)[:, band]
-        psd = (2.0 / T) * (X.real**2 + X.imag**2)
+        psd = (2.0 / T) * (X.real.astype(np.float64) ** 2 + X.imag.astype(np.float64) ** 2)
         sn[start : start + block.shape[0]] = _average_psd(psd, noise_method, unbiased)
     return float(sn[0]) if scalar else sn
 

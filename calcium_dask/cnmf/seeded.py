@@ -19,13 +19,15 @@ import xarray as xr
 from ..params import Params
 from ..progress import compute
 from ..summary import tree_combine
-from .merge import remove_empty
-from .patches import merge_until_stable
+from .merge import merge_until_stable, remove_empty
+from .products import add_compensated, frames_dot_footprints, frames_dot_traces_parts
 from .source import time_blocks
 from .spatial import search_area, update_spatial
 from .temporal import TemporalResult, update_temporal
 
 __all__ = ["refit", "CNMFEstimates", "temporal_options"]
+
+SEARCH_RADIUS = 2  # city-block dilation of the supports (CaImAn's 'dilate' search area)
 
 
 @dataclass
@@ -58,43 +60,47 @@ def temporal_options(params: Params) -> dict[str, Any]:
 
 
 # -- per-time-chunk kernels (run in tasks) ----------------------------------------------
-def _aty_block(Y: np.ndarray, Ab: sp.csc_matrix) -> np.ndarray:
-    """``[A b]^T Y`` for one time chunk: (K + nb, Tc)."""
-    Yb = np.asarray(Y, np.float32).reshape(len(Y), -1)
-    return np.asarray((Ab.T @ Yb.T), dtype=np.float32)
+def _aty_block(Y: np.ndarray, A: sp.csc_matrix, b: np.ndarray) -> np.ndarray:
+    """``[A b]^T Y`` for one time chunk: (K + nb, Tc) float32."""
+    return frames_dot_footprints(Y, A, b).astype(np.float32)
 
 
-def _yct_block(Y: np.ndarray, Cb: np.ndarray, indptr: np.ndarray, indices: np.ndarray, K: int) -> dict:
-    """``Y [C; f]^T`` for one time chunk: neuron columns on their search areas, background dense."""
-    Yb = np.asarray(Y, np.float32).reshape(len(Y), -1)
-    vals = np.empty(len(indices), np.float64)
-    for k in range(K):
-        sl = slice(indptr[k], indptr[k + 1])
-        vals[sl] = Cb[k] @ Yb[:, indices[sl]]
-    return {"vals": vals, "bg": (Yb.T @ Cb[K:].T).astype(np.float64)}
+def _yct_block(Y: np.ndarray, Cb: np.ndarray, mask: sp.csc_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """Compensated ``Y [C; f]^T`` of one time chunk on ``mask`` (search areas, then every
+    pixel for the background columns), as ``(hi, lo)``."""
+    return frames_dot_traces_parts(Y, Cb, mask)
+
+
+def _add_parts(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    total = parts[0]
+    for p in parts[1:]:
+        total = add_compensated(total, p)
+    return total
 
 
 # -- passes over the movie ---------------------------------------------------------------
 def _pass_aty(blocks: list, A: sp.csc_matrix, b: np.ndarray, label: str) -> np.ndarray:
-    Ab = dask.delayed(sp.hstack([A, sp.csc_matrix(b)]).tocsc().astype(np.float32), pure=True)
-    parts = compute([dask.delayed(_aty_block, pure=True)(blk, Ab) for _, blk in blocks], label=label)
+    A_ = dask.delayed(sp.csc_matrix(A, dtype=np.float32), pure=True)
+    b_ = dask.delayed(np.asarray(b, np.float32), pure=True)
+    parts = compute([dask.delayed(_aty_block, pure=True)(blk, A_, b_) for _, blk in blocks], label=label)
     return np.concatenate(parts, axis=1)
 
 
 def _pass_yct(blocks: list, mask: sp.csc_matrix, Cf: np.ndarray, K: int, label: str) -> sp.csc_matrix:
-    mask = sp.csc_matrix(mask)
-    indptr = dask.delayed(mask.indptr, pure=True)
-    indices = dask.delayed(mask.indices, pure=True)
+    """``Y [C; f]^T``: neurons on their search areas, background everywhere, summed over time.
+
+    The sums are compensated, so the result does not depend on the time chunking (nor on
+    the number of workers).
+    """
+    N, nb = mask.shape[0], Cf.shape[0] - K
+    full = sp.hstack([sp.csc_matrix(mask, dtype=bool), sp.csc_matrix(np.ones((N, nb), bool))]).tocsc()
+    full.sort_indices()
+    mask_ = dask.delayed(full, pure=True)
     ends = [t0 for t0, _ in blocks[1:]] + [Cf.shape[1]]
-    parts = [dask.delayed(_yct_block, pure=True)(blk, Cf[:, t0:t1].astype(np.float32), indptr, indices, K)
+    parts = [dask.delayed(_yct_block, pure=True)(blk, Cf[:, t0:t1].astype(np.float32), mask_)
              for (t0, blk), t1 in zip(blocks, ends)]
-    total = compute([tree_combine(parts, combine=_add_records)], label=label)[0]
-    neurons = sp.csc_matrix((total["vals"], mask.indices, mask.indptr), shape=mask.shape)
-    return sp.hstack([neurons, sp.csc_matrix(total["bg"])]).tocsc()
-
-
-def _add_records(records: list[dict]) -> dict:
-    return {k: sum(r[k] for r in records) for k in records[0]}
+    hi, lo = compute([tree_combine(parts, combine=_add_parts)], label=label)[0]
+    return sp.csc_matrix(((hi + lo).astype(np.float32), full.indices, full.indptr), shape=full.shape)
 
 
 def _upsample_time(X: np.ndarray, factor: int, T: int) -> np.ndarray:
@@ -138,7 +144,7 @@ def refit(movie: xr.DataArray, A: sp.csc_matrix, C: np.ndarray, b: np.ndarray, f
         return _empty(A, b, f, sn, dims, T, params.temporal.p)
     tres = _temporal(blocks, A, b, C, f, topts, "refit: temporal update")
     C, f = tres.C, tres.f
-    mask = search_area(A, dims, expand=int(round(params.spatial.dist)) or 1)
+    mask = search_area(A, dims, expand=SEARCH_RADIUS)
     YCt = _pass_yct(blocks, mask, np.vstack([C, f]), A.shape[1], "refit: spatial update")
     Cf = np.vstack([C, f]).astype(np.float64)
     sp_opts = dict(thr_method=params.spatial.thr_method, maxthr=params.spatial.maxthr,

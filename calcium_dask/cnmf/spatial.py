@@ -291,7 +291,9 @@ def update_spatial(
     thr_method, maxthr, nrgthr, medw, extract_cc
         Passed to :func:`threshold_footprints`.
     update_background, bg_iters
-        Update ``b`` by HALS on ``Y f^T - A C f^T``, over every pixel.
+        Update ``b`` too: solved per pixel jointly with the footprints (each HALS sweep),
+        then once more after thresholding (HALS on ``Y f^T - A C f^T``, ``bg_iters`` sweeps
+        when ``nb > 4``, exact otherwise). False holds ``b`` fixed.
     normalize : bool
         Scale footprints to unit L2 norm (see ``SpatialResult.norms``).
 
@@ -311,12 +313,18 @@ def update_spatial(
         mask = search_area(A, dims, expand=expand)
     YCt_n = YCt[:, :K] if K else np.zeros((A.shape[0], 0), np.float32)
     l1 = None if sn is None else l1_weight * np.asarray(sn, dtype=np.float64)
-    A1 = hals_footprints(YCt_n, CCt, A, mask, b=b, l1=l1, iters=iters)
+    Ybg = YCt[:, K:]
+    Ybg = Ybg.toarray() if sp.issparse(Ybg) else np.asarray(Ybg)
+    if update_background and b.shape[1]:
+        # each pixel regressed on neurons and background together: an error in the starting
+        # background goes into b, not into the footprints
+        A1, b = hals_footprints(YCt_n, CCt, A, mask, b=b, l1=l1, iters=iters, Yf=Ybg)
+        b = b.astype(np.float32)
+    else:
+        A1 = hals_footprints(YCt_n, CCt, A, mask, b=b, l1=l1, iters=iters)
     A1 = threshold_footprints(A1, dims, thr_method=thr_method, maxthr=maxthr,
                               nrgthr=nrgthr, medw=medw, extract_cc=extract_cc)
     if update_background and b.shape[1]:
-        Ybg = YCt[:, K:]
-        Ybg = Ybg.toarray() if sp.issparse(Ybg) else np.asarray(Ybg)
         Yf = Ybg - A1 @ CCt[:K, K:]
         b = hals_background(Yf, CCt[K:, K:], b, iters=bg_iters)
     norms = np.sqrt(np.asarray(A1.multiply(A1).sum(0), dtype=np.float64).ravel())

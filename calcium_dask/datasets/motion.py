@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from scipy import ndimage
 from scipy.interpolate import CubicSpline
 from scipy.ndimage import gaussian_filter1d
 
@@ -75,7 +76,7 @@ def nonrigid_field(rng: np.random.Generator, *, T: int, fr: float, grid: tuple[i
 
     Each node moves slowly (seconds) and partly in step with breathing; the mean over
     the nodes is removed so the rigid part stays in ``shifts``; values are soft-limited
-    by ``nonrigid_max * tanh``.
+    by ``nonrigid_max * tanh``. Nodes are smoothed together (tissue deforms smoothly).
 
     Returns
     -------
@@ -86,10 +87,14 @@ def nonrigid_field(rng: np.random.Generator, *, T: int, fr: float, grid: tuple[i
     slow = np.stack([smooth_noise_1d(rng, T, 1.5 * fr) for _ in range(2 * gy * gx)], 1)
     pattern = rng.standard_normal(2 * gy * gx)
     z = (0.6 * slow + 0.8 * breath[:, None] * pattern).reshape(T, 2, gy, gx)
+    # tissue deforms smoothly: neighbouring nodes move together (a node-to-node
+    # correlation length of ~2 nodes), as in real two-photon data
+    z = ndimage.gaussian_filter(z, sigma=(0, 0, 1.5, 1.5), mode="nearest")
     z -= z.mean(axis=(2, 3), keepdims=True)
+    z /= max(float(z.std()), 1e-12)
     if nonrigid_max <= 0:
         return np.zeros(z.shape, np.float32)
-    return (nonrigid_max * np.tanh(z / 1.2)).astype(np.float32)
+    return (nonrigid_max * np.tanh(0.2 * z)).astype(np.float32)
 
 
 def spline_basis(n: int, n_nodes: int) -> np.ndarray:

@@ -97,6 +97,11 @@ def _source(engine: str, url: Any, files: list[str], dataset: str | None, plane:
     return _to_dask(src, chunk_frames, token), meta
 
 
+def _pair(d: Any) -> list[float]:
+    """A pixel size as [dy, dx]; a single number means square pixels."""
+    return [float(d), float(d)] if np.isscalar(d) else [float(v) for v in d]
+
+
 def open_movie(url_or_path: str | os.PathLike | list, *, fr: float | None = None,
                dxy: tuple[float, float] | None = None, storage_options: dict | None = None,
                engine: Engine | None = None, dataset: str | None = None, plane: int | None = None,
@@ -144,7 +149,7 @@ def open_movie(url_or_path: str | os.PathLike | list, *, fr: float | None = None
     attrs = {
         "fr": float(fr if fr is not None else meta.get("fr") or 30.0),
         "fr_from": "argument" if fr is not None else ("file" if meta.get("fr") else "default"),
-        "dxy": list(dxy if dxy is not None else meta.get("dxy") or (1.0, 1.0)),
+        "dxy": _pair(dxy if dxy is not None else meta.get("dxy") or (1.0, 1.0)),
         "source": normalize(files[0]) if len(files) == 1 else [normalize(f) for f in files],
         "engine": engine,
     }

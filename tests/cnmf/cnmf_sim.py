@@ -64,3 +64,61 @@ def match(A_est, A_true):
                   for k in range(A_true.shape[1])])
     idx = M.argmax(1)
     return idx, M[np.arange(len(idx)), idx]
+
+
+def _calcium(rng, K, T, rate, amp, g=0.9):
+    S = (rng.random((K, T)) < rate) * rng.uniform(*amp, (K, T))
+    C = np.zeros((K, T))
+    for t in range(T):
+        C[:, t] = S[:, t] + (g * C[:, t - 1] if t else 0)
+    return C
+
+
+def with_background(kind, *, seed=0, T=600, dims=(40, 40), amp=8.0, sn=0.5):
+    """Four neurons under a strong background that CaImAn's greedy seeding mistakes for cells.
+
+    ``kind='drift'``: a smooth bump whose level wanders slowly (bleaching, drift, slow
+    neuropil). ``kind='neuropil'``: brief events shared by the whole patch with a spatially
+    varying gain, dimmer along a vessel-like stripe (out-of-focus neuropil).
+    Returns ``(Y (T, h, w) float32, A (N, 4), C (4, T), centres (4, 2))``.
+    """
+    rng = np.random.default_rng(seed)
+    centers = [(9, 10), (10, 29), (29, 9), (28, 28)]
+    A = np.stack([footprint(c, dims) for c in centers], 1)
+    C = _calcium(rng, len(centers), T, 0.02, (8.0, 15.0))
+    yy, xx = np.mgrid[: dims[0], : dims[1]]
+    if kind == "drift":
+        gain = np.exp(-((yy - 20) ** 2 + (xx - 18) ** 2) / (2 * 12.0**2)).ravel()
+        trace = np.convolve(np.cumsum(rng.standard_normal(T)), np.ones(60) / 60, "same")
+    else:
+        gain = (1.0 + 0.3 * np.cos(xx / 7.0) - 0.7 * (np.abs(yy - xx - 2) < 2)).ravel()
+        trace = _calcium(rng, 1, T, 0.01, (1.0, 1.0), g=0.93)[0]
+    trace = (trace - trace.min()) / np.ptp(trace)
+    Y = A @ C + 10 + amp * np.outer(gain, trace) + sn * rng.standard_normal((A.shape[0], T))
+    return np.ascontiguousarray(Y.T.reshape(T, *dims), np.float32), A, C, np.asarray(centers, float)
+
+
+def with_motion_events(*, seed=0, T=600, dims=(40, 40), amp=0.2, bright=30.0):
+    """Two dim active neurons among bright, silent cells, with brief residual displacements.
+
+    What motion correction leaves: shifts of ``amp`` pixels lasting half a second, a few
+    times, which flicker the edges of the bright cells like transients.
+    Returns ``(Y (T, h, w) float32, centres of the active neurons (2, 2))``.
+    """
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    cells = [(10, 10), (12, 30), (30, 12)]
+    active = [(29, 29), (20, 20)]
+    static = 10.0 + sum(footprint(c, dims, sigma=2.5, radius=6.0).reshape(dims) for c in cells)
+    static = 10.0 + (static - 10.0) * bright / (static - 10.0).max()
+    A = np.stack([footprint(c, dims) for c in active], 1)
+    C = _calcium(rng, 2, T, 0.02, (8.0, 15.0))
+    shifts = 0.05 * rng.standard_normal((T, 2))
+    for t0 in rng.choice(T - 20, 6, replace=False):
+        shifts[t0 : t0 + 15] += amp * rng.choice([-1, 1], 2)
+    frames = [cv2.warpAffine(static.astype(np.float32), np.float32([[1, 0, s[1]], [0, 1, s[0]]]),
+                             dims[::-1], flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+              for s in shifts]
+    Y = np.stack(frames) + (A @ C).T.reshape(T, *dims) + 0.5 * rng.standard_normal((T, *dims))
+    return Y.astype(np.float32), np.asarray(active, float)

@@ -277,3 +277,11 @@ def test_foopsi_outputs_finite_and_nonnegative(y, p, nonneg):
     assert np.sum((y - res.model()) ** 2) <= max(
         (1 + 1e-4) * res.sn**2 * y.size, np.sum((y - np.mean(y)) ** 2) + 1e-9
     ) or (nonneg and res.b == 0)
+
+
+def test_nonnegative_baseline_goes_to_its_bound_when_the_mean_is_negative():
+    # found by hypothesis: the baseline bracket was narrower than the tolerance of a
+    # very noisy trace, and the solver kept its starting percentile instead of b = 0
+    y = np.array([-3874.0, -1.0] + [1.0] * 13)
+    res = constrained_foopsi(y, p=0, bas_nonneg=True)
+    assert res.b == 0.0

@@ -7,6 +7,8 @@ import pytest
 import scipy.sparse as sp
 
 from calcium_dask.cnmf.fit import PatchResult, fit_patch, sufficient_statistics
+from calcium_dask.cnmf.init import _centers
+from calcium_dask.cnmf.merge import merge_until_stable
 
 from .cnmf_sim import corr, match, simulate
 
@@ -95,3 +97,24 @@ def test_patch_of_caiman_size_is_fast():
     elapsed = time.perf_counter() - t0
     _check_found(res, s, fp=0.95, tr=0.95, extra=0)
     assert elapsed < 1.0, elapsed
+
+
+def test_neighbouring_patches_report_each_neuron_once():
+    # two patches overlapping on columns 14:26, tiles split at column 20
+    s = simulate(seed=12, nb=1)
+    kw = dict(K=4, gSig=2, p=1, nb=1, only_init=True, detrend_window=25, min_snr_init=4.0,
+              decay_frames=10, remove_common=True, remove_motion=True)
+    found, traces = [], []
+    for x0, x1, own in ((0, 26, (0, 40, 0, 20)), (14, 40, (0, 40, 6, 26))):
+        res = fit_patch(s.Y[:, :, x0:x1], own=own, **kw)
+        c = _centers(res.A, (40, x1 - x0))
+        assert ((c[:, 1] >= own[2] - 0.5) & (c[:, 1] < own[3] - 0.5)).all()
+        A = np.zeros((40, 40, res.A.shape[1]), np.float32)
+        A[:, x0:x1] = res.A.toarray().reshape(40, x1 - x0, -1)
+        found.append(A.reshape(1600, -1))
+        traces.append(res.C)
+    # what the bright neurons' box fits leave merges back as in fit_patches
+    A, C = merge_until_stable(sp.csc_matrix(np.hstack(found)), np.vstack(traces), 0.85)
+    idx, cc = match(A, s.A)
+    assert A.shape[1] == s.A.shape[1] and len(set(idx.tolist())) == s.A.shape[1]
+    assert cc.min() > 0.9

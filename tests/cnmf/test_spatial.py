@@ -143,3 +143,33 @@ def test_empty_component_is_dropped(sim):
     YCt, CCt = _stats(sim, C)
     res = update_spatial(YCt, CCt, A0, sim.b, dims=DIMS)
     assert res.keep.tolist() == [0, 1, 3, 4]
+
+
+def test_background_error_goes_into_the_background_not_the_footprints(sim):
+    # a start with half the true background (the refit's first spatial update starts from
+    # the patches' merged background): a fixed b pushes the missing level into every
+    # footprint, which then fills its search area; solved jointly per pixel, it does not
+    YCt, CCt = _stats(sim, sim.C)
+    b_wrong = (0.5 * sim.b).astype(np.float32)
+    kw = dict(dims=DIMS, sn=np.full(1600, sim.sn))
+    fixed = update_spatial(YCt, CCt, sim.A, b_wrong, update_background=False, **kw)
+    joint = update_spatial(YCt, CCt, sim.A, b_wrong, **kw)
+    _, cc_fixed = match(fixed.A, sim.A)
+    _, cc_joint = match(joint.A, sim.A)
+    assert cc_fixed.max() < 0.95 and cc_joint.min() > 0.995
+    true_area = (sim.A > 0).sum(0)
+    assert ((joint.A.toarray() > 0).sum(0) <= 1.3 * true_area).all()
+    np.testing.assert_allclose(joint.b.mean(), 2.0, rtol=0.01)
+
+
+def test_hals_footprints_with_free_background_solves_each_pixel_jointly(sim):
+    from calcium_dask.cnmf.hals import hals_footprints
+
+    YCt, CCt = _stats(sim, sim.C)
+    mask = search_area(sim.A, DIMS, expand=2)
+    A, b = hals_footprints(YCt[:, :5], CCt, sim.A, mask, b=np.zeros((1600, 1), np.float32),
+                           iters=30, Yf=YCt[:, 5:])
+    _, cc = match(A, sim.A)
+    assert cc.min() > 0.995
+    np.testing.assert_allclose(b, sim.b, rtol=0.1)  # each pixel, within its noise
+    np.testing.assert_allclose(b.mean(), 2.0, rtol=0.005)

@@ -1,0 +1,128 @@
+"""Templates: an initial estimate from raw frames, and refinement by registration."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from ._spectral import as_stack
+from .blockwise import correct_frames
+
+__all__ = ["make_template", "merge_templates", "refine_template"]
+
+
+def _quiet(func, *args, **kwargs) -> np.ndarray:
+    # All-NaN pixels (never covered with border_nan=True) are expected; _fill_nan fills them.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return func(*args, **kwargs)
+
+
+def _fill_nan(img: np.ndarray) -> np.ndarray:
+    # Pixels never covered by any frame (NaN borders) get the template's minimum.
+    if np.isnan(img).any():
+        img = np.where(np.isnan(img), np.nanmin(img) if np.isfinite(img).any() else 0.0, img)
+    return img.astype(np.float32, copy=False)
+
+
+def make_template(
+    frames: np.ndarray,
+    *,
+    method: Literal["median_of_means", "mean", "median"] = "median_of_means",
+    n_groups: int | None = None,
+    group_size: int = 10,
+) -> np.ndarray:
+    """Template from a stack of frames, robust to outlier frames.
+
+    Parameters
+    ----------
+    frames : ndarray, shape (T, H, W)
+        NaNs (e.g. from ``border_nan=True``) are ignored.
+    method : {'median_of_means', 'mean', 'median'}
+        ``'median_of_means'``: the pixel-wise median of the means of consecutive groups of
+        frames (CaImAn's ``bin_median``); averaging first removes shot noise, the median
+        then discards groups spoiled by motion or transients.
+    n_groups : int, optional
+        Number of groups; by default ``T // group_size`` (at least 1).
+    group_size : int
+        Frames per group when ``n_groups`` is not given (CaImAn uses 10).
+
+    Returns
+    -------
+    ndarray, shape (H, W), float32
+
+    Notes
+    -----
+    Giovannucci et al. 2019, doi:10.7554/eLife.38173. Frames left over after the last
+    full group are not used by ``'median_of_means'``.
+    """
+    stack, _ = as_stack(frames)
+    t = len(stack)
+    if method == "mean":
+        return _fill_nan(_quiet(np.nanmean, stack, axis=0))
+    if method == "median":
+        return _fill_nan(_quiet(np.nanmedian, stack, axis=0))
+    if method != "median_of_means":
+        raise ValueError(f"method must be 'median_of_means', 'mean' or 'median', got {method!r}")
+    groups = n_groups if n_groups is not None else max(1, t // max(1, int(group_size)))
+    groups = int(min(max(1, groups), t))
+    size = t // groups
+    means = _quiet(np.nanmean, stack[: groups * size].reshape(groups, size, *stack.shape[1:]), axis=1)
+    return _fill_nan(_quiet(np.nanmedian, means, axis=0))
+
+
+def refine_template(
+    frames: np.ndarray,
+    template: np.ndarray,
+    *,
+    method: Literal["mean", "median", "median_of_means"] = "mean",
+    **options: Any,
+) -> np.ndarray:
+    """Register frames to a template and average the corrected frames into a new template.
+
+    Parameters
+    ----------
+    frames : ndarray, shape (T, H, W)
+    template : ndarray, shape (H, W), or TemplateCache
+    method : {'mean', 'median', 'median_of_means'}
+        How the corrected frames are combined (NaN-aware); CaImAn takes the mean of each
+        block and the median across blocks (:func:`merge_templates`).
+    **options
+        Passed to :func:`correct_frames` (``pw_rigid``, ``max_shifts``, ``strides``, ...).
+        ``min_mov`` is ignored so that the template stays in the frames' units.
+
+    Returns
+    -------
+    ndarray, shape (H, W), float32
+        NaN pixels (never covered, with ``border_nan=True``) take the template's minimum.
+    """
+    options = {**options, "min_mov": None}
+    corrected = correct_frames(frames, template, **options)["corrected"]
+    return make_template(corrected, method=method)
+
+
+def merge_templates(
+    templates: Sequence[np.ndarray] | np.ndarray, *, method: Literal["median", "mean"] = "median"
+) -> np.ndarray:
+    """Combine per-block templates into one (NaN-aware median, as CaImAn does, or mean).
+
+    Parameters
+    ----------
+    templates : sequence of ndarray (H, W), or ndarray (B, H, W)
+    method : {'median', 'mean'}
+
+    Returns
+    -------
+    ndarray, shape (H, W), float32
+    """
+    stack = np.asarray(templates, dtype=np.float32)
+    if stack.ndim == 2:
+        stack = stack[None]
+    if method == "median":
+        return _fill_nan(_quiet(np.nanmedian, stack, axis=0))
+    if method == "mean":
+        return _fill_nan(_quiet(np.nanmean, stack, axis=0))
+    raise ValueError(f"method must be 'median' or 'mean', got {method!r}")

@@ -1,0 +1,335 @@
+"""One self-contained HTML report of a results store.
+
+Figures are inline base64 PNG images; the interactive views are bokeh models with
+bokeh's JavaScript inlined (``bokeh.resources.INLINE``), so the file opens offline, from
+an e-mail or an object store, with nothing fetched at view time. Each section whose data
+is not in the store (a run stopped after motion correction, evaluation not run yet...)
+is replaced by a one-line note; the report never writes into the store.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+from .._version import __version__
+from ..store import ResultsStore
+from . import static
+from ._data import MISSING, Loaded, load, select_units, unit_status
+
+__all__ = ["write_report", "SECTIONS"]
+
+
+@dataclass(frozen=True)
+class Section:
+    """A report section: anchor id, heading, and the function that renders its body."""
+
+    id: str
+    title: str
+    render: Callable[[Loaded, int], str]
+
+
+# -- HTML pieces ---------------------------------------------------------------------------
+def _note(text: str) -> str:
+    return f'<p class="note">{html.escape(text)}</p>'
+
+
+def _png(fig: Figure, alt: str, dpi: int = 90) -> str:
+    """A figure as an inline base64 PNG ``<img>`` (the figure is closed)."""
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=dpi)
+    finally:
+        plt.close(fig)
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+
+
+def _bokeh(model: Any) -> str:
+    """A bokeh model as an inline ``<script>`` and its ``<div>`` (resources come with the page)."""
+    from bokeh.embed import components
+
+    script, div = components(model)
+    return f'<div class="bokeh">{div}</div>\n{script}'
+
+
+def _bokeh_resources() -> str:
+    try:
+        from bokeh.resources import INLINE
+    except ImportError:
+        return ""
+    return INLINE.clone(components=["bokeh", "bokeh-widgets"]).render_js()
+
+
+def _has_bokeh() -> bool:
+    try:
+        import bokeh  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _table(rows: list[tuple[str, ...]], header: tuple[str, ...] | None = None) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header or ())
+    head = f"<thead><tr>{head}</tr></thead>" if head else ""
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table>{head}<tbody>{body}</tbody></table>"
+
+
+def _value(v: Any) -> str:
+    return json.dumps(v) if isinstance(v, (list, tuple, dict, bool)) or v is None else str(v)
+
+
+# -- sections --------------------------------------------------------------------------------
+def _report_units(loaded: Loaded, max_traces: int) -> tuple[np.ndarray, str]:
+    """The units whose traces the report shows, and a sentence saying which they are."""
+    root = loaded.root
+    evaluated = "accepted" in root
+    sel = select_units(root, "accepted")[:max_traces]
+    kind = "accepted" if evaluated else "(evaluation not run yet)"
+    return sel, f"The first {len(sel)} {kind} units" + ("" if evaluated else ", in store order") + "."
+
+
+def _summary(loaded: Loaded, max_traces: int) -> str:
+    if loaded.summary is None and loaded.summary_raw is None:
+        return _note(MISSING["summary"])
+    return _png(static.plot_summary(loaded.summary_raw, loaded.summary), "summary images")
+
+
+def _shifts(loaded: Loaded, max_traces: int) -> str:
+    if loaded.motion is None or "shifts" not in loaded.motion:
+        return _note(MISSING["motion"])
+    return _png(static.plot_shifts(loaded.motion), "motion shifts")
+
+
+def _patch_grid(loaded: Loaded, max_traces: int) -> str:
+    if loaded.motion is None or "template" not in loaded.motion:
+        return _note(MISSING["motion"])
+    if "patch_shifts" not in loaded.motion:
+        return _note(MISSING["patch_shifts"])
+    ax = static.plot_patch_grid(loaded)
+    return _png(ax.figure, "motion patch grid")
+
+
+def _quilt(loaded: Loaded, max_traces: int) -> str:
+    if "patch" not in loaded.params:
+        return _note(MISSING["params"])
+    if loaded.summary is None and not loaded.has_units:
+        return _note(MISSING["summary"])
+    return _png(static.view_quilt(loaded).figure, "CNMF patches")
+
+
+def _contour_figure(loaded: Loaded) -> Figure:
+    """Accepted and rejected units side by side (all units in one panel before evaluation)."""
+    panels = ("accepted", "rejected") if "accepted" in loaded.root else ("all",)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 5.8), layout="constrained", squeeze=False)
+    for ax, which in zip(axes[0], panels):
+        static.plot_contours(loaded, which=which, ax=ax)
+        ax.set_title(f"{which} units" if which != "all" else "all units (not evaluated yet)", fontsize=10)
+    return fig
+
+
+def _components(loaded: Loaded, max_traces: int) -> str:
+    if not loaded.has_units:
+        return _note(MISSING["cnmf"])
+    status = unit_status(loaded.root)
+    counts = ", ".join(f"{int(np.sum(status == s))} {s}" for s in ("accepted", "rejected", "unevaluated")
+                       if np.any(status == s))
+    fig = _contour_figure(loaded)
+    parts = [f"<p>{len(status)} units: {counts}.</p>", _png(fig, "contours of accepted and rejected units")]
+    if _has_bokeh():
+        from .interactive import plot_contours_interactive
+
+        parts += ["<p>Interactive: zoom with the wheel, hover a contour for its metrics.</p>",
+                  _bokeh(plot_contours_interactive(loaded))]
+    return "\n".join(parts)
+
+
+def _viewer(loaded: Loaded, max_traces: int) -> str:
+    if not loaded.has_units:
+        return _note(MISSING["cnmf"])
+    if not _has_bokeh():
+        return _note("the component viewer needs bokeh: pip install 'calcium-dask[viz]'")
+    from .interactive import view_components
+
+    sel, which = _report_units(loaded, max_traces)
+    if len(sel) == 0:
+        return _note("no accepted units")
+    return f"<p>{which} Move the slider to step through them.</p>\n" + _bokeh(view_components(loaded, idx=sel))
+
+
+def _traces(loaded: Loaded, max_traces: int) -> str:
+    if not loaded.has_units:
+        return _note(MISSING["cnmf"])
+    sel, which = _report_units(loaded, max_traces)
+    if len(sel) == 0:
+        return _note("no accepted units")
+    return f"<p>{which}</p>" + _png(static.plot_traces(loaded, sel).figure, "traces")
+
+
+def _dff(loaded: Loaded, max_traces: int) -> str:
+    if not loaded.has_units:
+        return _note(MISSING["cnmf"])
+    if "dff" not in loaded.root:
+        return _note(MISSING["dff"])
+    sel, which = _report_units(loaded, max_traces)
+    if len(sel) == 0:
+        return _note("no accepted units")
+    return f"<p>{which}</p>" + _png(static.plot_traces(loaded, sel, dff=True).figure, "dF/F")
+
+
+def _metrics(loaded: Loaded, max_traces: int) -> str:
+    if not loaded.has_units:
+        return _note(MISSING["cnmf"])
+    if not any(m in loaded.root for m in ("snr", "r_value", "cnn_pred")):
+        return _note(MISSING["evaluation"])
+    q = loaded.params.get("quality", {})
+    rule = ("A unit is accepted when it passes any of min_SNR, rval_thr, min_cnn_thr (solid lines) "
+            "and all of the lowest bounds (dashed).") if q else "No thresholds recorded in the store."
+    return f"<p>{rule}</p>" + _png(static.plot_metrics(loaded), "evaluation metrics")
+
+
+def _params(loaded: Loaded, max_traces: int) -> str:
+    if not loaded.params:
+        return _note(MISSING["params"])
+    tables = [f'<div class="group"><h3>{html.escape(g)}</h3>'
+              + _table([(k, _value(v)) for k, v in values.items()], ("name", "value")) + "</div>"
+              for g, values in loaded.params.items() if isinstance(values, dict)]
+    return f'<div class="groups">{"".join(tables)}</div>'
+
+
+def _stages(loaded: Loaded, max_traces: int) -> str:
+    stages = loaded.attrs.get("stages") or {}
+    if not stages:
+        return _note(MISSING["stages"])
+    rows = []
+    for name, rec in stages.items():
+        rec = rec if isinstance(rec, dict) else {"seconds": rec}
+        details = ", ".join(f"{k}={_value(v)}" for k, v in rec.items() if k not in ("seconds", "finished"))
+        rows.append((name, f"{float(rec.get('seconds', np.nan)):.2f}", rec.get("finished", ""), details))
+    total = sum(float(r.get("seconds", 0) if isinstance(r, dict) else r) for r in stages.values())
+    rows.append(("total", f"{total:.2f}", "", ""))
+    return _table(rows, ("stage", "seconds", "finished", "details"))
+
+
+SECTIONS: tuple[Section, ...] = (
+    Section("summary", "Summary images", _summary),
+    Section("shifts", "Motion shifts", _shifts),
+    Section("patch-grid", "Motion patch grid", _patch_grid),
+    Section("quilt", "CNMF patches", _quilt),
+    Section("components", "Components", _components),
+    Section("viewer", "Component viewer", _viewer),
+    Section("traces", "Traces", _traces),
+    Section("dff", "dF/F", _dff),
+    Section("metrics", "Evaluation metrics", _metrics),
+    Section("params", "Parameters", _params),
+    Section("stages", "Stage timings", _stages),
+)
+
+
+def _render(section: Section, loaded: Loaded, max_traces: int) -> str:
+    try:
+        body = section.render(loaded, max_traces)
+    except Exception as e:  # one broken view must not cost the whole report
+        warnings.warn(f"report section '{section.title}' failed: {type(e).__name__}: {e}", stacklevel=2)
+        plt.close("all")
+        body = _note(f"could not draw this section ({type(e).__name__}: {e})")
+    return f'<section id="{section.id}">\n<h2>{html.escape(section.title)}</h2>\n{body}\n</section>'
+
+
+# -- page --------------------------------------------------------------------------------------
+def _shape(loaded: Loaded) -> str:
+    shape = loaded.attrs.get("shape")
+    if not shape:
+        dims = {}
+        for ds in (loaded.motion, loaded.summary, loaded.root):
+            if ds is not None:
+                dims.update({d: int(n) for d, n in ds.sizes.items() if d in ("frame", "y", "x")})
+        shape = [dims.get(d, "?") for d in ("frame", "y", "x")] if dims else None
+    return " x ".join(map(str, shape)) + " (frames x height x width)" if shape else "unknown"
+
+
+def _overview(loaded: Loaded, url: str) -> str:
+    fr = loaded.fr
+    stage_versions = {r.get("version") for r in (loaded.attrs.get("stages") or {}).values() if isinstance(r, dict)}
+    version = loaded.attrs.get("version") or ", ".join(sorted(v for v in stage_versions if v)) or "unknown"
+    rows = [("input", _value(loaded.attrs.get("input") or "unknown")), ("results store", url),
+            ("shape", _shape(loaded)), ("frame rate", f"{fr:g} Hz" if fr else "unknown"),
+            ("calcium-dask version (run)", version), ("calcium-dask version (report)", __version__),
+            ("report written", time.strftime("%Y-%m-%d %H:%M:%S"))]
+    return _table(rows)
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1150px;
+padding:0 1.5em 3em;color:#222}
+h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
+h3{margin:.4em 0;font-size:1em}
+nav a{margin-right:1em;font-size:.9em}
+img{max-width:100%;height:auto;display:block}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
+td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left;vertical-align:top}
+th{background:#f4f4f4}
+.note{color:#777;font-style:italic}
+.groups{display:flex;flex-wrap:wrap;gap:1em}
+.group table{margin:0}
+"""
+
+
+def _page(loaded: Loaded, url: str, max_traces: int) -> str:
+    nav = " ".join(f'<a href="#{s.id}">{html.escape(s.title)}</a>' for s in SECTIONS)
+    body = "\n".join(_render(s, loaded, max_traces) for s in SECTIONS)
+    title = f"calcium-dask report: {Path(str(loaded.attrs.get('input') or url)).name}"
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n{_bokeh_resources()}\n</head>\n<body>\n"
+            f"<h1>{html.escape(title)}</h1>\n{_overview(loaded, url)}\n<nav>{nav}</nav>\n{body}\n</body>\n</html>\n")
+
+
+def write_report(store_url: str | ResultsStore, out_html: str | Path, *, storage_options: dict | None = None,
+                 max_traces: int = 20) -> Path:
+    """Write a single self-contained HTML report of a results store.
+
+    Sections: summary images before and after motion correction, shifts over time, the
+    motion patch grid, the CNMF patch quilt, contours of accepted and rejected units
+    (static and interactive), a component viewer, traces and dF/F of up to
+    ``max_traces`` accepted units, histograms of the evaluation metrics with their
+    thresholds, the parameters by group and the stage timings. A section whose data is
+    missing is replaced by a one-line note.
+
+    Parameters
+    ----------
+    store_url : str or ResultsStore
+        The results store (local path or fsspec URL).
+    out_html : str or Path
+        File to write (its folder is created).
+    storage_options : dict, optional
+        fsspec options for a remote store.
+    max_traces : int
+        Largest number of units whose traces are drawn.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_html``.
+    """
+    store = store_url if isinstance(store_url, ResultsStore) else ResultsStore(str(store_url),
+                                                                                 dict(storage_options or {}))
+    loaded = load(store)
+    page = _page(loaded, store.url, max_traces)
+    out = Path(out_html)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    return out

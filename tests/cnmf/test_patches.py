@@ -1,0 +1,136 @@
+"""CNMF on patches and the seeded refit as dask graphs, on a small planted movie."""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import xarray as xr
+
+from calcium_dask.cnmf import fit, refit
+from calcium_dask.cnmf.grid import own_boxes, patch_boxes
+from calcium_dask.cnmf.patches import _collect, patch_groups
+from calcium_dask.params import Params
+from calcium_dask.progress import set_quiet
+
+from .cnmf_sim import _calcium, corr, footprint
+
+DIMS = (50, 50)
+# centres on both sides of the patch borders (patches 0:30 and 20:50, tiles split at 25)
+CENTERS = ((10, 10), (12, 38), (24, 24), (27, 9), (38, 30), (40, 42), (22, 44))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _sync():
+    set_quiet(True)
+    with dask.config.set(scheduler="synchronous"):
+        yield
+    set_quiet(False)
+
+
+@pytest.fixture(scope="module")
+def planted():
+    rng = np.random.default_rng(7)
+    T = 400
+    A = np.stack([footprint(c, DIMS, sigma=2.5, radius=5.0) for c in CENTERS], 1)
+    C = _calcium(rng, len(CENTERS), T, 0.03, (6.0, 12.0))
+    yy, xx = np.mgrid[: DIMS[0], : DIMS[1]]
+    b = (20 + 5 * np.cos(xx / 9.0) + 3 * np.sin(yy / 11.0)).ravel()
+    f = 1 + 0.1 * np.sin(np.arange(T) / 50.0)
+    Y = A @ C + np.outer(b, f) + 0.6 * rng.standard_normal((A.shape[0], T))
+    movie = np.ascontiguousarray(Y.T.reshape(T, *DIMS), np.float32)
+    return movie, A, C
+
+
+def _movie(arr, chunks):
+    return xr.DataArray(da.from_array(arr, chunks=chunks), dims=("frame", "y", "x"))
+
+
+def _params(**kw):
+    d = {"fr": 30.0, "decay_time": 0.3, "rf": 15, "stride": 10, "K": 4, "gSig": (2, 2), "p": 1,
+         "nb": 1, "merge_thr": 0.85, "only_init": True, "ssub": 1, "tsub": 1}
+    return Params.from_caiman({**d, **kw})
+
+
+def _recovered(A, C, planted):
+    _, A0, C0 = planted
+    Ad = A.toarray() if sp.issparse(A) else A
+    M = np.corrcoef(np.hstack([A0, Ad]).T)[: A0.shape[1], A0.shape[1]:]
+    best = M.argmax(1)
+    traces = [corr(C[j], C0[k]) for k, j in enumerate(best)]
+    return M.max(1), np.array(traces), best
+
+
+def test_own_tiles_cover_the_field_once_inside_their_patches():
+    boxes = patch_boxes((128, 100), 15, 10)
+    tiles = own_boxes(boxes, (128, 100))
+    cover = np.zeros((128, 100), int)
+    for (y0, y1, x0, x1), (a0, a1, b0, b1) in zip(boxes, tiles):
+        assert y0 <= a0 < a1 <= y1 and x0 <= b0 < b1 <= x1
+        cover[a0:a1, b0:b1] += 1
+    assert (cover == 1).all()
+
+
+def test_patch_groups_keep_every_patch_once_and_respect_the_budget():
+    boxes = patch_boxes((128, 128), 15, 10)
+    groups = patch_groups(boxes, 1000, budget=1e12)
+    assert sorted(i for g in groups for i in g) == list(range(len(boxes)))
+    assert max(len(g) for g in groups) == 4
+    assert all(len(g) == 1 for g in patch_groups(boxes, 1000, budget=1.0))
+
+
+def test_overlapping_patch_backgrounds_average_instead_of_adding():
+    # two patches sharing columns 20:30, each with the same flat background
+    dims = (10, 50)
+    results = []
+    for x0 in (0, 20):
+        cols = np.arange(x0, x0 + 30)
+        pix = (np.arange(10)[:, None] * 50 + cols[None, :]).ravel()
+        results.append({"rows": np.zeros(0, int), "cols": np.zeros(0, int), "vals": np.zeros(0, np.float32),
+                        "K": 0, "C": np.zeros((0, 5), np.float32), "pixels": pix,
+                        "b": np.full((300, 1), 3.0, np.float32), "f": np.ones((1, 5), np.float32),
+                        "sn": np.ones(300, np.float32)})
+    _, _, b_all, f_all, _ = _collect(results, dims)
+    np.testing.assert_allclose(b_all @ f_all, 3.0)  # was 6 in the overlap
+
+
+def test_each_neuron_found_once_with_its_trace(planted):
+    movie, A0, _ = planted
+    params = _params()
+    ps = fit(_movie(movie, (100, 25, 50)), params)
+    fp, _, best = _recovered(ps.A, ps.C, planted)
+    assert fp.min() > 0.8 and len(set(best.tolist())) == len(CENTERS)
+    est = refit(_movie(movie, (100, 25, 50)), ps, params)
+    fp, tr, best = _recovered(est.A, est.C, planted)
+    assert fp.min() > 0.9 and tr.min() > 0.9 and len(set(best.tolist())) == len(CENTERS)
+    assert est.A.shape[1] <= len(CENTERS) + 2
+
+
+def test_same_components_whatever_the_chunking(planted):
+    movie, _, _ = planted
+    params = _params()
+    runs = []
+    for chunks in ((400, 50, 50), (64, 17, 50)):
+        mov = _movie(movie, chunks)
+        ps = fit(mov, params)
+        est = refit(mov, ps, params)
+        runs.append((ps, est))
+    (p1, e1), (p2, e2) = runs
+    assert (p1.A != p2.A).nnz == 0
+    np.testing.assert_array_equal(p1.C, p2.C)
+    assert e1.A.shape == e2.A.shape
+    np.testing.assert_allclose(e1.A.toarray(), e2.A.toarray(), atol=1e-6)
+    np.testing.assert_allclose(e1.C, e2.C, rtol=1e-4, atol=1e-4 * np.abs(e1.C).max())
+
+
+def test_whole_field_downsampled_initialisation(planted):
+    movie, _, _ = planted
+    params = _params(rf=None, stride=None, K=10, ssub=2, tsub=2)
+    mov = _movie(movie, (100, 50, 50))
+    ps = fit(mov, params)
+    assert len(ps.boxes) == 1 and ps.C.shape[1] == movie.shape[0]
+    est = refit(mov, ps, params)
+    fp, tr, best = _recovered(est.A, est.C, planted)
+    assert fp.min() > 0.8 and tr.min() > 0.8 and len(set(best.tolist())) == len(CENTERS)

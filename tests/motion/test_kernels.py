@@ -1,0 +1,181 @@
+"""Registration kernels find planted rigid and piecewise shifts, within their bounds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numpy.testing import assert_allclose
+
+from calcium_dask.motion.kernels import (
+    patch_centers,
+    patch_grid,
+    prepare_template,
+    register_piecewise,
+    register_rigid,
+)
+
+from .motion_synth import PAD, deform, field_fn, moved_frames, smooth_image
+
+BIG = smooth_image((96, 112), seed=1)
+TEMPLATE = BIG[PAD:-PAD, PAD:-PAD].astype(np.float32)
+PW = {"strides": (32, 32), "overlaps": (16, 16)}
+
+
+@pytest.mark.parametrize("upsample, atol", [(20, 0.02), (10, 0.03)])
+def test_rigid_recovers_planted_subpixel_shifts(upsample, atol):
+    moves = np.array([[0, 0], [3, -2], [-5, 4], [1.25, -0.5], [-2.6, 3.3], [5.9, -5.7], [-0.35, 0.8]])
+    frames = moved_frames(BIG, moves)
+    shifts, peak = register_rigid(frames, TEMPLATE, max_shifts=(6, 6), upsample_factor=upsample)
+    assert shifts.shape == (len(moves), 2) and shifts.dtype == np.float32
+    assert_allclose(shifts, -moves, atol=atol)  # the correction is minus the motion
+    # new content enters at the edges, so large shifts correlate a little less
+    assert peak.shape == (len(moves),) and np.all(peak > 0.93) and peak[0] == pytest.approx(1, abs=1e-5)
+
+
+def test_rigid_integer_search_returns_integers():
+    frames = moved_frames(BIG, [[2, -3], [-1.4, 0.6]])
+    shifts, _ = register_rigid(frames, TEMPLATE, upsample_factor=1)
+    assert_allclose(shifts, [[-2, 3], [1, -1]])
+
+
+def test_rigid_shifts_never_exceed_max_shifts():
+    frames = moved_frames(BIG, [[9, -8], [-7.5, 2]])
+    shifts, _ = register_rigid(frames, TEMPLATE, max_shifts=(4, 5), upsample_factor=10)
+    assert np.all(np.abs(shifts) <= np.array([4, 5]) + 1e-6)
+    within, _ = register_rigid(frames, TEMPLATE, max_shifts=(10, 10), upsample_factor=10)
+    assert_allclose(within, [[-9, 8], [7.5, -2]], atol=0.06)  # the same frames, bounds wide enough
+
+
+def test_rigid_large_window_uses_inverse_fft_path():
+    frames = moved_frames(BIG, [[12.3, -11.6]])
+    shifts, _ = register_rigid(frames, TEMPLATE, max_shifts=(15, 15), upsample_factor=20)
+    assert_allclose(shifts, [[-12.3, 11.6]], atol=0.03)
+
+
+def test_rigid_one_frame_equals_stack_and_dtypes_do_not_matter():
+    frame = moved_frames(BIG, [[2.4, -1.7]])[0]
+    one, peak_one = register_rigid(frame, TEMPLATE)
+    stack, peak_stack = register_rigid(np.stack([frame, frame]), TEMPLATE)
+    assert one.shape == (2,) and np.ndim(peak_one) == 0
+    assert_allclose(stack, [one, one], atol=1e-5)
+    for dtype in (np.uint16, np.int16, np.float64):
+        found, _ = register_rigid(np.round(frame * 20).astype(dtype), (TEMPLATE * 20).astype(dtype))
+        assert found.dtype == np.float32
+        assert_allclose(found, [-2.4, 1.7], atol=0.03)
+
+
+def test_rigid_odd_frame_size():
+    big = smooth_image((127, 93), seed=3)
+    frames = moved_frames(big, [[-3.3, 2.2], [4.1, 0.4]])
+    shifts, _ = register_rigid(frames, big[PAD:-PAD, PAD:-PAD], upsample_factor=20)
+    assert_allclose(shifts, [[3.3, -2.2], [-4.1, -0.4]], atol=0.03)
+
+
+def test_rigid_accepts_precomputed_template_spectra():
+    frames = moved_frames(BIG, [[1.5, -2.5]])
+    direct, _ = register_rigid(frames, TEMPLATE)
+    cache = prepare_template(TEMPLATE)
+    via_cache, _ = register_rigid(frames, cache)
+    via_fft, _ = register_rigid(frames, TEMPLATE, template_fft=cache)
+    assert_allclose(via_cache, direct, atol=1e-5)
+    assert_allclose(via_fft, direct, atol=1e-5)
+    with pytest.raises(TypeError, match="prepare_template"):
+        register_rigid(frames, TEMPLATE, template_fft=np.zeros((96, 57), np.complex64))
+
+
+def test_rigid_peak_is_a_correlation_coefficient():
+    rng = np.random.default_rng(0)
+    _, same = register_rigid(TEMPLATE * 3 + 7, TEMPLATE)  # affine intensity change
+    _, noise = register_rigid(rng.standard_normal(TEMPLATE.shape), TEMPLATE)
+    assert same == pytest.approx(1.0, abs=1e-4)
+    assert abs(noise) < 0.2
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.floats(-5.5, 5.5), st.floats(-5.5, 5.5))
+def test_rigid_finds_any_shift_within_bounds(dy, dx):
+    frames = moved_frames(BIG, [[dy, dx]])
+    shifts, _ = register_rigid(frames, TEMPLATE, max_shifts=(6, 6), upsample_factor=20)
+    assert_allclose(shifts[0], [-dy, -dx], atol=0.02)
+
+
+def test_patch_grid_matches_normcorre_layout():
+    ys, xs = patch_grid((512, 500), strides=(48, 48), overlaps=(24, 24))
+    assert ys.tolist() == [0, 48, 96, 144, 192, 240, 288, 336, 384, 432, 440]
+    assert xs.tolist() == [0, 48, 96, 144, 192, 240, 288, 336, 384, 428]
+    cy, cx = patch_centers((512, 500), strides=(48, 48), overlaps=(24, 24))
+    assert_allclose(cy[:2], [35.5, 83.5]) and cx[-1] == pytest.approx(463.5)
+    assert patch_grid((50, 60), strides=(48, 48), overlaps=(24, 24)) == ([0], [0])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(8, 300), st.integers(4, 80), st.integers(0, 40))
+def test_patch_grid_tiles_the_axis(n, stride, overlap):
+    ys, _ = patch_grid((n, n), strides=(stride, stride), overlaps=(overlap, overlap))
+    size = min(stride + overlap, n)
+    assert ys[0] == 0 and ys[-1] == n - size  # first at 0, last flush with the border
+    assert np.all(np.diff(ys) > 0) and np.all(np.diff(ys) <= stride)
+    covered = np.zeros(n, bool)
+    for y in ys:
+        covered[y : y + size] = True
+    assert covered.all()
+
+
+def test_piecewise_recovers_a_translation_in_every_patch():
+    frames = moved_frames(BIG, [[2, -3], [-1.6, 2.3]])
+    ps = register_piecewise(frames, TEMPLATE, max_shifts=(6, 6), max_deviation_rigid=3, upsample_factor=20, **PW)
+    ny, nx = len(patch_grid(TEMPLATE.shape, **PW)[0]), len(patch_grid(TEMPLATE.shape, **PW)[1])
+    assert ps.shape == (2, ny, nx, 2) and ps.dtype == np.float32
+    assert_allclose(ps[0], np.broadcast_to([-2, 3], ps[0].shape), atol=0.03)
+    assert_allclose(ps[1], np.broadcast_to([1.6, -2.3], ps[1].shape), atol=0.03)
+
+
+def test_piecewise_recovers_a_planted_smooth_deformation():
+    big = smooth_image((160, 192), seed=4)
+    fn = field_fn(amp=1.0, length=800.0, offset=(1.0, -0.7))
+    frame = deform(big, fn)
+    template = big[PAD:-PAD, PAD:-PAD]
+    ps = register_piecewise(frame, template, strides=(48, 48), overlaps=(24, 24), max_deviation_rigid=3)
+    cy, cx = patch_centers(template.shape, strides=(48, 48), overlaps=(24, 24))
+    ty, tx = np.broadcast_arrays(*fn(cy[:, None], cx[None, :]))
+    assert np.ptp(ty) > 0.5 and np.ptp(tx) > 0.3  # the field really varies across patches
+    assert_allclose(ps[..., 0], ty, atol=0.1)
+    assert_allclose(ps[..., 1], tx, atol=0.1)
+
+
+def test_piecewise_shifts_stay_within_max_deviation_of_rigid():
+    frames = moved_frames(BIG, [[0, 0]])  # true shift 0 everywhere
+    rigid = np.array([[3.2, -2.6]])  # a wrong rigid estimate: the bound must hold anyway
+    ps = register_piecewise(frames, TEMPLATE, rigid_shifts=rigid, max_deviation_rigid=1.5, **PW)
+    dev = ps[0] - rigid[0]
+    assert np.all(np.abs(dev) <= 1.5 + 1e-5)
+    # the best allowed shift is the bound closest to the truth
+    assert_allclose(ps[0], np.broadcast_to([1.7, -1.1], ps[0].shape), atol=0.05)
+
+
+def test_piecewise_zero_deviation_is_rigid_and_none_uses_max_shifts():
+    frames = moved_frames(BIG, [[1.3, -0.4]])
+    rigid, _ = register_rigid(frames, TEMPLATE)
+    ps0 = register_piecewise(frames, TEMPLATE, max_deviation_rigid=0, **PW)
+    assert_allclose(ps0[0], np.broadcast_to(rigid[0], ps0[0].shape))
+    ps_free = register_piecewise(frames, TEMPLATE, max_deviation_rigid=None, max_shifts=(2, 2), **PW)
+    assert np.all(np.abs(ps_free) <= 2 + 1e-6)
+    assert_allclose(ps_free[0], np.broadcast_to([-1.3, 0.4], ps_free[0].shape), atol=0.06)
+
+
+def test_piecewise_one_frame_equals_stack_and_reuses_cache():
+    frames = moved_frames(BIG, [[0.7, 1.9], [-2.2, -0.3]])
+    cache = prepare_template(TEMPLATE, **PW)
+    stack = register_piecewise(frames, cache, **PW)
+    one = register_piecewise(frames[1], TEMPLATE, **PW)
+    assert one.shape == stack.shape[1:]
+    assert_allclose(one, stack[1], atol=1e-5)
+
+
+def test_piecewise_odd_frame_size_and_border_patches():
+    big = smooth_image((127, 93), seed=5)
+    frames = moved_frames(big, [[5.2, -4.6]])  # large enough to push border crops outside
+    ps = register_piecewise(frames, big[PAD:-PAD, PAD:-PAD], max_shifts=(6, 6), **PW)
+    assert_allclose(ps[0], np.broadcast_to([-5.2, 4.6], ps[0].shape), atol=0.05)
