@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -216,8 +217,6 @@ def simulate(out: str, preset: str, assignments: tuple[str, ...], fmt: str | Non
 @quiet_option
 def demo(out_dir: str, preset: str, scheduler: str | None, n_workers: int | None, quiet: bool) -> None:
     """Simulate a movie with known neurons, run every stage, and score the result against the truth."""
-    from pathlib import Path
-
     from .cluster import connect
     from .datasets import GroundTruth, SimulationParams, write_movie
     from .pipeline import run_pipeline
@@ -236,9 +235,13 @@ def demo(out_dir: str, preset: str, scheduler: str | None, n_workers: int | None
             client.cluster.close()
     if not quiet:
         _print_summary(summary)
+    from .viz.report import write_report
+
+    report_path = write_report(summary.store.url, str(out / "report.html"))
     truth = GroundTruth.load(out / "truth.npz")
     for line in score_lines(summary.store, truth):
         click.echo(line)
+    click.echo(f"report: {report_path}")
     click.echo(f"results store: {summary.store.url}  (open with xarray.open_zarr(path, group=...))")
 
 
@@ -304,6 +307,27 @@ def export(results: str, nwb_path: str, metadata_file: str | None, accepted_only
     meta = yaml.safe_load(open(metadata_file).read()) if metadata_file else {}
     res.to_nwb(nwb_path, metadata=meta or {})
     click.echo(f"wrote {nwb_path} ({res.ds.sizes['unit']} units)")
+
+
+@cli.command()
+@click.argument("results")
+@click.option("-o", "--output", "out_html", default=None, type=click.Path(dir_okay=False),
+              help="HTML file to write (default: report.html beside the store).")
+@click.option("--max-traces", type=int, default=20, show_default=True, help="Accepted units whose traces are shown.")
+@storage_option
+def report(results: str, out_html: str | None, max_traces: int, storage_options: tuple[str, ...]) -> None:
+    """Write a self-contained HTML report of the results store RESULTS."""
+    from .io.urls import normalize
+    from .viz.report import write_report
+
+    if out_html is None:
+        base = normalize(results).rstrip("/")
+        if "://" in base:
+            raise click.BadParameter("give -o for a store on object storage", param_hint="--output")
+        out_html = str(Path(base).parent / "report.html")
+    path = write_report(results, out_html, storage_options=parse_storage_options(storage_options) or None,
+                        max_traces=max_traces)
+    click.echo(f"wrote {path}")
 
 
 def _human_bytes(n: float) -> str:

@@ -62,10 +62,19 @@ def _stage_cnmf(movie: xr.DataArray, params: Params, store: ResultsStore) -> dic
     return {"units": int(est.A.shape[1])}
 
 
+def _stage_evaluate(movie: xr.DataArray, params: Params, store: ResultsStore) -> dict[str, Any]:
+    from .evaluate.orchestrate import evaluate_components
+
+    ev = evaluate_components(store.movie(), store.read().load(), params)
+    store.write_root(ev)
+    return {"accepted": int(ev["accepted"].sum()), "rejected": int((~ev["accepted"]).sum())}
+
+
 #: stage name -> function(movie, params, store) -> details recorded with the completion mark
 STAGES: dict[str, Callable[[xr.DataArray, Params, ResultsStore], dict[str, Any]]] = {
     "motion": _stage_motion,
     "cnmf": _stage_cnmf,
+    "evaluate": _stage_evaluate,
 }
 
 

@@ -1,0 +1,104 @@
+"""Component evaluation and dF/F over a movie that is never held in memory.
+
+The trace SNR, the shape classifier and dF/F work on the small CNMF results; the spatial
+correlation ``r_value`` needs the movie on each component's active frames, which is one
+reduction over time chunks (each chunk adds its weighted frames on each footprint's pixels).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dask
+import numpy as np
+import scipy.sparse as sp
+import xarray as xr
+
+from ..cnmf.source import time_blocks
+from ..params import Params
+from ..progress import compute
+from ..summary import tree_combine
+from .classifier import classify
+from .dff import detrend_df_f
+from .select import accept
+from .snr import trace_snr
+from .spatial import (active_frames, background_window_means, footprint_window, peak_window, r_values,
+                      window_sums)
+
+__all__ = ["evaluate_components", "footprints_matrix", "compute_dff"]
+
+
+def footprints_matrix(footprints: np.ndarray) -> sp.csc_matrix:
+    """(K, H, W) footprints -> (H*W, K) csc, pixel index ``y * W + x``."""
+    K = footprints.shape[0]
+    return sp.csc_matrix(np.asarray(footprints, np.float32).reshape(K, -1).T)
+
+
+def _sum(records: list[np.ndarray]) -> np.ndarray:
+    return np.sum(records, axis=0)
+
+
+def spatial_correlation(movie: xr.DataArray, A: sp.csc_matrix, C: np.ndarray, b: np.ndarray,
+                        f: np.ndarray, fr: float) -> np.ndarray:
+    """r_value of each component: one pass over the movie's time chunks."""
+    dims = tuple(movie.shape[1:])
+    tB, tA = peak_window(fr)
+    weights = sp.csr_matrix(active_frames(C, A=A, n_max=10, tB=tB, tA=tA))
+    windows = footprint_window(A, dims)
+    blocks = time_blocks(movie)
+    ends = [t0 for t0, _ in blocks[1:]] + [movie.shape[0]]
+    win = dask.delayed(windows, pure=True)
+    parts = [dask.delayed(window_sums, pure=True)(blk, weights[:, t0:t1], win)
+             for (t0, blk), t1 in zip(blocks, ends)]
+    total = compute([tree_combine(parts, combine=_sum)], label="evaluation: spatial correlation")[0]
+    background = background_window_means(b, f, weights, windows) if b.shape[1] else None
+    return r_values(A, total, windows, background=background)
+
+
+def compute_dff(A: sp.csc_matrix, b: np.ndarray, C: np.ndarray, f: np.ndarray, YrA: np.ndarray,
+                params: Params) -> np.ndarray:
+    """dF/F with ``params.dff`` (CaImAn's ``detrend_df_f``)."""
+    dp = params.dff
+    return detrend_df_f(A, b, C, f, YrA if dp.use_residuals else None, quantileMin=dp.quantileMin,
+                        frames_window=dp.frames_window, flag_auto=dp.flag_auto, detrend_only=dp.detrend_only)
+
+
+def evaluate_components(movie: xr.DataArray, ds: xr.Dataset, params: Params) -> xr.Dataset:
+    """snr, r_value, cnn_pred, accepted and dff of the units in ``ds`` (the results' root group).
+
+    Parameters
+    ----------
+    movie : xarray.DataArray
+        The motion-corrected movie the units were extracted from.
+    ds : xarray.Dataset
+        footprints, traces, residuals, background_footprints, background_traces.
+    params : Params
+        ``quality`` thresholds, ``data.fr``/``decay_time``, ``init.gSig``, ``dff``.
+    """
+    fp = np.asarray(ds["footprints"].values, np.float32)
+    K, H, W = fp.shape
+    A = footprints_matrix(fp)
+    C = np.asarray(ds["traces"].values, np.float64)
+    YrA = np.asarray(ds["residuals"].values, np.float64)
+    bfp = np.asarray(ds["background_footprints"].values, np.float32)
+    b = bfp.reshape(len(bfp), -1).T
+    f = np.asarray(ds["background_traces"].values, np.float64)
+    fr = float(movie.attrs.get("fr") or params.data.fr)
+    q = params.quality
+    if K:
+        snr = trace_snr(C, YrA, fr=fr, decay_time=params.data.decay_time)
+        rval = spatial_correlation(movie, A, C, b, f, fr)
+        cnn = classify(A, (H, W), gSig=params.init.gSig)
+        ok = accept(snr, rval, cnn, min_SNR=q.min_SNR, rval_thr=q.rval_thr, min_cnn_thr=q.min_cnn_thr,
+                    SNR_lowest=q.SNR_lowest, rval_lowest=q.rval_lowest, cnn_lowest=q.cnn_lowest,
+                    use_cnn=q.use_cnn)
+        dff = compute_dff(A, b, C, f, YrA, params)
+    else:
+        snr = rval = cnn = np.zeros(0)
+        ok = np.zeros(0, bool)
+        dff = np.zeros((0, C.shape[1]))
+    unit: Any = ("unit",)
+    return xr.Dataset({"snr": (unit, snr.astype(np.float32)), "r_value": (unit, rval.astype(np.float32)),
+                       "cnn_pred": (unit, cnn.astype(np.float32)), "accepted": (unit, ok.astype(bool)),
+                       "dff": (("unit", "frame"), dff.astype(np.float32))},
+                      coords={"unit": ds["unit"].values})

@@ -1,0 +1,103 @@
+"""The whole pipeline on a simulated movie: right neurons, resumable, guarded against mixing runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from calcium_dask import StoreError
+from calcium_dask.cli import demo_params
+from calcium_dask.datasets import GroundTruth
+from calcium_dask.evaluate import r_values_in_memory
+from calcium_dask.evaluate.orchestrate import evaluate_components, footprints_matrix
+from calcium_dask.pipeline import run_pipeline
+from calcium_dask.store import ResultsStore
+from calcium_dask.validate import frame_offset, score_sources, shift_images
+
+PARAMS = demo_params(30.0).replace(**{"motion.strides": (32, 32), "motion.overlaps": (16, 16)})
+
+
+@pytest.fixture(scope="module")
+def full_run(client, sim_small, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("run") / "r.zarr")
+    summary = run_pipeline(str(sim_small), out, PARAMS)
+    return summary, sim_small
+
+
+def test_every_stage_runs_and_finds_the_neurons(full_run):
+    summary, movie = full_run
+    assert [r["stage"] for r in summary.rows] == ["motion", "cnmf", "evaluate"]
+    assert all(r["status"] == "ran" for r in summary.rows)
+    store = summary.store
+    ds = store.read()
+    truth = GroundTruth.load(movie.parent / "truth.npz")
+    shifts = store.read("motion")["shifts"].values
+    truth_fp = shift_images(truth.footprints, frame_offset(shifts, truth.shifts))
+    ok = ds["accepted"].values
+    sc = score_sources(truth_fp, truth.C, ds["footprints"].values[ok], ds["traces"].values[ok])
+    assert sc["recall"] >= 0.8 and sc["precision"] >= 0.8, sc
+    assert sc["trace_corr_median"] >= 0.9, sc
+    assert np.isfinite(ds["dff"].values).all() and ds["dff"].dims == ("unit", "frame")
+    attrs = dict(store.root(mode="r").attrs)
+    assert attrs["params"] == PARAMS.to_dict() and attrs["input"] == str(movie)
+    assert set(attrs["stages"]) == {"motion", "cnmf", "evaluate"}
+
+
+def test_rerun_resumes_and_refuses_other_parameters(full_run):
+    summary, movie = full_run
+    url = summary.store.url
+    again = run_pipeline(str(movie), url, PARAMS)
+    assert [r["status"] for r in again.rows] == ["done before"] * 3
+    with pytest.raises(StoreError, match="other parameters"):
+        run_pipeline(str(movie), url, PARAMS.replace(**{"merging.merge_thr": 0.7}))
+    before = summary.store.read()["accepted"].values.copy()
+    rerun = run_pipeline(str(movie), url, PARAMS, from_stage="evaluate")
+    assert [r["status"] for r in rerun.rows] == ["done before", "done before", "ran"]
+    np.testing.assert_array_equal(summary.store.read()["accepted"].values, before)
+
+
+def test_unknown_stage_is_a_clear_error(full_run, tmp_path):
+    summary, movie = full_run
+    with pytest.raises(StoreError, match="unknown stage 'cmnf'"):
+        run_pipeline(str(movie), str(tmp_path / "x.zarr"), PARAMS, until="cmnf")
+
+
+def test_r_value_reduction_equals_in_memory(full_run):
+    summary, _ = full_run
+    store: ResultsStore = summary.store
+    movie = store.movie()
+    ds = store.read().load()
+    ev = evaluate_components(movie, ds, PARAMS)
+    A = footprints_matrix(ds["footprints"].values)
+    b = ds["background_footprints"].values.reshape(len(ds["background"]), -1).T
+    tB_tA = __import__("calcium_dask.evaluate", fromlist=["peak_window"]).peak_window(30.0)
+    expected = r_values_in_memory(movie.values, sp.csc_matrix(A), ds["traces"].values, b=b,
+                                  f=ds["background_traces"].values, n_max=10, tB=tB_tA[0], tA=tB_tA[1])
+    np.testing.assert_allclose(ev["r_value"].values, expected, atol=1e-4)
+
+
+def test_report_command(full_run, tmp_path, capsys):
+    from calcium_dask.cli import main
+
+    summary, _ = full_run
+    out = tmp_path / "rep.html"
+    with pytest.raises(SystemExit) as e:
+        main(["report", summary.store.url, "-o", str(out)])
+    assert e.value.code == 0
+    html = out.read_text()
+    assert "data:image/png;base64," in html and "Parameters" in html
+
+
+def test_demo_command_scores_itself(tmp_path):
+    """The README's first command: simulate, run every stage, report, score against the truth."""
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "calcium_dask", "demo", "--out", str(tmp_path / "demo"),
+                        "--workers", "2", "--quiet"], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    line = next(s for s in p.stdout.splitlines() if s.startswith("accepted units:"))
+    f1 = float(line.split("F1 ")[1].split()[0])
+    assert f1 >= 0.8, line
+    assert (tmp_path / "demo" / "report.html").exists()
