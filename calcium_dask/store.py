@@ -61,6 +61,12 @@ class ResultsStore:
         return ds.to_zarr(self.url, group=group, storage_options=self.storage_options or None,
                           consolidated=False, **kwargs)
 
+    def clear_root_arrays(self) -> None:
+        """Delete every array of the root group (not the subgroups nor the attributes)."""
+        root = self.root()
+        for name in list(root.array_keys()):
+            del root[name]
+
     def write_root(self, ds: xr.Dataset) -> None:
         """Write variables into the root group, keeping the other groups and root attributes."""
         keep = dict(self.root().attrs)  # xarray replaces a group's attributes with ds.attrs

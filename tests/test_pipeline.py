@@ -101,3 +101,17 @@ def test_demo_command_scores_itself(tmp_path):
     f1 = float(line.split("F1 ")[1].split()[0])
     assert f1 >= 0.8, line
     assert (tmp_path / "demo" / "report.html").exists()
+
+
+def test_force_with_other_parameters_replaces_every_unit_variable(full_run, tmp_path):
+    """A forced rerun that finds another number of units leaves no variable of the old run."""
+    import shutil
+
+    summary, movie = full_run
+    url = str(tmp_path / "copy.zarr")
+    shutil.copytree(summary.store.url, url)
+    other = PARAMS.replace(**{"init.K": 2})
+    rerun = run_pipeline(str(movie), url, other, force=True)
+    assert [r["status"] for r in rerun.rows] == ["ran"] * 3
+    ds = ResultsStore(url).read()  # raises if unit sizes disagree
+    assert ds.sizes["unit"] == ds["accepted"].size == ds["dff"].shape[0]

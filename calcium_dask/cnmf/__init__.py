@@ -39,5 +39,6 @@ def cnmf(movie: xr.DataArray, params: Params, *, store: ResultsStore | str | Non
         store = ResultsStore(store) if isinstance(store, str) else store
         ds = estimates_dataset(est)
         ds.attrs["cnmf_seconds"] = round(time.perf_counter() - t0, 3)
+        store.clear_root_arrays()  # units of an earlier run (and their evaluation) go
         store.write_root(ds)
     return est

@@ -1,0 +1,104 @@
+"""Motion-correction speed and memory (issue targets: pw-rigid >= 100 frames/s and rigid >= 200
+frames/s on 512x512 with 2 workers of 1 thread; memory per worker flat in the number of frames).
+
+    python benchmarks/bench_motion.py --size 512 --frames 2000 --workers 1 2
+    python benchmarks/bench_motion.py --size 512 --frames 5000 20000 --workers 2 --memory-limit 2GB
+
+The movie is simulated once per size and length into a tile-chunked zarr (streamed, never
+in memory), then corrected from zarr to zarr with CaImAn's demo parameters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+
+def simulate(directory: Path, size: int, frames: int) -> Path:
+    from calcium_dask.datasets import SimulationParams, write_movie
+
+    path = directory / f"sim_{size}_{frames}" / "movie.zarr"
+    if not path.exists():
+        sp = SimulationParams.preset("small", T=frames, H=size, W=size, K=max(10, size * size // 400), seed=5)
+        write_movie(path, sp, chunk_frames=250, tile=64)
+    return path
+
+
+class PeakMemory:
+    """Samples every worker's RSS twice a second and keeps the maximum of each."""
+
+    def __init__(self, client) -> None:
+        self.client, self.peak, self._stop = client, {}, threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                for w, rss in self.client.run(lambda: psutil.Process().memory_info().rss).items():
+                    self.peak[w] = max(self.peak.get(w, 0), rss)
+            except Exception:  # a worker restarting: sample again later
+                pass
+            self._stop.wait(0.5)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_one(movie_path: Path, out: Path, pw_rigid: bool, workers: int, memory_limit: str) -> dict:
+    import calcium_dask as cd
+    from calcium_dask.motion import motion_correct
+    from calcium_dask.progress import set_quiet
+    from calcium_dask.store import ResultsStore
+
+    set_quiet(True)
+    params = cd.Params.from_caiman({"pw_rigid": pw_rigid, "max_shifts": (6, 6), "strides": (48, 48),
+                                    "overlaps": (24, 24), "max_deviation_rigid": 3, "border_nan": "copy"})
+    with cd.connect(n_workers=workers, memory_limit=memory_limit, dashboard_address=None, quiet=True) as client:
+        movie = cd.open_movie(movie_path)
+        with PeakMemory(client) as mem:
+            t0 = time.perf_counter()
+            motion_correct(movie, params, store=ResultsStore(str(out)))
+            seconds = time.perf_counter() - t0
+        client.cluster.close()
+    return {"seconds": seconds, "fps": movie.shape[0] / seconds,
+            "peak_mb": max(mem.peak.values(), default=0) / 2**20}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--frames", type=int, nargs="+", default=[2000])
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--memory-limit", default="2GB")
+    ap.add_argument("--modes", nargs="+", default=["rigid", "pw_rigid"], choices=["rigid", "pw_rigid"])
+    ap.add_argument("--dir", default=None, help="where simulated movies are kept (default: a temp dir)")
+    a = ap.parse_args(argv)
+    directory = Path(a.dir or tempfile.mkdtemp(prefix="bench_motion_"))
+    print("command: python " + " ".join(shlex.quote(x) for x in [sys.argv[0], *(argv or sys.argv[1:])]))
+    print(f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB")
+    print(f"{'size':>5} {'frames':>7} {'mode':>9} {'workers':>7} {'seconds':>8} {'frames/s':>9} {'peak MB/worker':>15}")
+    for frames in a.frames:
+        movie = simulate(directory, a.size, frames)
+        for mode in a.modes:
+            for w in a.workers:
+                out = directory / f"out_{a.size}_{frames}_{mode}_{w}.zarr"
+                r = run_one(movie, out, mode == "pw_rigid", w, a.memory_limit)
+                print(f"{a.size:>5} {frames:>7} {mode:>9} {w:>7} {r['seconds']:>8.1f} {r['fps']:>9.1f} "
+                      f"{r['peak_mb']:>15.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
