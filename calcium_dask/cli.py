@@ -15,6 +15,7 @@ import click
 import numpy as np
 
 from ._version import __version__
+from .batch import batch_command
 from .errors import CalciumDaskError
 
 __all__ = ["main", "cli"]
@@ -372,3 +373,5 @@ def _one_line(e: BaseException) -> str:
         text = f"{e.filename}: {e.strerror or text}"
     return " ".join(text.split())
 
+
+cli.add_command(batch_command)

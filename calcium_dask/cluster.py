@@ -85,6 +85,10 @@ def connect(address: str | None = None, *, n_workers: int | None = None,
                                       host="127.0.0.1", dashboard_address=dashboard_address)
         if processes:
             kwargs["env"] = THREAD_ENV
+        else:  # threads: still TCP on loopback (inproc:// would reject the host and dashboard address)
+            kwargs["protocol"] = "tcp://"
+        if dashboard_address is None:  # the scheduler's HTTP server would still take port 8787
+            kwargs.update(dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False})
         kwargs.update(cluster_kwargs)
         client = Client(LocalCluster(**kwargs))
     client.register_plugin(PinThreads())

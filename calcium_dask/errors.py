@@ -17,6 +17,10 @@ class MovieError(CalciumDaskError, ValueError):
         self.problem = problem
         super().__init__(f"{self.source}: {problem}")
 
+    def __reduce__(self) -> tuple:
+        # raised in Dask workers: it must unpickle with both of its arguments
+        return (type(self), (self.source, self.problem))
+
 
 class ParamsError(CalciumDaskError, ValueError):
     """A parameter is unknown, of the wrong type or out of range."""

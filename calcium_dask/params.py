@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import yaml
 
 from .errors import ParamsError
@@ -207,6 +208,8 @@ def _type_name(tp: Any) -> str:
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Convert ``value`` (e.g. from YAML, JSON or a command line) to annotation ``tp``."""
+    if isinstance(value, (np.ndarray, np.generic)):  # CaImAn's dicts hold np.array([4, 4]) and np.float64
+        value = value.tolist()
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:

@@ -79,8 +79,15 @@ STAGES: dict[str, Callable[[xr.DataArray, Params, ResultsStore], dict[str, Any]]
 
 
 def _check_resumable(store: ResultsStore, params: Params, checksum: str, force: bool) -> None:
-    """Refuse to add stages to a store made from other parameters or another input."""
-    if not store.exists() or force:
+    """Refuse to add stages to a store made from other parameters or another input, and to
+    write into a path that holds something else (files, a zarr array, another tool's group)."""
+    if force:
+        return
+    what = store.foreign()
+    if what:
+        raise StoreError(f"{store.url}: {what}, not a calcium-dask results store; choose another --out "
+                         "(or --force to write into it)")
+    if not store.exists():
         return
     attrs = dict(store.root(mode="r").attrs)
     if not attrs.get("stages"):
@@ -126,8 +133,10 @@ def run_pipeline(movie_url: Any, out: str, params: Params, *, storage_options: d
     if force and store.exists():
         for s in list(store.stages()):
             store.clear_mark(s)
+        store.clear_root_arrays()  # the units of the earlier run must not outlive its marks
     store.set_attrs(params=params.to_dict(), version=__version__, input=movie.attrs["source"],
-                    input_checksum=checksum, shape=list(movie.shape), fr=movie.attrs["fr"])
+                    input_checksum=checksum, shape=list(movie.shape), fr=movie.attrs["fr"],
+                    stages=store.stages())  # a record, even empty: open_results trusts only marks
     summary = RunSummary(store)
     for i, name in enumerate(names[: last + 1]):
         done = store.is_complete(name)

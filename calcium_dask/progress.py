@@ -11,12 +11,18 @@ import dask
 __all__ = ["compute", "set_quiet"]
 
 _QUIET = False
+RETRIES = 3  # attempts after a task's first failure
 
 
 def set_quiet(quiet: bool) -> None:
     """Silence (or restore) progress output for this process."""
     global _QUIET
     _QUIET = quiet
+
+
+def is_quiet() -> bool:
+    """Whether progress output is silenced in this process."""
+    return _QUIET
 
 
 def _client() -> Any:
@@ -79,7 +85,9 @@ def compute(objs: Sequence[Any], *, label: str) -> list[Any]:
             return out
         from distributed import as_completed
 
-        futures = client.compute(objs)
+        # a task that fails (a connection reset reading object storage, a lost worker) runs
+        # again: every task reads its inputs and writes whole chunks, so a retry is safe
+        futures = client.compute(objs, retries=RETRIES)
         for _ in as_completed(futures):
             rep.step()
         return client.gather(futures)

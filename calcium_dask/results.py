@@ -21,6 +21,8 @@ from .store import ResultsStore
 
 __all__ = ["Results", "open_results", "UNIT_VARS"]
 
+#: variables the evaluate stage adds
+EVALUATION_VARS = ("snr", "r_value", "cnn_pred", "accepted", "dff")
 #: variables indexed by unit, subset together by select_components
 UNIT_VARS = ("footprints", "traces", "spikes", "residuals", "dff", "snr", "r_value", "cnn_pred", "accepted",
              "baseline", "initial_calcium", "neurons_sn", "ar_coefficients")
@@ -56,13 +58,13 @@ class Results:
         """Footprints, (pixels, units) sparse, pixels in CaImAn's (Fortran) order ``x * H + y``."""
         fp = np.asarray(self.ds["footprints"].values)
         K = fp.shape[0]
-        return sp.csc_matrix(fp.transpose(0, 2, 1).reshape(K, -1).T)
+        return sp.csc_matrix(fp.transpose(0, 2, 1).reshape(K, int(np.prod(fp.shape[1:]))).T)
 
     @property
     def b(self) -> np.ndarray:
         """Background footprints, (pixels, nb), pixels in Fortran order."""
         bf = np.asarray(self.ds["background_footprints"].values)
-        return bf.transpose(0, 2, 1).reshape(len(bf), -1).T
+        return bf.transpose(0, 2, 1).reshape(len(bf), int(np.prod(bf.shape[1:]))).T
 
     def _var(self, name: str) -> np.ndarray | None:
         return np.asarray(self.ds[name].values) if name in self.ds else None
@@ -166,9 +168,16 @@ def open_results(url: str, *, storage_options: dict | None = None) -> Results:
     store = ResultsStore(url, dict(storage_options or {}))
     if not store.exists():
         raise StoreError(f"{store.url}: no results store here")
+    root = store.root(mode="r")
+    stages = root.attrs.get("stages")  # None: written without the pipeline, nothing to check
+    if stages is not None and "cnmf" not in stages:
+        done = ", ".join(stages) or "none"
+        raise StoreError(f"{store.url}: CNMF has not completed (complete stages: {done}); "
+                         "run calcium-dask run again to finish")
     ds = store.read().load()
     if "footprints" not in ds:
         raise StoreError(f"{store.url}: no CNMF results yet (run the cnmf stage)")
-    root = store.root(mode="r")
+    if stages is not None and "evaluate" not in stages:  # left by an unfinished evaluation
+        ds = ds.drop_vars([v for v in EVALUATION_VARS if v in ds])
     optional = {g: (store.read(g) if g in root else None) for g in ("discarded", "motion", "summary")}
     return Results(ds, optional["discarded"], optional["motion"], optional["summary"], store)

@@ -21,6 +21,8 @@ from .io.urls import normalize
 
 __all__ = ["ResultsStore"]
 
+OUR_GROUPS = ("motion", "summary", "summary_raw", "movie", "discarded")  # a store written by stages
+
 
 @dataclass
 class ResultsStore:
@@ -97,6 +99,26 @@ class ResultsStore:
         da = self.read(group or None)[name]
         da.attrs.update(zarr_url=self.url, zarr_path=path, zarr_storage_options=self.storage_options)
         return da
+
+    def foreign(self) -> str | None:
+        """What the URL holds when it is not empty and not a results store (None otherwise)."""
+        from fsspec.core import url_to_fs
+
+        fs, path = url_to_fs(self.url, **self.storage_options)
+        if not fs.exists(path):
+            return None
+        if not fs.isdir(path):
+            return "a file"
+        try:
+            group = zarr.open_group(self.url, mode="r", **self._kw())
+        except Exception:  # noqa: BLE001 - not a group: an array, or plain files
+            try:
+                zarr.open_array(self.url, mode="r", **self._kw())
+                return "a zarr array"
+            except Exception:  # noqa: BLE001
+                return "a folder of other files" if fs.ls(path) else None
+        ours = {"version", "stages"} & set(group.attrs) or set(OUR_GROUPS) & set(group.group_keys())
+        return None if ours or not list(group.keys()) else "a zarr group of another tool"
 
     def exists(self) -> bool:
         try:

@@ -16,7 +16,7 @@ __all__ = ["match_footprints", "score_sources", "score_shifts", "shift_images", 
 
 
 def _masks(footprints: np.ndarray, frac: float = 0.2) -> np.ndarray:
-    flat = footprints.reshape(len(footprints), -1).astype(np.float32)
+    flat = footprints.reshape(len(footprints), int(np.prod(footprints.shape[1:]))).astype(np.float32)
     peak = flat.max(1, keepdims=True)
     return (flat > frac * peak) & (peak > 0)
 

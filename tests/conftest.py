@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -27,15 +28,23 @@ def shared_path(*parts: str) -> str:
     return os.path.abspath(os.path.join(SHARED, *parts))
 
 
-@pytest.fixture(scope="session")
-def client():
-    """A real local cluster: 2 worker processes of 1 thread, as users run it."""
+@contextmanager
+def local_cluster():
+    """A real local cluster: 2 worker processes of 1 thread under nannies, as users run it."""
     from calcium_dask.cluster import connect
 
     c = connect(n_workers=2, memory_limit="2GB", dashboard_address=None, quiet=True)
-    yield c
-    c.cluster.close()
-    c.close()
+    try:
+        yield c
+    finally:
+        c.cluster.close()
+        c.close()
+
+
+@pytest.fixture(scope="session")
+def client():
+    with local_cluster() as c:
+        yield c
 
 
 @pytest.fixture(scope="session")

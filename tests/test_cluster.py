@@ -30,10 +30,24 @@ def test_local_cluster_one_thread_per_worker_blas_pinned():
 def test_address_from_environment(monkeypatch):
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as lc:
+    with LocalCluster(n_workers=1, processes=False, dashboard_address="127.0.0.1:0") as lc:
         monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", lc.scheduler_address)
         with connect(quiet=True) as client:
             assert client.scheduler.address == lc.scheduler_address
+
+
+def test_no_dashboard_takes_no_fixed_port():
+    """``dashboard_address=None``: no dashboard, and the scheduler's HTTP server stays off 8787
+    (two notebooks on one machine must not fight over it)."""
+    out = io.StringIO()
+    with connect(n_workers=1, processes=False, dashboard_address=None, stream=out) as client:
+        http = client.cluster.scheduler.http_server
+        ports = {s.getsockname()[1] for s in http._sockets.values()}
+        hosts = {s.getsockname()[0] for s in http._sockets.values()}
+        assert 8787 not in ports and hosts == {"127.0.0.1"}
+        assert "/status" not in str(client.cluster.scheduler.http_application.default_router.rules)
+        client.cluster.close()
+    assert "(no dashboard)" in out.getvalue()
 
 
 def test_bad_address_fails_fast():

@@ -34,6 +34,7 @@ def refit(movie: xr.DataArray, patches: PatchSet, params: Params) -> CNMFEstimat
 def cnmf(movie: xr.DataArray, params: Params, *, store: ResultsStore | str | None = None) -> CNMFEstimates:
     """``fit`` then ``refit``; with a store, write the estimates to its root group."""
     t0 = time.perf_counter()
+    movie = movie.assign_attrs(check_nan=params.preprocess.check_nan)  # what the readers fill
     est = refit(movie, fit(movie, params), params)
     if store is not None:
         store = ResultsStore(store) if isinstance(store, str) else store

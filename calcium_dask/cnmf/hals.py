@@ -321,7 +321,7 @@ def dilate_support(
     dense = A.toarray() if sp.issparse(A) else np.asarray(A)
     sup = (dense > 0).T.reshape(K, *dims)
     sup = ndimage.binary_dilation(sup, structure=np.ones((1, size, size), bool))
-    return sp.csc_matrix(sup.reshape(K, -1).T)
+    return sp.csc_matrix(sup.reshape(K, dims[0] * dims[1]).T)
 
 
 def hals(

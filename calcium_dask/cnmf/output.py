@@ -46,9 +46,15 @@ def estimates_dataset(est: CNMFEstimates) -> xr.Dataset:
             "baseline": (("unit",), est.bl.astype(f32)),
             "initial_calcium": (("unit",), est.c1.astype(f32)),
             "neurons_sn": (("unit",), est.neurons_sn.astype(f32)),
-            "ar_coefficients": (("unit", "lag"), np.asarray(est.g, f32).reshape(est.C.shape[0], -1)),
+            "ar_coefficients": (("unit", "lag"), _ar_coefficients(est.g, est.C.shape[0])),
             "pixel_noise": (("y", "x"), est.sn.reshape(H, W).astype(f32)),
         },
         coords={"unit": np.arange(est.C.shape[0])},
     )
     return ds
+
+
+def _ar_coefficients(g, K: int) -> np.ndarray:
+    """(K, p) AR coefficients; with no units, (0, 1) (an empty array cannot infer its lag)."""
+    g = np.asarray(g, np.float32)
+    return g.reshape(K, -1) if K else np.zeros((0, max(g.shape[-1] if g.ndim == 2 else 0, 1)), np.float32)

@@ -26,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 import xarray as xr
 
+from ..errors import MovieError
 from ..params import Params
 from ..progress import compute
 from .background import low_rank_background
@@ -40,6 +41,7 @@ PATCH_BUDGET = 512 * 2**20  # bytes of float32 patch data one task may hold (x m
 DETREND_DECAYS = 2.5  # seeding detrend window, in indicator decay times
 GROUP_SIDE = 2  # patches per task along each axis (they share the tiles they read)
 MIN_SNR_INIT = 4.0  # seeding stops when no transient reaches this many noise SDs
+MAX_TYPICAL = 1e15  # median |pixel| above which float32 sums of squares over a patch overflow
 
 
 @dataclass
@@ -101,11 +103,21 @@ def _read(source: Any, box: tuple[int, int, int, int], tsub: int) -> np.ndarray:
     return np.asarray(source, dtype=np.float32)
 
 
+def _check_range(Y: np.ndarray, source: Any) -> None:
+    """Refuse a movie whose typical value overflows float32 sums of squares over a patch."""
+    typical = float(np.median(np.abs(Y[:: max(1, len(Y) // 64)]))) if Y.size else 0.0
+    if typical > MAX_TYPICAL:
+        name = f"{source.url}/{source.path}" if isinstance(source, ZarrMovie) else "movie"
+        raise MovieError(name, f"typical pixel value {typical:.3g} is beyond float32 arithmetic "
+                               f"(limit {MAX_TYPICAL:.0e}); divide the movie by a constant")
+
+
 def _fit_group(source: Any, union: tuple[int, int, int, int], boxes: list[tuple[int, int, int, int]],
                owns: list[tuple[int, int, int, int]], dims: tuple[int, int], tsub: int,
                opts: dict[str, Any]) -> list[dict[str, Any]]:
     """One task: read the union of neighbouring patches once, run CNMF on each patch."""
     Y = _read(source, union, tsub)
+    _check_range(Y, source)
     if tsub > 1:  # windows counted in frames of the full-rate movie
         opts = dict(opts, rolling_length=max(1, opts["rolling_length"] // tsub),
                     detrend_window=opts["detrend_window"] // tsub,

@@ -10,6 +10,8 @@ import numpy as np
 import xarray as xr
 import zarr
 
+from ..missing import fill_missing, fill_missing_lazy
+
 __all__ = ["ZarrMovie", "zarr_movie", "time_blocks", "patch_input"]
 
 
@@ -22,6 +24,7 @@ class ZarrMovie:
     shape: tuple[int, int, int]
     t_chunk: int
     storage_options: dict = field(default_factory=dict)
+    check_nan: bool = True  # fill missing pixels (else they are an error)
 
     def _array(self) -> zarr.Array:
         kw = {"storage_options": self.storage_options} if "://" in self.url and self.storage_options else {}
@@ -30,7 +33,8 @@ class ZarrMovie:
     def read(self, t0: int, t1: int, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
         """Frames ``t0:t1``, restricted to ``box = (y0, y1, x0, x1)`` (only its tiles are read)."""
         y0, y1, x0, x1 = box if box is not None else (0, self.shape[1], 0, self.shape[2])
-        return np.asarray(self._array()[t0:t1, y0:y1, x0:x1], dtype=np.float32)
+        block = np.asarray(self._array()[t0:t1, y0:y1, x0:x1], dtype=np.float32)
+        return fill_missing(block, fill=self.check_nan, t0=t0, source=f"{self.url}/{self.path}")
 
     def read_downsampled(self, box: tuple[int, int, int, int], tsub: int) -> np.ndarray:
         """The whole time series of ``box``, averaged over groups of ``tsub`` frames.
@@ -55,7 +59,13 @@ def zarr_movie(movie: xr.DataArray) -> ZarrMovie | None:
         return None
     chunks = movie.encoding.get("chunks") or movie.encoding.get("preferred_chunks", {}).get("frame")
     t_chunk = chunks[0] if isinstance(chunks, tuple) else int(chunks or 500)
-    return ZarrMovie(url, path, tuple(movie.shape), int(t_chunk), dict(movie.attrs.get("zarr_storage_options", {})))
+    return ZarrMovie(url, path, tuple(movie.shape), int(t_chunk), dict(movie.attrs.get("zarr_storage_options", {})),
+                     check_nan=_check_nan(movie))
+
+
+def _check_nan(movie: xr.DataArray) -> bool:
+    """Whether reads fill missing pixels: the ``check_nan`` attribute CNMF and evaluation set."""
+    return bool(movie.attrs.get("check_nan", True))
 
 
 def time_blocks(movie: xr.DataArray) -> list[tuple[int, Any]]:
@@ -65,7 +75,7 @@ def time_blocks(movie: xr.DataArray) -> list[tuple[int, Any]]:
         read = dask.delayed(ZarrMovie.read, pure=True)
         return [(t0, read(ref, t0, min(t0 + ref.t_chunk, ref.shape[0])))
                 for t0 in range(0, ref.shape[0], ref.t_chunk)]
-    data = movie.data.rechunk({1: -1, 2: -1})
+    data = fill_missing_lazy(movie.data.rechunk({1: -1, 2: -1}), _check_nan(movie), movie.attrs.get("source", "movie"))
     starts = np.cumsum((0,) + data.chunks[0][:-1])
     return list(zip((int(s) for s in starts), data.to_delayed().ravel()))
 
@@ -76,4 +86,5 @@ def patch_input(movie: xr.DataArray, box: tuple[int, int, int, int]) -> Any:
     if ref is not None:
         return ref
     y0, y1, x0, x1 = box
-    return movie.data[:, y0:y1, x0:x1].rechunk(-1).to_delayed().ravel()[0]
+    patch = fill_missing_lazy(movie.data[:, y0:y1, x0:x1], _check_nan(movie), movie.attrs.get("source", "movie"))
+    return patch.rechunk(-1).to_delayed().ravel()[0]

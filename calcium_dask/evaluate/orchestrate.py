@@ -30,8 +30,8 @@ __all__ = ["evaluate_components", "footprints_matrix", "compute_dff"]
 
 def footprints_matrix(footprints: np.ndarray) -> sp.csc_matrix:
     """(K, H, W) footprints -> (H*W, K) csc, pixel index ``y * W + x``."""
-    K = footprints.shape[0]
-    return sp.csc_matrix(np.asarray(footprints, np.float32).reshape(K, -1).T)
+    K, H, W = footprints.shape
+    return sp.csc_matrix(np.asarray(footprints, np.float32).reshape(K, H * W).T)
 
 
 def _sum(records: list[np.ndarray]) -> np.ndarray:
@@ -75,13 +75,14 @@ def evaluate_components(movie: xr.DataArray, ds: xr.Dataset, params: Params) -> 
     params : Params
         ``quality`` thresholds, ``data.fr``/``decay_time``, ``init.gSig``, ``dff``.
     """
+    movie = movie.assign_attrs(check_nan=params.preprocess.check_nan)  # what the readers fill
     fp = np.asarray(ds["footprints"].values, np.float32)
     K, H, W = fp.shape
     A = footprints_matrix(fp)
     C = np.asarray(ds["traces"].values, np.float64)
     YrA = np.asarray(ds["residuals"].values, np.float64)
     bfp = np.asarray(ds["background_footprints"].values, np.float32)
-    b = bfp.reshape(len(bfp), -1).T
+    b = bfp.reshape(len(bfp), H * W).T
     f = np.asarray(ds["background_traces"].values, np.float64)
     fr = float(movie.attrs.get("fr") or params.data.fr)
     q = params.quality

@@ -20,6 +20,7 @@ import dask
 import numpy as np
 import xarray as xr
 
+from ..missing import fill_missing_lazy
 from ..params import MotionParams, Params
 from ..progress import compute
 from ..store import ResultsStore
@@ -133,12 +134,12 @@ def _apply_given(frames: np.ndarray, given: dict, opts: dict[str, Any], min_mov:
             "peak": np.full(len(frames), np.nan, np.float32)}
 
 
-def _template_block(movie: xr.DataArray, mp: MotionParams) -> Any:
+def _template_block(movie: xr.DataArray, mp: MotionParams, check_nan: bool) -> Any:
     """The central contiguous block of frames the template is built from (lazy)."""
     t, h, w = movie.shape
     n = int(min(t, mp.num_frames_template, max(10, TEMPLATE_BYTES // (h * w * 4))))
     start = (t - n) // 2
-    return movie.data[start:start + n]
+    return fill_missing_lazy(movie.data[start:start + n], check_nan, movie.attrs.get("source", "movie"))
 
 
 def _prepare_output(store: ResultsStore, path: str, shape: tuple[int, int, int], tc: int, tile: int,
@@ -174,7 +175,7 @@ def _run(movie: xr.DataArray, params: Params, store: ResultsStore | None, path: 
     tc = block_frames(movie.shape, cp.chunk_frames)
     opts = kernel_options(mp)
     if template is None:
-        block = _template_block(movie, mp)
+        block = _template_block(movie, mp, params.preprocess.check_nan)
         template_d = dask.delayed(_template_task, pure=True)(block, opts, mp.niter_rig, mp.min_mov, mp.gSig_filt)
     else:
         template_d = dask.delayed(template, pure=True)
@@ -183,7 +184,8 @@ def _run(movie: xr.DataArray, params: Params, store: ResultsStore | None, path: 
         _prepare_output(store, path, movie.shape, tc, cp.tile,
                         {"source": str(movie.attrs.get("source", "")), "fr": movie.attrs.get("fr")})
         out = (store, path)
-    data = movie.data.rechunk({0: tc, 1: -1, 2: -1})
+    data = fill_missing_lazy(movie.data.rechunk({0: tc, 1: -1, 2: -1}), params.preprocess.check_nan,
+                             movie.attrs.get("source", "movie"))
     starts = np.cumsum((0,) + data.chunks[0][:-1])
     blocks = data.to_delayed().ravel()
     recs = [dask.delayed(_correct_block, pure=True)(b, template_d, t0=int(t0), opts=opts, nonneg=mp.nonneg_movie,
@@ -276,7 +278,8 @@ def _lazy_corrected(movie: xr.DataArray, params: Params, tmpl: dict, tc: int,
     import dask.array as da
 
     opts = kernel_options(params.motion)
-    data = movie.data.rechunk({0: tc, 1: -1, 2: -1})
+    data = fill_missing_lazy(movie.data.rechunk({0: tc, 1: -1, 2: -1}), params.preprocess.check_nan,
+                             movie.attrs.get("source", "movie"))
     starts = np.cumsum((0,) + data.chunks[0][:-1])
     blocks = []
     for b, t0, n in zip(data.to_delayed().ravel(), starts, data.chunks[0]):

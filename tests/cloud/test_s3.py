@@ -164,9 +164,12 @@ def test_simulated_zarr_in_the_bucket_opens(s3, local_movies, uploaded):
 
 def test_credentials_and_endpoint_from_the_environment(s3, local_movies, uploaded, monkeypatch):
     """How pods get them (a Secret as env vars): no storage options at all."""
+    import dask
+
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)
     remote = open_movie(uploaded["zarr"])
-    np.testing.assert_array_equal(remote.values, open_movie(local_movies["zarr"]).values)
+    with dask.config.set(scheduler="threads"):  # this process's environment, not a cluster's workers
+        np.testing.assert_array_equal(remote.values, open_movie(local_movies["zarr"]).values)
 
 
 def _run_cli(args: list[str]) -> None:
@@ -240,7 +243,7 @@ def test_credentials_never_reach_the_store(s3, motion_store):
 
 @pytest.fixture(scope="module")
 def full_store(s3, uploaded, threads_cluster, tmp_path_factory) -> ResultsStore:
-    """Every stage (motion, CNMF) of the demo parameters, input and results in the bucket."""
+    """Every stage (motion, CNMF, evaluation) of the demo parameters, input and results in the bucket."""
     import yaml
 
     from calcium_dask.cli import demo_params
@@ -262,7 +265,7 @@ def test_full_run_writes_the_estimates_into_the_bucket(full_store):
 
 def test_full_run_keeps_the_root_attributes(full_store):
     attrs = dict(full_store.root(mode="r").attrs)
-    assert set(full_store.stages()) == {"motion", "cnmf"}
+    assert set(full_store.stages()) == {"motion", "cnmf", "evaluate"}
     assert {"params", "version", "input", "input_checksum"} <= set(attrs)
 
 

@@ -294,8 +294,6 @@ def test_job_retries_a_bounded_number_of_times():
 def test_job_args_parse_with_the_cli(tmp_path):
     from calcium_dask.cli import cli
 
-    if "batch" not in cli.commands:
-        pytest.skip("`calcium-dask batch` is not implemented yet")
     _, key = _manifest_mount()
     local = tmp_path / "manifest.yaml"
     local.write_text(only("ConfigMap")["data"][key])

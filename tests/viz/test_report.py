@@ -27,7 +27,7 @@ def test_full_report_is_self_contained(report):
     assert not re.search(r"<script[^>]*\bsrc=[\"']?https?://", page)
     assert not re.search(r"<link[^>]*\bhref=[\"']?https?://", page)
     assert "Bokeh" in page and 'class="note"' not in page
-    for needle in ("sim/movie.tif", "100 x 32 x 32", "10 Hz", "min_SNR", "rval_thr", "frames_per_s", "5.75"):
+    for needle in ("sim/movie.tif", "100 x 32 x 32", "10 Hz", "min_SNR", "rval_thr", "frames_per_s", "6.25"):
         assert needle in page
 
 

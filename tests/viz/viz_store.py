@@ -79,4 +79,6 @@ def write_store(path: Path, *, cnmf: bool = True, evaluated: bool = True, seed: 
     store.mark_complete("motion", 1.5, frames_per_s=66.7)
     if cnmf:
         store.mark_complete("cnmf", 4.25, units=3)
+    if cnmf and evaluated:
+        store.mark_complete("evaluate", 0.5, accepted=2, rejected=1)
     return store

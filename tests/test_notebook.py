@@ -1,0 +1,60 @@
+"""notebooks/demo_pipeline.ipynb runs top to bottom and ends with a sane summary."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "demo_pipeline.ipynb"
+KERNEL = "calcium-dask-test"
+
+
+def test_committed_notebook_has_no_outputs():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, cell.source[:80]
+
+
+@pytest.fixture
+def kernel_of_this_python(tmp_path, monkeypatch):
+    """A kernelspec that runs ipykernel with this interpreter (the venv's), found first."""
+    spec = tmp_path / "jupyter" / "kernels" / KERNEL
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "calcium-dask test", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    return KERNEL
+
+
+def test_demo_notebook_runs(tmp_path, kernel_of_this_python, monkeypatch):
+    monkeypatch.setenv("CALCIUM_DASK_DEMO_DIR", str(tmp_path / "demo"))
+    monkeypatch.setenv("CALCIUM_DASK_WORKERS", "2")
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    client = nbclient.NotebookClient(nb, kernel_name=kernel_of_this_python, timeout=300,
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()  # raises CellExecutionError naming the failing cell
+
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    line = re.search(r"SUMMARY units=(\d+) accepted=(\d+) rejected=(\d+) frames=(\d+) max_shift=([\d.]+)", text)
+    assert line, text[-2000:]
+    units, accepted, rejected, frames, max_shift = (float(g) for g in line.groups())
+    assert frames == 300 and units == accepted + rejected
+    assert 8 <= accepted <= 30, line.group(0)  # 12 simulated neurons
+    assert 0.5 < max_shift <= 6.0, line.group(0)  # the simulation moves; max_shifts bounds it
+    assert (tmp_path / "demo" / "report.html").stat().st_size > 10_000
+    assert (tmp_path / "demo" / "movie.gif").exists()
+    assert "'f1'" in text and float(re.search(r"'f1': ([\d.]+)", text).group(1)) >= 0.7
