@@ -260,7 +260,7 @@ def demo_params(fr: float):
 
 def score_lines(store, truth) -> list[str]:
     """One line per stage present in the store, scored against the ground truth."""
-    from .validate import frame_offset, score_shifts, score_sources, shift_images
+    from .validate import frame_offset, match_footprints, score_shifts, score_sources, shift_images
 
     lines: list[str] = []
     stages = store.stages()
@@ -284,6 +284,11 @@ def score_lines(store, truth) -> list[str]:
                      f"{sc['precision']:.2f}, recall {sc['recall']:.2f}, F1 {sc['f1']:.2f} (IoU >= 0.3); "
                      f"trace correlation {sc.get('trace_corr_median', float('nan')):.3f}; "
                      f"recall of the lowest-SNR third {low if low is None else round(low, 2)}")
+    if "accepted" in ds:
+        pairs = match_footprints(truth_fp, found)
+        kept = int(ds["accepted"].values.astype(bool)[pairs[:, 1]].sum())
+        lines.append(f"evaluation keeps {kept} of the {len(pairs)} true neurons CNMF found "
+                     f"({100 * kept / max(len(pairs), 1):.0f}%)")
     return lines
 
 

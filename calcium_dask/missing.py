@@ -69,10 +69,14 @@ def fill_missing(frames: np.ndarray, *, fill: bool = True, t0: int = 0, source: 
 
 
 def fill_missing_lazy(data: Any, check_nan: bool = True, source: Any = "movie") -> Any:
-    """A dask array of frames as float32, missing pixels filled chunk by chunk (lazily).
+    """A dask array of frames with missing pixels filled chunk by chunk (lazily).
 
-    ``source`` is the movie's file or URL, or its list of files (the first is named).
+    Integer movies pass through untouched (they cannot hold NaN); float movies come out
+    as float32. ``source`` is the movie's file or URL, or its list of files (the first is
+    named).
     """
+    if data.dtype.kind != "f":
+        return data
     if isinstance(source, (list, tuple)):
         source = source[0] if source else "movie"
     return data.map_blocks(_fill_block, check_nan=check_nan, source=str(source), dtype=np.float32)

@@ -25,7 +25,8 @@ def ar_trace(g: tuple[float, ...], n: int = 600, seed: int = 0) -> np.ndarray:
 
 
 def warm() -> None:
-    """Run every numba-compiled path (deconvolution, seeding, refit products) once."""
+    """Run every numba-compiled path (deconvolution, seeding, refit products, summary
+    images) once."""
     from calcium_dask.cnmf.deconvolution import constrained_foopsi
     from calcium_dask.cnmf.oasis import oasis_ar1, oasis_ar2
 
@@ -36,6 +37,7 @@ def warm() -> None:
     oasis_ar1(y1 - 0.5, 0.9, lam=0.1)
     oasis_ar2(y2 - 0.5, 1.3, -0.4, lam=0.1)
     _warm_patch_kernels()
+    _warm_summary_kernels()
 
 
 def _warm_patch_kernels() -> None:
@@ -51,6 +53,15 @@ def _warm_patch_kernels() -> None:
     A = sp.random(256, 3, density=0.1, random_state=0, format="csc", dtype=np.float32)
     frames_dot_footprints(movie, A, np.ones((256, 1), np.float32))
     frames_dot_traces(movie, rng.standard_normal((3, 200)).astype(np.float32), A != 0)
+
+
+def _warm_summary_kernels() -> None:
+    """The summary images' fused pass, for the dtypes movies come in (one compilation each)."""
+    from calcium_dask.summary.kernels import partial_sums
+
+    frames = np.arange(3 * 8 * 8).reshape(3, 8, 8)
+    for dtype in (np.float32, np.float64, np.uint16, np.int16, np.uint8, np.int8):
+        partial_sums(frames.astype(dtype), offset=np.zeros((8, 8)))
 
 
 if __name__ == "__main__":

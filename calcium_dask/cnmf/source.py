@@ -69,7 +69,7 @@ def _check_nan(movie: xr.DataArray) -> bool:
 
 
 def time_blocks(movie: xr.DataArray) -> list[tuple[int, Any]]:
-    """``(t0, delayed block (Tc, H, W) float32)`` covering the movie, one per time chunk."""
+    """``(t0, delayed block (Tc, H, W))`` covering the movie, one per time chunk."""
     ref = zarr_movie(movie)
     if ref is not None:
         read = dask.delayed(ZarrMovie.read, pure=True)

@@ -69,6 +69,15 @@ def _to_dask(src: Any, chunk_frames: int | None, name: str) -> da.Array:
                          asarray=False, fancy=False, inline_array=True)
 
 
+def _zarr_chunks(arr: Any) -> tuple[int, ...]:
+    """Whole frames per dask chunk, a whole number of the array's time chunks (about
+    CHUNK_BYTES): one task reads all the tiles of its frames, none is read twice."""
+    tc = int(arr.chunks[0])
+    frame = arr.shape[:1] + arr.shape[-2:]
+    n = max(tc, auto_chunk_frames(frame, np.dtype(arr.dtype).itemsize) // tc * tc)
+    return (n, *arr.chunks[1:-2], *arr.shape[-2:])
+
+
 def _source(engine: str, url: Any, files: list[str], dataset: str | None, plane: int | None,
             so: dict, chunk_frames: int | None) -> tuple[da.Array, dict]:
     token = f"movie-{engine}-{tokenize(files, dataset, plane, chunk_frames)}"
@@ -78,7 +87,7 @@ def _source(engine: str, url: Any, files: list[str], dataset: str | None, plane:
         raise MovieError(str(url), f"several files are supported for TIFF only, not {engine}")
     elif engine == "zarr":
         arr, meta = zarr_array(files[0], dataset=dataset, storage_options=so)
-        data = da.from_zarr(arr)
+        data = da.from_zarr(arr, chunks=_zarr_chunks(arr))
         if arr.ndim == 4:
             if plane is None or not 0 <= plane < arr.shape[1]:
                 raise MovieError(files[0], f"4-D array {arr.shape}: choose a plane (axis 1) with plane=")

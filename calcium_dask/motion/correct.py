@@ -69,14 +69,23 @@ def kernel_options(mp: MotionParams) -> dict[str, Any]:
                 shifts_opencv=mp.shifts_opencv, gSig_filt=mp.gSig_filt)
 
 
-def block_frames(shape: tuple[int, int, int], chunk_frames: int | None) -> int:
-    """Frames per correction block (and per time chunk of the corrected movie)."""
+def block_frames(shape: tuple[int, int, int], chunk_frames: int | None, input_chunk: int | None = None) -> int:
+    """Frames per correction block (and per time chunk of the corrected movie).
+
+    With ``input_chunk`` (the movie's frames per dask chunk), a block is an even part or
+    a multiple of it, so that no input chunk is cut and pasted into blocks.
+    """
     if chunk_frames:
         return int(min(chunk_frames, shape[0]))
     per_frame = shape[1] * shape[2] * 4
     by_memory = max(16, min(1000, BLOCK_BYTES // per_frame))
     # at least ~8 blocks, so that short movies still keep every worker busy
-    return int(min(shape[0], by_memory, max(16, -(-shape[0] // 8))))
+    n = int(min(shape[0], by_memory, max(16, -(-shape[0] // 8))))
+    if input_chunk and n < input_chunk:
+        n = -(-input_chunk // -(-input_chunk // n))  # input_chunk cut in equal parts
+    elif input_chunk and n > input_chunk:
+        n = n // input_chunk * input_chunk  # whole input chunks
+    return n
 
 
 def _template_task(frames: np.ndarray, opts: dict[str, Any], niter: int, min_mov: float | None,
@@ -172,7 +181,7 @@ def _motion_dataset(recs: list[dict], template: np.ndarray, mp: MotionParams, sh
 def _run(movie: xr.DataArray, params: Params, store: ResultsStore | None, path: str,
          given: dict | None, template: dict | None) -> tuple[list[dict], dict, Any, int]:
     mp, cp = params.motion, params.compute
-    tc = block_frames(movie.shape, cp.chunk_frames)
+    tc = block_frames(movie.shape, cp.chunk_frames, movie.data.chunks[0][0])
     opts = kernel_options(mp)
     if template is None:
         block = _template_block(movie, mp, params.preprocess.check_nan)

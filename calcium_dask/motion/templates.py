@@ -21,6 +21,13 @@ def _quiet(func, *args, **kwargs) -> np.ndarray:
         return func(*args, **kwargs)
 
 
+def _nanmean(stack: np.ndarray, axis: int) -> np.ndarray:
+    # np.nanmean copies the whole stack to replace NaNs; most stacks have none
+    if np.isnan(stack).any():
+        return _quiet(np.nanmean, stack, axis=axis)
+    return stack.mean(axis=axis)
+
+
 def _fill_nan(img: np.ndarray) -> np.ndarray:
     # Pixels never covered by any frame (NaN borders) get the template's minimum.
     if np.isnan(img).any():
@@ -62,7 +69,7 @@ def make_template(
     stack, _ = as_stack(frames)
     t = len(stack)
     if method == "mean":
-        return _fill_nan(_quiet(np.nanmean, stack, axis=0))
+        return _fill_nan(_nanmean(stack, axis=0))
     if method == "median":
         return _fill_nan(_quiet(np.nanmedian, stack, axis=0))
     if method != "median_of_means":
@@ -70,7 +77,7 @@ def make_template(
     groups = n_groups if n_groups is not None else max(1, t // max(1, int(group_size)))
     groups = int(min(max(1, groups), t))
     size = t // groups
-    means = _quiet(np.nanmean, stack[: groups * size].reshape(groups, size, *stack.shape[1:]), axis=1)
+    means = _nanmean(stack[: groups * size].reshape(groups, size, *stack.shape[1:]), axis=1)
     return _fill_nan(_quiet(np.nanmedian, means, axis=0))
 
 
@@ -124,5 +131,5 @@ def merge_templates(
     if method == "median":
         return _fill_nan(_quiet(np.nanmedian, stack, axis=0))
     if method == "mean":
-        return _fill_nan(_quiet(np.nanmean, stack, axis=0))
+        return _fill_nan(_nanmean(stack, axis=0))
     raise ValueError(f"method must be 'median' or 'mean', got {method!r}")
