@@ -65,7 +65,7 @@ class PreprocessParams:
     noise_method: Literal["mean", "median", "logmexp"] = _f("mean", "how the PSD is averaged in the band")
     max_num_samples_fft: int = _f(3072, "samples used for the noise PSD of long traces", lo=64)
     lags: int = _f(5, "autocovariance lags used to estimate the AR coefficients", lo=1, hi=100)
-    check_nan: bool = _f(True, "interpolate NaN pixels before extraction")
+    check_nan: bool = _f(True, "fill NaN/inf pixels from the nearest finite pixel of their frame (false: an error)")
 
 
 @dataclass(frozen=True)

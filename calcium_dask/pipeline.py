@@ -65,7 +65,7 @@ def _stage_cnmf(movie: xr.DataArray, params: Params, store: ResultsStore) -> dic
 def _stage_evaluate(movie: xr.DataArray, params: Params, store: ResultsStore) -> dict[str, Any]:
     from .evaluate.orchestrate import evaluate_components
 
-    ev = evaluate_components(store.movie(), store.read().load(), params)
+    ev = evaluate_components(store.movie(), store.read(), params)  # lazy: footprints read in parts
     store.write_root(ev)
     return {"accepted": int(ev["accepted"].sum()), "rejected": int((~ev["accepted"]).sum())}
 

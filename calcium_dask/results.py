@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import dask
 import dask.array as da
 import numpy as np
 import scipy.sparse as sp
@@ -174,7 +175,8 @@ def open_results(url: str, *, storage_options: dict | None = None) -> Results:
         done = ", ".join(stages) or "none"
         raise StoreError(f"{store.url}: CNMF has not completed (complete stages: {done}); "
                          "run calcium-dask run again to finish")
-    ds = store.read().load()
+    with dask.config.set(scheduler="threads"):  # read here from the store, not gathered from a worker
+        ds = store.read().load()
     if "footprints" not in ds:
         raise StoreError(f"{store.url}: no CNMF results yet (run the cnmf stage)")
     if stages is not None and "evaluate" not in stages:  # left by an unfinished evaluation

@@ -28,10 +28,21 @@ from .spatial import (active_frames, background_window_means, footprint_window, 
 __all__ = ["evaluate_components", "footprints_matrix", "compute_dff"]
 
 
-def footprints_matrix(footprints: np.ndarray) -> sp.csc_matrix:
-    """(K, H, W) footprints -> (H*W, K) csc, pixel index ``y * W + x``."""
+def footprints_matrix(footprints: Any, units_per_read: int = 64) -> sp.csc_matrix:
+    """(K, H, W) footprints -> (H*W, K) csc, pixel index ``y * W + x``.
+
+    ``footprints`` may be numpy, dask or xarray (e.g. the results store's dense array): it
+    is read ``units_per_read`` units at a time in this process, so neither this process nor
+    a worker ever holds all the dense footprints (K x 1 MB at 512x512).
+    """
     K, H, W = footprints.shape
-    return sp.csc_matrix(np.asarray(footprints, np.float32).reshape(K, H * W).T)
+    data = getattr(footprints, "data", footprints)
+    parts = []
+    with dask.config.set(scheduler="threads"):
+        for lo in range(0, K, units_per_read):
+            block = np.asarray(data[lo:lo + units_per_read], np.float32)
+            parts.append(sp.csc_matrix(block.reshape(len(block), H * W).T))
+    return sp.hstack(parts, format="csc") if parts else sp.csc_matrix((H * W, 0), dtype=np.float32)
 
 
 def _sum(records: list[np.ndarray]) -> np.ndarray:
@@ -76,14 +87,14 @@ def evaluate_components(movie: xr.DataArray, ds: xr.Dataset, params: Params) -> 
         ``quality`` thresholds, ``data.fr``/``decay_time``, ``init.gSig``, ``dff``.
     """
     movie = movie.assign_attrs(check_nan=params.preprocess.check_nan)  # what the readers fill
-    fp = np.asarray(ds["footprints"].values, np.float32)
-    K, H, W = fp.shape
-    A = footprints_matrix(fp)
-    C = np.asarray(ds["traces"].values, np.float64)
-    YrA = np.asarray(ds["residuals"].values, np.float64)
-    bfp = np.asarray(ds["background_footprints"].values, np.float32)
+    K, H, W = ds["footprints"].shape
+    A = footprints_matrix(ds["footprints"])
+    with dask.config.set(scheduler="threads"):  # read here from the store, not through a worker
+        C = np.asarray(ds["traces"].values, np.float64)
+        YrA = np.asarray(ds["residuals"].values, np.float64)
+        bfp = np.asarray(ds["background_footprints"].values, np.float32)
+        f = np.asarray(ds["background_traces"].values, np.float64)
     b = bfp.reshape(len(bfp), H * W).T
-    f = np.asarray(ds["background_traces"].values, np.float64)
     fr = float(movie.attrs.get("fr") or params.data.fr)
     q = params.quality
     if K:
