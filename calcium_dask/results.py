@@ -150,7 +150,12 @@ class Results:
     def to_zarr(self, url: str, *, storage_options: dict | None = None) -> ResultsStore:
         """Write the units (and the discarded ones, group ``/discarded``) to a results store."""
         store = ResultsStore(url, dict(storage_options or {}))
-        store.write_root(self.ds)
+        marks = store.stages()  # the target's own stage marks, if it is a pipeline's store
+        store.write_root(self.ds.drop_attrs().assign_attrs(
+            {k: v for k, v in self.ds.attrs.items() if k != "stages"}))  # marks describe a store, not units
+        if "stages" in dict(store.root(mode="r").attrs) and not set(EVALUATION_VARS).isdisjoint(self.ds) \
+                and "evaluate" not in marks:
+            store.mark_complete("evaluate", 0.0, written_by="Results.to_zarr")  # open_results keeps them
         if self.discarded is not None:
             store.write(self.discarded, group="discarded")
         else:

@@ -79,6 +79,22 @@ def test_zarr_round_trip_exact(tmp_path):
         open_results(str(tmp_path / "missing.zarr"))
 
 
+def test_results_evaluated_in_memory_survive_a_save_into_a_pipeline_store(tmp_path):
+    """A store whose evaluate stage never ran: units evaluated in a notebook and saved back keep
+    their evaluation (open_results drops evaluation variables only of an unfinished stage)."""
+    url = str(tmp_path / "run.zarr")
+    r = make_results()
+    unevaluated = Results(r.ds.drop_vars(["snr", "accepted", "dff"]))
+    store = unevaluated.to_zarr(url)
+    store.mark_complete("motion", 1.0)
+    store.mark_complete("cnmf", 1.0)
+    assert "accepted" not in open_results(url).ds
+    r.to_zarr(url)
+    back = open_results(url)
+    assert back.ds["accepted"].values.tolist() == r.ds["accepted"].values.tolist()
+    assert set(store.stages()) == {"motion", "cnmf", "evaluate"}
+
+
 def test_nwb_round_trip_and_inspector(tmp_path):
     pynwb = pytest.importorskip("pynwb")
     r = make_results()
