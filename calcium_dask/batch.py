@@ -37,7 +37,7 @@ from typing import Any
 
 import click
 
-from .errors import CalciumDaskError
+from .errors import CalciumDaskError, one_line
 
 __all__ = ["ManifestError", "Session", "Manifest", "SessionResult", "load_manifest", "run_batch",
            "write_summary", "batch_command"]
@@ -48,6 +48,7 @@ SESSION_KEYS = ("name", "input", "output", "overrides", "until", "storage_option
 ENGINES = ("tiff", "zarr", "hdf5", "nwb", "npy")
 _NAME = re.compile(r"[A-Za-z0-9][\w.@+-]*")
 _MAX_SHOWN = 6  # problems named in the one-line error
+_MAX_REASON = 300  # characters of an exception quoted in a problem or a summary row
 
 
 class ManifestError(CalciumDaskError, ValueError):
@@ -351,12 +352,7 @@ def _check_paths(s: Session, roots: list[str] | None, problems: list[str]) -> No
     except CalciumDaskError as e:
         problems.append(f"{label}: input {e}")
     except Exception as e:  # noqa: BLE001 - credentials, network: still one line naming the input
-        problems.append(f"{label}: cannot check input {s.input} ({type(e).__name__}: {_one_line(e)})")
-
-
-def _one_line(e: BaseException) -> str:
-    text = " ".join((str(e).strip() or type(e).__name__).split())
-    return text if len(text) <= 300 else text[:297] + "..."
+        problems.append(f"{label}: cannot check input {s.input} ({type(e).__name__}: {one_line(e, _MAX_REASON)})")
 
 
 # -- running -------------------------------------------------------------------------------
@@ -399,7 +395,9 @@ def run_session(s: Session, *, force: bool = False, echo: Callable[[str], None] 
                         echo(f"[{s.name}] {row['stage']}: done in {row['seconds']:.1f} s ({_details(row)})")
         res.status = _status([rows[st]["status"] for st in stages])
     except Exception as e:  # noqa: BLE001 - one session's failure must not stop the others
-        reason = _one_line(e) if isinstance(e, (CalciumDaskError, OSError)) else f"{type(e).__name__}: {_one_line(e)}"
+        reason = one_line(e, _MAX_REASON)
+        if not isinstance(e, (CalciumDaskError, OSError)):  # an unexpected error: say which
+            reason = f"{type(e).__name__}: {reason}"
         res.status = f"failed: {reason}"
     res.seconds = time.perf_counter() - t0
     res.units = rows.get("cnmf", {}).get("units")

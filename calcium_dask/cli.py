@@ -16,7 +16,7 @@ import numpy as np
 
 from ._version import __version__
 from .batch import batch_command
-from .errors import CalciumDaskError
+from .errors import CalciumDaskError, one_line
 
 __all__ = ["main", "cli"]
 
@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> None:
     except (CalciumDaskError, OSError) as e:
         if debug:
             raise
-        click.echo(f"calcium-dask: error: {_one_line(e)}", err=True)
+        click.echo(f"calcium-dask: error: {one_line(e)}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
@@ -366,17 +366,10 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as e:  # noqa: BLE001 - an unexpected failure: still one line, exit 1
         if debug:
             raise
-        click.echo(f"calcium-dask: internal error: {type(e).__name__}: {_one_line(e)} "
+        click.echo(f"calcium-dask: internal error: {type(e).__name__}: {one_line(e)} "
                    "(rerun with --debug for the traceback)", err=True)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip() or type(e).__name__
-    if isinstance(e, OSError) and e.filename and str(e.filename) not in text:
-        text = f"{e.filename}: {e.strerror or text}"
-    return " ".join(text.split())
 
 
 cli.add_command(batch_command)

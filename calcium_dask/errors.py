@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CalciumDaskError", "MovieError", "ParamsError", "StoreError", "ClusterError"]
+__all__ = ["CalciumDaskError", "MovieError", "ParamsError", "StoreError", "ClusterError", "one_line"]
 
 
 class CalciumDaskError(Exception):
@@ -32,3 +32,12 @@ class StoreError(CalciumDaskError, ValueError):
 
 class ClusterError(CalciumDaskError, OSError):
     """The Dask scheduler cannot be reached or the cluster cannot start."""
+
+
+def one_line(e: BaseException, max_len: int | None = None) -> str:
+    """An exception as one line (an OSError names its file), cut to ``max_len`` characters."""
+    text = str(e).strip() or type(e).__name__
+    if isinstance(e, OSError) and e.filename and str(e.filename) not in text:
+        text = f"{e.filename}: {e.strerror or text}"
+    text = " ".join(text.split())
+    return text if max_len is None or len(text) <= max_len else text[:max_len - 3] + "..."

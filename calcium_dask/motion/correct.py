@@ -151,6 +151,13 @@ def _template_block(movie: xr.DataArray, mp: MotionParams, check_nan: bool) -> A
     return fill_missing_lazy(movie.data[start:start + n], check_nan, movie.attrs.get("source", "movie"))
 
 
+def _frame_blocks(movie: xr.DataArray, params: Params, tc: int) -> tuple[Any, np.ndarray]:
+    """The movie in blocks of ``tc`` whole frames, missing pixels filled, and each block's first frame."""
+    data = fill_missing_lazy(movie.data.rechunk({0: tc, 1: -1, 2: -1}), params.preprocess.check_nan,
+                             movie.attrs.get("source", "movie"))
+    return data, np.cumsum((0,) + data.chunks[0][:-1])
+
+
 def _prepare_output(store: ResultsStore, path: str, shape: tuple[int, int, int], tc: int, tile: int,
                     attrs: dict) -> None:
     """Create the corrected-movie array (metadata only) so that tasks can write regions."""
@@ -193,9 +200,7 @@ def _run(movie: xr.DataArray, params: Params, store: ResultsStore | None, path: 
         _prepare_output(store, path, movie.shape, tc, cp.tile,
                         {"source": str(movie.attrs.get("source", "")), "fr": movie.attrs.get("fr")})
         out = (store, path)
-    data = fill_missing_lazy(movie.data.rechunk({0: tc, 1: -1, 2: -1}), params.preprocess.check_nan,
-                             movie.attrs.get("source", "movie"))
-    starts = np.cumsum((0,) + data.chunks[0][:-1])
+    data, starts = _frame_blocks(movie, params, tc)
     blocks = data.to_delayed().ravel()
     recs = [dask.delayed(_correct_block, pure=True)(b, template_d, t0=int(t0), opts=opts, nonneg=mp.nonneg_movie,
                                                     out=out, given=_given_slice(given, t0, tc))
@@ -287,9 +292,7 @@ def _lazy_corrected(movie: xr.DataArray, params: Params, tmpl: dict, tc: int,
     import dask.array as da
 
     opts = kernel_options(params.motion)
-    data = fill_missing_lazy(movie.data.rechunk({0: tc, 1: -1, 2: -1}), params.preprocess.check_nan,
-                             movie.attrs.get("source", "movie"))
-    starts = np.cumsum((0,) + data.chunks[0][:-1])
+    data, starts = _frame_blocks(movie, params, tc)
     blocks = []
     for b, t0, n in zip(data.to_delayed().ravel(), starts, data.chunks[0]):
         rec = dask.delayed(_correct_block, pure=True)(b, tmpl, t0=int(t0), opts=opts, out=None, sums=False,
