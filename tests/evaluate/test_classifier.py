@@ -114,3 +114,28 @@ def test_weights_file_is_plain_and_small(tmp_path):
                        classify(A, (32, 32), gSig=4.0))
     with pytest.raises(FileNotFoundError, match="train_classifier"):
         load_model(tmp_path / "missing.npz")
+
+
+def test_cnmf_components_are_labelled_by_matching_the_truth():
+    """The training script's CNMF examples: the pipeline's own components of a simulated
+    movie, positive exactly when they match a true neuron."""
+    from calcium_dask.evaluate import train_classifier as tc
+
+    data = tc._cnmf_movie("small", dict(T=300, H=64, W=64, K=8), 4.0, 901)
+    assert data.x.shape == (len(data.y), tc.SIZE * tc.SIZE)
+    assert 6 <= data.y.sum() <= 8  # most of the 8 neurons found, none twice
+    assert_array_equal(data.kind == "cnmf_neuron", data.y > 0)
+    crops = data.x.reshape(-1, tc.SIZE, tc.SIZE)
+    assert np.allclose(crops.max(axis=(1, 2)), 1.0)  # each crop scaled to maximum 1
+    views = tc._cnmf_inputs(data, augment=True)
+    assert len(views.y) == 8 * len(data.y)
+    # the shape measures do not depend on the view, only the pixels do
+    feats = views.x[:, tc.SIZE * tc.SIZE:].reshape(8, len(data.y), -1)
+    assert np.allclose(feats, feats[:1], atol=1e-4)
+
+
+def test_cnmf_seeds_are_disjoint_from_the_reports():
+    from calcium_dask.evaluate import train_classifier as tc
+
+    assert not set(tc.CNMF_TRAIN_SEEDS) & set(tc.CNMF_HELDOUT_SEEDS)
+    assert not (set(tc.CNMF_TRAIN_SEEDS) | set(tc.CNMF_HELDOUT_SEEDS)) & set(UNSEEN)
