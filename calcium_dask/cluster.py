@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from typing import Any, TextIO
 
 import psutil
@@ -37,6 +38,27 @@ class PinThreads(WorkerPlugin):
             threadpool_limits(1)
         except ImportError:
             pass
+        import zarr
+
+        # zarr decodes chunks on a thread pool as large as the machine: in a one-thread
+        # worker that takes cores from the other workers
+        zarr.config.set({"threading.max_workers": 1})
+        # numba's first call in a process costs ~1 s (its compiler and runtime start, even
+        # for a cached function); pay it now, beside the worker, not in its first task
+        threading.Thread(target=_warm_numba, name="warm-numba", daemon=True).start()
+
+
+def _warm_numba() -> None:
+    try:
+        import numba
+    except ImportError:  # pragma: no cover - numba is a dependency
+        return
+
+    @numba.njit(nogil=True)
+    def first(x):  # pragma: no cover - numba
+        return x + 1
+
+    first(1)
 
 
 def connect(address: str | None = None, *, n_workers: int | None = None,

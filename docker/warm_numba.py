@@ -26,7 +26,7 @@ def ar_trace(g: tuple[float, ...], n: int = 600, seed: int = 0) -> np.ndarray:
 
 def warm() -> None:
     """Run every numba-compiled path (deconvolution, seeding, refit products, summary
-    images) once."""
+    images, motion registration and warping) once."""
     from calcium_dask.cnmf.deconvolution import constrained_foopsi
     from calcium_dask.cnmf.oasis import oasis_ar1, oasis_ar2
 
@@ -38,6 +38,7 @@ def warm() -> None:
     oasis_ar2(y2 - 0.5, 1.3, -0.4, lam=0.1)
     _warm_patch_kernels()
     _warm_summary_kernels()
+    _warm_motion_kernels()
 
 
 def _warm_patch_kernels() -> None:
@@ -62,6 +63,18 @@ def _warm_summary_kernels() -> None:
     frames = np.arange(3 * 8 * 8).reshape(3, 8, 8)
     for dtype in (np.float32, np.float64, np.uint16, np.int16, np.uint8, np.int8):
         partial_sums(frames.astype(dtype), offset=np.zeros((8, 8)))
+
+
+def _warm_motion_kernels() -> None:
+    """Registration's taper (frames arrive as float32 or as the movie's integers) and the
+    separable bicubic shift."""
+    from calcium_dask.motion._cubic import shift_cubic
+    from calcium_dask.motion._spectral import taper, tapered
+
+    frames = np.arange(2 * 16 * 16).reshape(2, 16, 16)
+    for dtype in (np.float32, np.uint16, np.int16, np.uint8):
+        tapered(frames.astype(dtype), taper((16, 16), 4), norm=True)
+    shift_cubic(frames.astype(np.float32), np.array([[0.3, -1.2], [2.0, 0.5]]))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ def test_local_cluster_one_thread_per_worker_blas_pinned():
         assert set(env.values()) == {"1"}
         cv2_threads = client.run(lambda: __import__("cv2").getNumThreads())
         assert set(cv2_threads.values()) == {1}
+        zarr_threads = client.run(lambda: __import__("zarr").config.get("threading.max_workers"))
+        assert set(zarr_threads.values()) == {1}
         assert client.scheduler.address.startswith("tcp://127.0.0.1:")
         assert float(da.ones((100, 100), chunks=50).sum().compute()) == 10000.0
         client.cluster.close()

@@ -10,6 +10,7 @@ transform is ``c(-s)``.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import scipy.fft
 
@@ -76,17 +77,51 @@ def tapered(
     out : ndarray, shape (..., h, w), float32
     norms : ndarray, shape (...), float64, or None
     """
-    lead = images.shape[:-2]
-    # Per-image pairwise sums (not BLAS, whose rounding can depend on the batch size):
-    # a frame's result must not depend on the other frames of its block.
-    out = np.multiply(images, window, dtype=np.float32)
-    mean = out.sum(axis=(-2, -1), dtype=np.float64) / window.sum(dtype=np.float64)
-    np.subtract(images, mean.astype(np.float32)[..., None, None], out=out, dtype=np.float32)
-    out *= window
-    norms = None
-    if norm:
-        norms = np.sqrt(np.square(out).sum(axis=(-2, -1), dtype=np.float64)).reshape(lead)
-    return out, norms
+    lead, (h, w) = images.shape[:-2], images.shape[-2:]
+    flat = np.ascontiguousarray(images.reshape(-1, h, w))
+    if flat.dtype not in (np.float32, np.uint16, np.int16, np.uint8):
+        flat = flat.astype(np.float32)
+    out = np.empty(flat.shape, np.float32)
+    norms = np.empty(len(flat))
+    window = np.ascontiguousarray(window, dtype=np.float32)
+    _taper_kernel(flat, window, float(window.sum(dtype=np.float64)), out, norms)
+    return out.reshape(images.shape), (norms.reshape(lead) if norm else None)
+
+
+@numba.njit(cache=True, nogil=True)
+def _taper_kernel(images, window, wsum, out, norms):  # pragma: no cover - numba
+    """One image at a time, so that a frame's result does not depend on its batch; four
+    float64 accumulators per sum let the loop run without waiting on each addition."""
+    n, h, w = images.shape
+    w4 = w - w % 4
+    for i in range(n):
+        s0 = s1 = s2 = s3 = 0.0
+        for y in range(h):
+            for x in range(0, w4, 4):
+                s0 += images[i, y, x] * window[y, x]
+                s1 += images[i, y, x + 1] * window[y, x + 1]
+                s2 += images[i, y, x + 2] * window[y, x + 2]
+                s3 += images[i, y, x + 3] * window[y, x + 3]
+            for x in range(w4, w):
+                s0 += images[i, y, x] * window[y, x]
+        m = np.float32((s0 + s1 + s2 + s3) / wsum)
+        q0 = q1 = q2 = q3 = 0.0
+        for y in range(h):
+            for x in range(0, w4, 4):
+                v0 = (np.float32(images[i, y, x]) - m) * window[y, x]
+                v1 = (np.float32(images[i, y, x + 1]) - m) * window[y, x + 1]
+                v2 = (np.float32(images[i, y, x + 2]) - m) * window[y, x + 2]
+                v3 = (np.float32(images[i, y, x + 3]) - m) * window[y, x + 3]
+                out[i, y, x], out[i, y, x + 1], out[i, y, x + 2], out[i, y, x + 3] = v0, v1, v2, v3
+                q0 += v0 * v0
+                q1 += v1 * v1
+                q2 += v2 * v2
+                q3 += v3 * v3
+            for x in range(w4, w):
+                v = (np.float32(images[i, y, x]) - m) * window[y, x]
+                out[i, y, x] = v
+                q0 += v * v
+        norms[i] = np.sqrt(q0 + q1 + q2 + q3)
 
 
 def cross_power(template_fft_conj: np.ndarray, images_fft: np.ndarray) -> np.ndarray:

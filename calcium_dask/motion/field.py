@@ -178,5 +178,5 @@ def warp_piecewise(
     for i in range(len(stack)):
         fy = wy @ (ps[i, ..., 0] @ wxt)
         fx = wy @ (ps[i, ..., 1] @ wxt)
-        out[i] = _remap(stack[i], fy, fx, grid, flag, border_nan)
+        _remap(stack[i], fy, fx, grid, flag, border_nan, out=out[i])
     return out[0] if single else out

@@ -11,7 +11,8 @@ import numpy as np
 from ._spectral import as_stack
 from .blockwise import correct_frames
 
-__all__ = ["make_template", "merge_templates", "refine_template"]
+__all__ = ["corrected_sums", "group_means", "make_template", "mean_from_sums", "merge_templates",
+           "refine_template"]
 
 
 def _quiet(func, *args, **kwargs) -> np.ndarray:
@@ -77,8 +78,41 @@ def make_template(
     groups = n_groups if n_groups is not None else max(1, t // max(1, int(group_size)))
     groups = int(min(max(1, groups), t))
     size = t // groups
-    means = _nanmean(stack[: groups * size].reshape(groups, size, *stack.shape[1:]), axis=1)
-    return _fill_nan(_quiet(np.nanmedian, means, axis=0))
+    return _fill_nan(_quiet(np.nanmedian, group_means(stack[: groups * size], size), axis=0))
+
+
+def group_means(frames: np.ndarray, group_size: int = 10, *, partial: bool = True) -> np.ndarray:
+    """NaN-aware means of consecutive groups of ``group_size`` frames, ``(G, H, W)`` float32.
+
+    Frames after the last full group are left out; ``partial=True`` makes one group of
+    all the frames when there are fewer than ``group_size``, ``False`` returns no group
+    (a later part of a longer stack, split as :func:`make_template` would group it).
+    """
+    stack, _ = as_stack(frames)
+    size = max(1, int(group_size))
+    groups = len(stack) // size
+    if groups == 0:
+        if not (partial and len(stack)):
+            return np.zeros((0, *stack.shape[1:]), np.float32)
+        groups, size = 1, len(stack)
+    return _nanmean(stack[: groups * size].reshape(groups, size, *stack.shape[1:]), axis=1)
+
+
+def corrected_sums(frames: np.ndarray, template: np.ndarray, **options: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-wise sum (float64) and count of the finite values of the frames registered to
+    ``template`` (:func:`correct_frames` ``**options``); :func:`mean_from_sums` of the
+    sums of all parts of a stack is :func:`refine_template` of the stack."""
+    corrected = correct_frames(frames, template, **{**options, "min_mov": None})["corrected"]
+    finite = np.isfinite(corrected)
+    return np.where(finite, corrected, 0).sum(axis=0, dtype=np.float64), finite.sum(axis=0)
+
+
+def mean_from_sums(parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The template (mean, uncovered pixels filled) from the :func:`corrected_sums` of parts."""
+    total = np.sum([p[0] for p in parts], axis=0)
+    count = np.sum([p[1] for p in parts], axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _fill_nan(np.where(count > 0, total / np.maximum(count, 1), np.nan))
 
 
 def refine_template(

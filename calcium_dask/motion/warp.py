@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import scipy.fft
 
+from ._cubic import shift_cubic
 from ._spectral import as_stack
 
 __all__ = ["apply_field", "apply_shift"]
@@ -112,7 +113,8 @@ def apply_shift(
     interpolation : {'linear', 'cubic', 'nearest', 'lanczos'}
         OpenCV interpolation (``method='opencv'`` only).
     method : {'opencv', 'fft'}
-        ``'opencv'``: ``cv2.warpAffine`` (CaImAn's ``shifts_opencv=True``). ``'fft'``:
+        ``'opencv'``: ``cv2.warpAffine`` (CaImAn's ``shifts_opencv=True``; bicubic is
+        computed as two 1-D passes with OpenCV's weights, :mod:`._cubic`). ``'fft'``:
         multiply the spectrum by a phase ramp (Fourier shift theorem; CaImAn's
         ``shifts_opencv=False``), which does not smooth but wraps content around; the
         wrapped border is then filled as ``border_nan`` says.
@@ -128,13 +130,15 @@ def apply_shift(
         raise ValueError(f"got {len(sh)} shifts for {len(stack)} frames")
     if method == "fft":
         out = _fft_shift(stack, sh)
+    elif method == "opencv" and interpolation == "cubic":
+        out = shift_cubic(stack, sh)  # warpAffine's bicubic, separably
     elif method == "opencv":
         flag = _interp_flag(interpolation)
         h, w = stack.shape[1:]
         out = np.empty_like(stack)
         for i, (dy, dx) in enumerate(sh):
             mat = np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]])
-            out[i] = cv2.warpAffine(stack[i], mat, (w, h), flags=flag, borderMode=cv2.BORDER_REPLICATE)
+            cv2.warpAffine(stack[i], mat, (w, h), dst=out[i], flags=flag, borderMode=cv2.BORDER_REPLICATE)
     else:
         raise ValueError(f"method must be 'opencv' or 'fft', got {method!r}")
     if not (border_nan == "copy" and method == "opencv"):
@@ -143,11 +147,13 @@ def apply_shift(
     return out[0] if single else out
 
 
-def _remap(img: np.ndarray, fy: np.ndarray, fx: np.ndarray, grid: tuple, flag: int, border_nan: BorderNan) -> np.ndarray:
+def _remap(img: np.ndarray, fy: np.ndarray, fx: np.ndarray, grid: tuple, flag: int, border_nan: BorderNan,
+           out: np.ndarray | None = None) -> np.ndarray:
+    """``img`` warped by the field ``(fy, fx)``, written into ``out`` when given."""
     gy, gx = grid
     map_y = gy - fy
     map_x = gx - fx
-    out = cv2.remap(img, map_x, map_y, flag, borderMode=cv2.BORDER_REPLICATE)
+    out = cv2.remap(img, map_x, map_y, flag, dst=out, borderMode=cv2.BORDER_REPLICATE)
     if border_nan != "copy":
         h, w = img.shape
         outside = (map_y < -_TOL) | (map_y > h - 1 + _TOL) | (map_x < -_TOL) | (map_x > w - 1 + _TOL)
@@ -194,5 +200,5 @@ def apply_field(
     grid = _pixel_grid(stack.shape[1:])
     out = np.empty_like(stack)
     for i in range(len(stack)):
-        out[i] = _remap(stack[i], fld[i, ..., 0], fld[i, ..., 1], grid, flag, border_nan)
+        _remap(stack[i], fld[i, ..., 0], fld[i, ..., 1], grid, flag, border_nan, out=out[i])
     return out[0] if single else out

@@ -126,3 +126,16 @@ def test_planted_nonrigid_motion_recovered(client, tmp_path):
     err = ps + d
     err -= err.mean(0)
     assert float(np.sqrt((err ** 2).sum(-1).mean())) < 0.25
+
+
+@pytest.mark.parametrize("t, n, chunk, expected", [
+    (1000, 500, 1000, (250, 500)),  # one chunk holds the centred block
+    (2000, 256, 250, (1000, 250)),  # the middle chunk, nearly as long: read once
+    (2000, 256, 100, (872, 256)),  # small chunks: centred
+    (300, 256, 64, (22, 256)),
+    (5, 5, 2, (0, 5)),  # a short movie keeps all its frames
+])
+def test_template_block_is_central_and_reads_few_chunks(t, n, chunk, expected):
+    from calcium_dask.motion.correct import _template_frames
+
+    assert _template_frames(t, n, chunk) == expected

@@ -196,3 +196,29 @@ def test_a_frame_does_not_depend_on_its_block(pw_rigid):
     np.testing.assert_array_equal(part["corrected"], whole["corrected"][17:23])
     if pw_rigid:
         np.testing.assert_array_equal(part["patch_shifts"], whole["patch_shifts"][17:23])
+
+
+def test_template_from_parts_equals_the_template_of_the_whole():
+    """The distributed template: group means and registered sums computed per part of the
+    frames give the single-task template."""
+    from calcium_dask.motion.templates import corrected_sums, group_means, mean_from_sums
+
+    frames = RIGID_MOVIE.astype(np.float32)
+    assert len(frames) >= 12
+    parts = [frames[:10], frames[10:]]
+    means = np.concatenate([group_means(parts[0], 5), group_means(parts[1], 5, partial=False)])
+    assert means.shape[0] == len(frames) // 5
+    assert_allclose(merge_templates(means), make_template(frames[: len(frames) // 5 * 5], group_size=5))
+    first = merge_templates(means)
+    whole = refine_template(frames, first, pw_rigid=False, max_shifts=(6, 6))
+    sums = [corrected_sums(p, first, pw_rigid=False, max_shifts=(6, 6)) for p in parts]
+    assert_allclose(mean_from_sums(sums), whole, rtol=1e-5, atol=1e-4)
+
+
+def test_group_means_of_short_stacks():
+    from calcium_dask.motion.templates import group_means
+
+    frames = np.arange(4 * 2 * 2, dtype=np.float32).reshape(4, 2, 2)
+    assert_allclose(group_means(frames, 10), frames.mean(0, keepdims=True))  # one group of all
+    assert group_means(frames, 10, partial=False).shape == (0, 2, 2)
+    assert_allclose(group_means(frames, 3), frames[:3].mean(0, keepdims=True))  # leftover dropped

@@ -179,3 +179,22 @@ def test_piecewise_odd_frame_size_and_border_patches():
     frames = moved_frames(big, [[5.2, -4.6]])  # large enough to push border crops outside
     ps = register_piecewise(frames, big[PAD:-PAD, PAD:-PAD], max_shifts=(6, 6), **PW)
     assert_allclose(ps[0], np.broadcast_to([-5.2, 4.6], ps[0].shape), atol=0.05)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint16])
+def test_taper_removes_the_weighted_mean_frame_by_frame(dtype):
+    from calcium_dask.motion._spectral import taper, tapered
+
+    rng = np.random.default_rng(4)
+    frames = (rng.random((3, 2, 30, 37)) * 1000).astype(dtype)
+    window = taper((30, 37), 6)
+    out, norms = tapered(frames, window, norm=True)
+    f = frames.astype(np.float64)
+    mean = (f * window).sum(axis=(-2, -1)) / window.sum()
+    expected = (f - mean[..., None, None]) * window
+    assert out.shape == frames.shape and out.dtype == np.float32 and norms.shape == (3, 2)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(norms, np.sqrt((expected ** 2).sum(axis=(-2, -1))), rtol=1e-5)
+    # each frame's result is its own: the same with or without the other frames
+    alone, _ = tapered(frames[1, 1], window)
+    np.testing.assert_array_equal(alone, out[1, 1])

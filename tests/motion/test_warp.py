@@ -149,3 +149,27 @@ def test_warp_piecewise_equals_apply_field_of_shift_field():
     assert_allclose(direct, via_field, atol=1e-4)
     one = warp_piecewise(IMG, ps[0], **ODD)
     assert one.shape == IMG.shape
+
+
+@pytest.mark.parametrize("shift", [(0.3, -1.7), (2.0, 3.0), (-5.55, 0.02), (0.5, 0.5), (40.2, -90.7)])
+def test_separable_bicubic_shift_is_opencvs_warp(shift):
+    """The two-pass bicubic shift equals cv2.warpAffine(INTER_CUBIC, BORDER_REPLICATE) up to
+    OpenCV's 1/32-pixel rounding of the fraction, borders and far shifts included."""
+    import cv2
+
+    from calcium_dask.motion._cubic import shift_cubic
+
+    dy, dx = shift
+    expected = cv2.warpAffine(IMG, np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]]), IMG.shape[::-1],
+                              flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    got = shift_cubic(IMG[None].copy(), np.array([shift]))[0]
+    assert_allclose(got, expected, atol=2e-3 * float(np.ptp(IMG)))
+    assert_array_equal(apply_shift(IMG, shift, interpolation="cubic"), got)
+
+
+def test_separable_bicubic_whole_pixel_shift_is_exact():
+    from calcium_dask.motion._cubic import shift_cubic
+
+    got = shift_cubic(IMG[None].copy(), np.array([[2.0, -3.0]]))[0]
+    assert_array_equal(got[2:, :-3], IMG[:-2, 3:])
+    assert_array_equal(got[:2, :-3], np.broadcast_to(IMG[0, 3:], (2, IMG.shape[1] - 3)))  # replicated edge
