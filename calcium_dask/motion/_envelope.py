@@ -40,6 +40,13 @@ def _autocorr_spectrum(window: tuple[float, ...]) -> tuple[np.ndarray, np.ndarra
     return np.arange(power.size, dtype=np.float64), weight * power / n
 
 
+@lru_cache(maxsize=64)
+def _autocorr_table(window: tuple[float, ...], factor: int) -> np.ndarray:
+    """A(m / factor) for m = 0 ... n * factor - 1 (A is periodic in n)."""
+    n = len(window)
+    return _autocorr(window, np.arange(n * factor) / factor)
+
+
 def _autocorr(window: tuple[float, ...], s: np.ndarray) -> np.ndarray:
     """Circular autocorrelation of a 1-D window at (fractional) shifts ``s``."""
     k, coef = _autocorr_spectrum(window)
@@ -57,7 +64,15 @@ class Envelope:
         return self
 
     def score_integer(self, corr: np.ndarray, sy: np.ndarray, sx: np.ndarray) -> np.ndarray:
-        return self.score(corr, sy.astype(np.float64), sx.astype(np.float64))
+        return self.score_grid(corr, sy, sx, 1)
+
+    def score_grid(self, corr: np.ndarray, my: np.ndarray, mx: np.ndarray, factor: int) -> np.ndarray:
+        """:meth:`score` at shifts ``my / factor``, ``mx / factor`` (integer arrays), with
+        ``A`` read from a table of the grid: the same values without a cosine sum per
+        image (the peak searches evaluate every patch of every frame on such grids)."""
+        ay = _autocorr_table(self.wy, factor)[np.asarray(my) % (len(self.wy) * factor)]
+        ax = _autocorr_table(self.wx, factor)[np.asarray(mx) % (len(self.wx) * factor)]
+        return corr / (ay[:, :, None] * ax[:, None, :])
 
     def score(self, corr: np.ndarray, sy: np.ndarray, sx: np.ndarray) -> np.ndarray:
         """``corr`` (N, ry, rx) at shifts ``sy`` (N, ry), ``sx`` (N, rx) divided by A(s)."""

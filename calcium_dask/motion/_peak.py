@@ -178,7 +178,7 @@ def _fine_scores(
     vals = correlation_grid(prod, start, my[0] - my[0, 0], mx[0] - mx[0, 0], shape=shape, factor=factor)
     if envelope is None:
         return vals
-    return envelope.score(vals, my / factor, mx / factor)
+    return envelope.score_grid(vals, my, mx, factor)
 
 
 def _on_open_edge(m: np.ndarray, j: np.ndarray, q: int, lo: np.ndarray, hi: np.ndarray, factor: int) -> np.ndarray:

@@ -14,7 +14,7 @@ import numba
 import numpy as np
 import scipy.fft
 
-__all__ = ["as_stack", "cross_power", "rfft2", "taper", "taper_1d", "tapered"]
+__all__ = ["as_stack", "cross_power", "rfft2", "taper", "taper_1d", "tapered", "tapered_windows"]
 
 
 def as_stack(frames: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -78,50 +78,86 @@ def tapered(
     norms : ndarray, shape (...), float64, or None
     """
     lead, (h, w) = images.shape[:-2], images.shape[-2:]
-    flat = np.ascontiguousarray(images.reshape(-1, h, w))
-    if flat.dtype not in (np.float32, np.uint16, np.int16, np.uint8):
-        flat = flat.astype(np.float32)
-    out = np.empty(flat.shape, np.float32)
-    norms = np.empty(len(flat))
-    window = np.ascontiguousarray(window, dtype=np.float32)
-    _taper_kernel(flat, window, float(window.sum(dtype=np.float64)), out, norms)
+    flat = images.reshape(-1, h, w)
+    origin = np.zeros((len(flat), 1), np.int64)
+    out, norms = tapered_windows(flat, origin, origin, window)
     return out.reshape(images.shape), (norms.reshape(lead) if norm else None)
 
 
+def tapered_windows(images: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                    window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`tapered` of the windows ``images[t, rows[t, i]:+h, cols[t, j]:+w]``, read in
+    place (no copy of the patches first).
+
+    Parameters
+    ----------
+    images : ndarray (T, H, W)
+    rows, cols : int ndarray (T, ny), (T, nx)
+        Top-left corner of every window; every window must lie inside its image.
+    window : ndarray (h, w)
+
+    Returns
+    -------
+    out : ndarray (T, ny, nx, h, w) float32
+    norms : ndarray (T, ny, nx) float64
+    """
+    images = np.ascontiguousarray(images)
+    if images.dtype not in (np.float32, np.uint16, np.int16, np.uint8):
+        images = images.astype(np.float32)
+    window = np.ascontiguousarray(window, dtype=np.float32)
+    rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
+    h, w = window.shape
+    if len(images) and (rows.min(initial=0) < 0 or cols.min(initial=0) < 0
+                        or rows.max(initial=0) + h > images.shape[1] or cols.max(initial=0) + w > images.shape[2]):
+        raise ValueError("a window reaches outside its image")
+    out = np.empty((len(images), rows.shape[1], cols.shape[1], h, w), np.float32)
+    norms = np.empty(out.shape[:3])
+    _taper_kernel(images, rows, cols, window, float(window.sum(dtype=np.float64)), out, norms)
+    return out, norms
+
+
 @numba.njit(cache=True, nogil=True)
-def _taper_kernel(images, window, wsum, out, norms):  # pragma: no cover - numba
-    """One image at a time, so that a frame's result does not depend on its batch; four
-    float64 accumulators per sum let the loop run without waiting on each addition."""
-    n, h, w = images.shape
+def _taper_kernel(images, rows, cols, window, wsum, out, norms):  # pragma: no cover - numba
+    """One window at a time, so that a frame's result does not depend on its batch."""
+    for t in range(images.shape[0]):
+        for i in range(rows.shape[1]):
+            for j in range(cols.shape[1]):
+                norms[t, i, j] = _taper_one(images[t], rows[t, i], cols[t, j], window, wsum, out[t, i, j])
+
+
+@numba.njit(cache=True, nogil=True)
+def _taper_one(img, r0, c0, window, wsum, dst):  # pragma: no cover - numba
+    """Taper the window of ``img`` at (r0, c0) into ``dst``; return its norm. Four float64
+    accumulators per sum let the loop run without waiting on each addition."""
+    h, w = window.shape
     w4 = w - w % 4
-    for i in range(n):
-        s0 = s1 = s2 = s3 = 0.0
-        for y in range(h):
-            for x in range(0, w4, 4):
-                s0 += images[i, y, x] * window[y, x]
-                s1 += images[i, y, x + 1] * window[y, x + 1]
-                s2 += images[i, y, x + 2] * window[y, x + 2]
-                s3 += images[i, y, x + 3] * window[y, x + 3]
-            for x in range(w4, w):
-                s0 += images[i, y, x] * window[y, x]
-        m = np.float32((s0 + s1 + s2 + s3) / wsum)
-        q0 = q1 = q2 = q3 = 0.0
-        for y in range(h):
-            for x in range(0, w4, 4):
-                v0 = (np.float32(images[i, y, x]) - m) * window[y, x]
-                v1 = (np.float32(images[i, y, x + 1]) - m) * window[y, x + 1]
-                v2 = (np.float32(images[i, y, x + 2]) - m) * window[y, x + 2]
-                v3 = (np.float32(images[i, y, x + 3]) - m) * window[y, x + 3]
-                out[i, y, x], out[i, y, x + 1], out[i, y, x + 2], out[i, y, x + 3] = v0, v1, v2, v3
-                q0 += v0 * v0
-                q1 += v1 * v1
-                q2 += v2 * v2
-                q3 += v3 * v3
-            for x in range(w4, w):
-                v = (np.float32(images[i, y, x]) - m) * window[y, x]
-                out[i, y, x] = v
-                q0 += v * v
-        norms[i] = np.sqrt(q0 + q1 + q2 + q3)
+    s0 = s1 = s2 = s3 = 0.0
+    for y in range(h):
+        for x in range(0, w4, 4):
+            s0 += img[r0 + y, c0 + x] * window[y, x]
+            s1 += img[r0 + y, c0 + x + 1] * window[y, x + 1]
+            s2 += img[r0 + y, c0 + x + 2] * window[y, x + 2]
+            s3 += img[r0 + y, c0 + x + 3] * window[y, x + 3]
+        for x in range(w4, w):
+            s0 += img[r0 + y, c0 + x] * window[y, x]
+    m = np.float32((s0 + s1 + s2 + s3) / wsum)
+    q0 = q1 = q2 = q3 = 0.0
+    for y in range(h):
+        for x in range(0, w4, 4):
+            v0 = (np.float32(img[r0 + y, c0 + x]) - m) * window[y, x]
+            v1 = (np.float32(img[r0 + y, c0 + x + 1]) - m) * window[y, x + 1]
+            v2 = (np.float32(img[r0 + y, c0 + x + 2]) - m) * window[y, x + 2]
+            v3 = (np.float32(img[r0 + y, c0 + x + 3]) - m) * window[y, x + 3]
+            dst[y, x], dst[y, x + 1], dst[y, x + 2], dst[y, x + 3] = v0, v1, v2, v3
+            q0 += v0 * v0
+            q1 += v1 * v1
+            q2 += v2 * v2
+            q3 += v3 * v3
+        for x in range(w4, w):
+            v = (np.float32(img[r0 + y, c0 + x]) - m) * window[y, x]
+            dst[y, x] = v
+            q0 += v * v
+    return np.sqrt(q0 + q1 + q2 + q3)
 
 
 def cross_power(template_fft_conj: np.ndarray, images_fft: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 
 from ._envelope import Envelope, taper_width
 from ._peak import find_peak
-from ._spectral import as_stack, cross_power, rfft2, taper, taper_1d, tapered
+from ._spectral import as_stack, cross_power, rfft2, taper, taper_1d, tapered, tapered_windows
 from .cache import TemplateCache, prepare_template
 
 __all__ = ["register_piecewise", "register_rigid"]
@@ -216,21 +216,20 @@ def _residual_search(
     return base, np.maximum(lo - base, -reach), np.minimum(hi - base, reach), reach
 
 
-def _shifted_patches(stack: np.ndarray, cache: TemplateCache, base: np.ndarray) -> np.ndarray:
-    """(T, ny, nx, ph, pw) patches of each frame, read at the patch start minus ``base[t]``.
+def _tapered_patches(stack: np.ndarray, cache: TemplateCache, base: np.ndarray,
+                     weights: np.ndarray) -> np.ndarray:
+    """(T, ny, nx, ph, pw) tapered patches of each frame, read at the patch start minus
+    ``base[t]``.
 
     Border patches moved outside the frame get its edge pixels repeated; they fall in the
     taper, where they weigh little.
     """
-    size = cache.patch_shape
     pad = int(max(base.max(), -base.min(), 0)) if len(base) else 0
     if pad:
         stack = np.pad(stack, ((0, 0), (pad, pad), (pad, pad)), mode="edge")
-    windows = np.lib.stride_tricks.sliding_window_view(stack, size, axis=(1, 2))
     rows = cache.ys[None, :] - base[:, :1] + pad  # (T, ny)
     cols = cache.xs[None, :] - base[:, 1:] + pad  # (T, nx)
-    t = np.arange(len(stack))[:, None, None]
-    return windows[t, rows[:, :, None], cols[:, None, :]]
+    return tapered_windows(stack, rows, cols, weights)[0]
 
 
 def register_piecewise(
@@ -303,7 +302,7 @@ def register_piecewise(
     out = np.empty((stack.shape[0], ny * nx, 2), dtype=np.float32)
     for sl in _batches(stack.shape[0], ny * nx * size[0] * size[1]):
         nb = sl.stop - sl.start
-        centred, _ = tapered(_shifted_patches(stack[sl], cache, base[sl]), weights)
+        centred = _tapered_patches(stack[sl], cache, base[sl], weights)
         prod = cross_power(tspec, rfft2(centred)).reshape(nb * ny * nx, size[0], -1)
         found, _ = find_peak(
             prod, np.repeat(lo[sl], ny * nx, axis=0), np.repeat(hi[sl], ny * nx, axis=0),
