@@ -141,9 +141,11 @@ def _template_graph(movie: xr.DataArray, mp: MotionParams, check_nan: bool, opts
     n = int(min(t, mp.num_frames_template, max(GROUP, TEMPLATE_BYTES // (h * w * 4))))
     start, n = _template_frames(t, n, movie.data.chunks[0][0])
     size = GROUP * -(-n // (GROUP * TEMPLATE_PARTS))
-    block = fill_missing_lazy(movie.data[start:start + n].rechunk({0: size, 1: -1, 2: -1}), check_nan,
-                              movie.attrs.get("source", "movie"))
-    parts = block.to_delayed().ravel()
+    # each part read by its own task (the slice fuses into the read), so that the parts,
+    # and the registrations that follow them, spread over the workers
+    parts = [fill_missing_lazy(movie.data[a:min(a + size, start + n)].rechunk({0: -1, 1: -1, 2: -1}),
+                               check_nan, movie.attrs.get("source", "movie")).to_delayed().ravel()[0]
+             for a in range(start, start + n, size)]
     stats = [dask.delayed(_part_stats, pure=True)(p, mp.gSig_filt, i == 0) for i, p in enumerate(parts)]
     template = dask.delayed(_first_template, pure=True)(stats, mp.min_mov)
     rounds = [{**opts, "pw_rigid": False}] * mp.niter_rig + ([opts] if opts["pw_rigid"] else [])
