@@ -198,3 +198,23 @@ def test_taper_removes_the_weighted_mean_frame_by_frame(dtype):
     # each frame's result is its own: the same with or without the other frames
     alone, _ = tapered(frames[1, 1], window)
     np.testing.assert_array_equal(alone, out[1, 1])
+
+
+def test_tapered_windows_equal_the_taper_of_each_cut_out_window():
+    from calcium_dask.motion._spectral import taper, tapered, tapered_windows
+
+    rng = np.random.default_rng(5)
+    frames = (rng.random((2, 40, 50)) * 100).astype(np.float32)
+    rows, cols = np.array([[0, 13], [5, 20]]), np.array([[0, 7, 31], [2, 30, 11]])
+    window = taper((20, 19), 4)
+    out, norms = tapered_windows(frames, rows, cols, window)
+    assert out.shape == (2, 2, 3, 20, 19) and norms.shape == (2, 2, 3)
+    for t in range(2):
+        for i in range(2):
+            for j in range(3):
+                r, c = rows[t, i], cols[t, j]
+                one, n = tapered(frames[t, r:r + 20, c:c + 19], window, norm=True)
+                np.testing.assert_array_equal(out[t, i, j], one)
+                assert norms[t, i, j] == n
+    with pytest.raises(ValueError, match="outside"):
+        tapered_windows(frames, rows + 21, cols, window)
