@@ -17,6 +17,7 @@ harvesting CNMF components takes a few minutes (``--cnmf-cache DIR`` keeps them)
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -208,8 +209,6 @@ def train(*, seed: int = 0, hidden: int = 32, epochs: int = 40, n_neg: int = 120
     simulated movies (0.81 -> 0.77 on the hard preset, seed 3), so the shipped weights
     leave it off.
     """
-    import os
-
     t0 = time.process_time()
     rng = np.random.default_rng(seed)
     paths = [os.path.join(cnmf_cache, f"cnmf_{n}.npz") if cnmf_cache else None
@@ -308,8 +307,6 @@ def collect_cnmf(seeds: tuple[int, ...], *, verbose: bool = True) -> Dataset:
 
 def cached_cnmf(path: str | None, seeds: tuple[int, ...]) -> Dataset:
     """:func:`collect_cnmf`, read from / written to the ``.npz`` at ``path`` if given."""
-    import os
-
     if path and os.path.exists(path):
         with np.load(path, allow_pickle=False) as z:
             return Dataset(x=z["x"], y=z["y"], kind=z["kind"])

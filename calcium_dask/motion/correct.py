@@ -234,8 +234,7 @@ def _run(movie: xr.DataArray, params: Params, store: ResultsStore | None, path: 
     tc = block_frames(movie.shape, cp.chunk_frames, movie.data.chunks[0][0])
     opts = kernel_options(mp)
     if template is None:
-        with dask.annotate(priority=1):  # before the correction blocks' reads, which wait for it
-            template_d = _template_graph(movie, mp, params.preprocess.check_nan, opts)
+        template_d = _template_graph(movie, mp, params.preprocess.check_nan, opts)
     else:
         template_d = dask.delayed(template, pure=True)
     out = None

@@ -78,7 +78,7 @@ def make_template(
     groups = n_groups if n_groups is not None else max(1, t // max(1, int(group_size)))
     groups = int(min(max(1, groups), t))
     size = t // groups
-    return _fill_nan(_quiet(np.nanmedian, group_means(stack[: groups * size], size), axis=0))
+    return merge_templates(group_means(stack[: groups * size], size))
 
 
 def group_means(frames: np.ndarray, group_size: int = 10, *, partial: bool = True) -> np.ndarray:
