@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Union
 
 from . import __version__
-from .cluster import THREAD_ENV
+from .cluster import MALLOC_ENV, THREAD_ENV
 
 if TYPE_CHECKING:  # pragma: no cover - the optional dependency
     from dask_kubernetes.operator import KubeCluster
@@ -168,7 +168,7 @@ def _container_security() -> dict[str, Any]:
 
 
 def _base_env() -> list[dict[str, Any]]:
-    return _env_list(dict(sorted(THREAD_ENV.items()))) + _env_list(DASK_ENV)
+    return _env_list(dict(sorted(THREAD_ENV.items()))) + _env_list(MALLOC_ENV) + _env_list(DASK_ENV)
 
 
 def _has_memory_limit(resources: Mapping[str, Any]) -> bool:

@@ -47,6 +47,8 @@ class MotionParams:
     overlaps: tuple[int, int] = _f((32, 32), "overlap of neighbouring patches, pixels", lo=0)
     max_deviation_rigid: int = _f(3, "largest deviation of a patch's shift from the rigid one", lo=0)
     niter_rig: int = _f(1, "iterations of rigid template refinement", lo=1, hi=20)
+    niter_els: int = _f(1, "piecewise-rigid iterations: the template is refined piecewise-rigidly "
+                           "niter_els - 1 times before the correction", lo=1, hi=20)
     splits_rig: int = _f(14, "frame blocks the movie is split into for rigid correction", lo=1)
     num_frames_split: int = _f(80, "frames per block when splitting by size", lo=10)
     upsample_factor_grid: int = _f(4, "refinement of the patch grid before interpolating shifts", lo=1, hi=16)
@@ -176,7 +178,7 @@ CAIMAN_IGNORED = frozenset(
     "n_processes n_pixels_per_process dims caiman_version last_commit mmap_F mmap_C "
     "in_memory use_cuda indices is3D memory_efficient num_blocks_per_run_spat "
     "num_blocks_per_run_temp solvers verbosity block_size_temp block_size_spat "
-    "splits_els niter_els num_splits_to_process_els num_splits_to_process_rig "
+    "splits_els num_splits_to_process_els num_splits_to_process_rig "
     "method_ls normalize_yyt_one include_noise compute_g pixels sn p_patch p_ssub "
     "p_tsub remove_very_bad_comps skip_refinement merge_parallel max_num_samples_fft_temporal "
     "gSig_range use_ecc max_ecc center_psf init_iter ssub_B seed_method kernel".split()

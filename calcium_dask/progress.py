@@ -68,11 +68,13 @@ class _Reporter:
             self._bar.stop()
 
 
-def compute(objs: Sequence[Any], *, label: str) -> list[Any]:
+def compute(objs: Sequence[Any], *, label: str, urgent: int = 0) -> list[Any]:
     """Compute dask collections/delayed objects, reporting progress as each one finishes.
 
     On a ``distributed`` client the objects run as futures (results gathered once); without
-    one, the local scheduler runs them in order.
+    one, the local scheduler runs them in order. The first ``urgent`` objects (e.g. a
+    template the others wait for) are submitted first, ahead of the others' tasks: a task
+    of theirs that is ready runs before any other ready task.
     """
     objs = list(objs)
     rep = _Reporter(label, len(objs))
@@ -87,7 +89,8 @@ def compute(objs: Sequence[Any], *, label: str) -> list[Any]:
 
         # a task that fails (a connection reset reading object storage, a lost worker) runs
         # again: every task reads its inputs and writes whole chunks, so a retry is safe
-        futures = client.compute(objs, retries=RETRIES)
+        futures = client.compute(objs[:urgent], retries=RETRIES, priority=1) if urgent else []
+        futures += client.compute(objs[urgent:], retries=RETRIES)
         for _ in as_completed(futures):
             rep.step()
         return client.gather(futures)

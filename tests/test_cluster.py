@@ -29,6 +29,29 @@ def test_local_cluster_one_thread_per_worker_blas_pinned():
     assert "Dask dashboard: http://127.0.0.1:" in out.getvalue()
 
 
+def test_local_workers_reuse_freed_memory():
+    """Freed arrays of a few MB are reused by glibc rather than re-faulted from the kernel
+    (dask's default malloc settings made every such array fresh, zeroed pages)."""
+
+    def faults_of_reallocations() -> int:
+        import resource
+
+        import numpy as np
+
+        np.ones(2**20)  # 8 MB, allocated and freed once
+        before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+        for _ in range(20):
+            np.ones(2**20)
+        return resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before
+
+    with connect(n_workers=1, memory_limit="1GB", dashboard_address=None, quiet=True) as client:
+        client.run(faults_of_reallocations)  # the thread's heap is set up
+        faults = client.run(faults_of_reallocations)
+        client.cluster.close()
+    # fresh 8 MB arrays fault at least once each (4 huge pages, or 2048 small ones)
+    assert max(faults.values()) < 20
+
+
 def test_address_from_environment(monkeypatch):
     from distributed import LocalCluster
 
@@ -55,3 +78,24 @@ def test_no_dashboard_takes_no_fixed_port():
 def test_bad_address_fails_fast():
     with pytest.raises(ClusterError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:1"):
         connect("tcp://127.0.0.1:1", quiet=True, timeout="2s")
+
+
+def test_urgent_objects_run_ahead_and_results_keep_their_order(client):
+    """``compute(..., urgent=1)``: the first object's tasks outrank every other ready task."""
+    import time
+
+    import dask
+
+    from calcium_dask.progress import compute, set_quiet
+
+    def stamp(x):
+        time.sleep(0.05)
+        return x, time.time()
+
+    set_quiet(True)
+    others = [dask.delayed(stamp, pure=False)(i) for i in range(12)]
+    first = dask.delayed(stamp, pure=False)(-1)
+    out = compute([first] + others, label="test", urgent=1)
+    assert [x for x, _ in out] == [-1, *range(12)]
+    n_workers = len(client.scheduler_info()["workers"])
+    assert sorted(t for _, t in out).index(out[0][1]) < n_workers  # among the first to start

@@ -16,16 +16,19 @@ import numpy as np
 __all__ = ["shift_cubic"]
 
 
+_F = np.float32  # float32 constants: an integer or float64 one makes numba compute in float64
+
+
 @numba.njit(inline="always")  # compiled into its callers, which are cached
 def _weights(t):  # pragma: no cover - numba
     """Weights of samples -1, 0, 1, 2 for a point a fraction ``t`` past sample 0."""
-    a = np.float32(-0.75)
-    u = np.float32(1) + t
-    c0 = ((a * u - 5 * a) * u + 8 * a) * u - 4 * a
-    c1 = ((a + 2) * t - (a + 3)) * t * t + 1
-    v = np.float32(1) - t
-    c2 = ((a + 2) * v - (a + 3)) * v * v + 1
-    return c0, c1, c2, np.float32(1) - c0 - c1 - c2
+    a = _F(-0.75)
+    u = _F(1) + t
+    c0 = ((a * u - _F(5) * a) * u + _F(8) * a) * u - _F(4) * a
+    c1 = ((a + _F(2)) * t - (a + _F(3))) * t * t + _F(1)
+    v = _F(1) - t
+    c2 = ((a + _F(2)) * v - (a + _F(3))) * v * v + _F(1)
+    return c0, c1, c2, _F(1) - c0 - c1 - c2
 
 
 @numba.njit(inline="always")  # compiled into its callers, which are cached
@@ -33,22 +36,27 @@ def _clamp(i, n):  # pragma: no cover - numba
     return min(max(i, 0), n - 1)
 
 
+@numba.njit(inline="always")  # compiled into its callers, which are cached
+def _edge_taps(row, dst, x0, x1, ix, c0, c1, c2, c3):  # pragma: no cover - numba
+    w = row.shape[0]
+    for x in range(x0, x1):
+        j = x + ix
+        dst[x] = (c0 * row[_clamp(j - 1, w)] + c1 * row[_clamp(j, w)]
+                  + c2 * row[_clamp(j + 1, w)] + c3 * row[_clamp(j + 2, w)])
+
+
 @numba.njit(cache=True, nogil=True)
 def _rows_pass(img, tmp, ix, c0, c1, c2, c3):  # pragma: no cover - numba
     h, w = img.shape
     lo, hi = min(w, max(0, 1 - ix)), max(0, min(w, w - 2 - ix))  # every tap inside the row
+    hi = max(lo, hi)
     for y in range(h):
         row, dst = img[y], tmp[y]
-        for x in range(w):
-            if x == lo and hi > lo:  # the interior, without clamping
-                for xi in range(lo, hi):
-                    j = xi + ix
-                    dst[xi] = c0 * row[j - 1] + c1 * row[j] + c2 * row[j + 1] + c3 * row[j + 2]
-            if lo <= x < hi:
-                continue
+        _edge_taps(row, dst, 0, lo, ix, c0, c1, c2, c3)
+        for x in range(lo, hi):  # the interior, without clamping: a loop the compiler vectorizes
             j = x + ix
-            dst[x] = (c0 * row[_clamp(j - 1, w)] + c1 * row[_clamp(j, w)]
-                      + c2 * row[_clamp(j + 1, w)] + c3 * row[_clamp(j + 2, w)])
+            dst[x] = c0 * row[j - 1] + c1 * row[j] + c2 * row[j + 1] + c3 * row[j + 2]
+        _edge_taps(row, dst, hi, w, ix, c0, c1, c2, c3)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -125,39 +125,39 @@ def _taper_kernel(images, rows, cols, window, wsum, out, norms):  # pragma: no c
                 norms[t, i, j] = _taper_one(images[t], rows[t, i], cols[t, j], window, wsum, out[t, i, j])
 
 
+_SUMS = {"reassoc", "nsz", "contract"}  # lets the float64 sums run in SIMD lanes
+
+
 @numba.njit(cache=True, nogil=True)
 def _taper_one(img, r0, c0, window, wsum, dst):  # pragma: no cover - numba
-    """Taper the window of ``img`` at (r0, c0) into ``dst``; return its norm. Four float64
-    accumulators per sum let the loop run without waiting on each addition."""
+    """Taper the window of ``img`` at (r0, c0) into ``dst``; return its norm."""
+    m = np.float32(_weighted_sum(img, r0, c0, window) / wsum)
+    return _centre_and_weigh(img, r0, c0, window, m, dst)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_SUMS)
+def _weighted_sum(img, r0, c0, window):  # pragma: no cover - numba
     h, w = window.shape
-    w4 = w - w % 4
-    s0 = s1 = s2 = s3 = 0.0
+    s = 0.0
     for y in range(h):
-        for x in range(0, w4, 4):
-            s0 += img[r0 + y, c0 + x] * window[y, x]
-            s1 += img[r0 + y, c0 + x + 1] * window[y, x + 1]
-            s2 += img[r0 + y, c0 + x + 2] * window[y, x + 2]
-            s3 += img[r0 + y, c0 + x + 3] * window[y, x + 3]
-        for x in range(w4, w):
-            s0 += img[r0 + y, c0 + x] * window[y, x]
-    m = np.float32((s0 + s1 + s2 + s3) / wsum)
-    q0 = q1 = q2 = q3 = 0.0
+        row, wr = img[r0 + y], window[y]
+        for x in range(w):
+            s += np.float64(row[c0 + x] * wr[x])
+    return s
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_SUMS)
+def _centre_and_weigh(img, r0, c0, window, m, dst):  # pragma: no cover - numba
+    """``dst = (window of img - m) * window``; returns the norm of ``dst``."""
+    h, w = window.shape
+    q = 0.0
     for y in range(h):
-        for x in range(0, w4, 4):
-            v0 = (np.float32(img[r0 + y, c0 + x]) - m) * window[y, x]
-            v1 = (np.float32(img[r0 + y, c0 + x + 1]) - m) * window[y, x + 1]
-            v2 = (np.float32(img[r0 + y, c0 + x + 2]) - m) * window[y, x + 2]
-            v3 = (np.float32(img[r0 + y, c0 + x + 3]) - m) * window[y, x + 3]
-            dst[y, x], dst[y, x + 1], dst[y, x + 2], dst[y, x + 3] = v0, v1, v2, v3
-            q0 += v0 * v0
-            q1 += v1 * v1
-            q2 += v2 * v2
-            q3 += v3 * v3
-        for x in range(w4, w):
-            v = (np.float32(img[r0 + y, c0 + x]) - m) * window[y, x]
-            dst[y, x] = v
-            q0 += v * v
-    return np.sqrt(q0 + q1 + q2 + q3)
+        row, wr, d = img[r0 + y], window[y], dst[y]
+        for x in range(w):
+            v = (np.float32(row[c0 + x]) - m) * wr[x]
+            d[x] = v
+            q += np.float64(v * v)
+    return np.sqrt(q)
 
 
 def cross_power(template_fft_conj: np.ndarray, images_fft: np.ndarray) -> np.ndarray:

@@ -1,8 +1,8 @@
 """Motion correction as a dask graph (NoRMCorre, DESIGN.md section 3.1).
 
 1. A template from a contiguous block of frames in the middle of the movie, refined by
-   ``niter_rig`` rigid registrations of that block (and one piecewise-rigid one when
-   ``pw_rigid``): a few tasks over parts of the block, no pass over the movie.
+   ``niter_rig`` rigid registrations of that block (and ``niter_els - 1`` piecewise-rigid
+   ones when ``pw_rigid``): a few tasks over parts of the block, no pass over the movie.
 2. One pass over the movie: each task corrects a block of whole frames against the template
    (a single graph key, shipped to each worker once), writes all of its tiles of the
    corrected zarr movie (chunks ``(Tc, tile, tile)``, so no two tasks write one chunk), and
@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,9 +97,15 @@ TEMPLATE_PARTS = 4  # tasks sharing the template's frames (groups of GROUP frame
 GROUP = 10  # frames per group of the first template (CaImAn's bin_median window)
 
 
-def _part_stats(frames: np.ndarray, gSig_filt: Any, first: bool) -> dict[str, Any]:
+def _part_frames(pieces: list[tuple[np.ndarray, int, int]]) -> np.ndarray:
+    """One part of the template's frames, float32, from its ``(block, lo, hi)`` pieces."""
+    arrays = [np.asarray(block[lo:hi], dtype=np.float32) for block, lo, hi in pieces]
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+
+def _part_stats(pieces: list, gSig_filt: Any, first: bool) -> dict[str, Any]:
     """Group means and minimum of one part of the template's frames."""
-    frames = np.asarray(frames, dtype=np.float32)
+    frames = _part_frames(pieces)
     src = frames if gSig_filt is None else high_pass_filter(frames, gSig_filt)
     return {"means": group_means(frames, GROUP, partial=first), "min": float(np.nanmin(src))}
 
@@ -110,8 +117,8 @@ def _first_template(stats: list[dict], min_mov: float | None) -> dict[str, Any]:
     return {"template": merge_templates(means), "min_mov": float(lowest)}
 
 
-def _part_sums(frames: np.ndarray, template: dict[str, Any], opts: dict[str, Any]) -> tuple:
-    return corrected_sums(np.asarray(frames, dtype=np.float32), template["template"], **opts)
+def _part_sums(pieces: list, template: dict[str, Any], opts: dict[str, Any]) -> tuple:
+    return corrected_sums(_part_frames(pieces), template["template"], **opts)
 
 
 def _next_template(sums: list[tuple], template: dict[str, Any]) -> dict[str, Any]:
@@ -132,23 +139,37 @@ def _template_frames(t: int, n: int, c: int) -> tuple[int, int]:
     return centred, n
 
 
-def _template_graph(movie: xr.DataArray, mp: MotionParams, check_nan: bool, opts: dict[str, Any]) -> Any:
+def _template_parts(starts: Sequence[int], lengths: Sequence[int], start: int, n: int,
+                    size: int) -> list[list[tuple[int, int, int]]]:
+    """Frames ``start:start + n`` in parts of ``size`` (the last may be shorter), each as
+    the (block index, first, end frame inside the block) pieces of the correction blocks
+    it spans: the parts, and so the template, do not depend on the blocks."""
+    parts = []
+    for a in range(start, start + n, size):
+        b = min(a + size, start + n)
+        parts.append([(i, max(a, t0) - t0, min(b, t0 + m) - t0)
+                      for i, (t0, m) in enumerate(zip(starts, lengths)) if t0 < b and t0 + m > a])
+    return parts
+
+
+def _template_graph(movie: xr.DataArray, blocks: list, starts: np.ndarray, lengths: np.ndarray,
+                    mp: MotionParams, opts: dict[str, Any]) -> Any:
     """The template as a small graph: a contiguous block of frames in the middle of the
     movie, split into parts; a first template from their group means, refined
-    ``niter_rig`` times (and once piecewise when ``pw_rigid``) by registering every part
-    to it and averaging. Each part is read once and registered in parallel."""
+    ``niter_rig`` times (and ``niter_els - 1`` times piecewise when ``pw_rigid``) by
+    registering every part to it and averaging. The parts are slices of the correction blocks, so the template's
+    frames are read once, by the reads the correction needs anyway, and registered in
+    parallel."""
     t, h, w = movie.shape
     n = int(min(t, mp.num_frames_template, max(GROUP, TEMPLATE_BYTES // (h * w * 4))))
     start, n = _template_frames(t, n, movie.data.chunks[0][0])
     size = GROUP * -(-n // (GROUP * TEMPLATE_PARTS))
-    # each part read by its own task (the slice fuses into the read), so that the parts,
-    # and the registrations that follow them, spread over the workers
-    parts = [fill_missing_lazy(movie.data[a:min(a + size, start + n)].rechunk({0: -1, 1: -1, 2: -1}),
-                               check_nan, movie.attrs.get("source", "movie")).to_delayed().ravel()[0]
-             for a in range(start, start + n, size)]
+    parts = [[(blocks[i], lo, hi) for i, lo, hi in part] for part in _template_parts(starts, lengths, start, n, size)]
     stats = [dask.delayed(_part_stats, pure=True)(p, mp.gSig_filt, i == 0) for i, p in enumerate(parts)]
     template = dask.delayed(_first_template, pure=True)(stats, mp.min_mov)
-    rounds = [{**opts, "pw_rigid": False}] * mp.niter_rig + ([opts] if opts["pw_rigid"] else [])
+    # CaImAn registers piecewise-rigidly against the rigid template (niter_els = 1)
+    pw_rounds = mp.niter_els - 1 if opts["pw_rigid"] else 0
+    rounds = [{**opts, "pw_rigid": False}] * mp.niter_rig + [opts] * pw_rounds
     for round_opts in rounds:
         sums = [dask.delayed(_part_sums, pure=True)(p, template, round_opts) for p in parts]
         template = dask.delayed(_next_template, pure=True)(sums, template)
@@ -194,11 +215,30 @@ def _apply_given(frames: np.ndarray, given: dict, opts: dict[str, Any], min_mov:
             "peak": np.full(len(frames), np.nan, np.float32)}
 
 
-def _frame_blocks(movie: xr.DataArray, params: Params, tc: int) -> tuple[Any, np.ndarray]:
-    """The movie in blocks of ``tc`` whole frames, missing pixels filled, and each block's first frame."""
-    data = fill_missing_lazy(movie.data.rechunk({0: tc, 1: -1, 2: -1}), params.preprocess.check_nan,
-                             movie.attrs.get("source", "movie"))
-    return data, np.cumsum((0,) + data.chunks[0][:-1])
+def _frame_blocks(movie: xr.DataArray, params: Params, tc: int) -> tuple[list, np.ndarray, np.ndarray]:
+    """The movie in blocks of at most ``tc`` whole frames, missing pixels filled: delayed
+    arrays, their first frames (multiples of ``tc``) and lengths.
+
+    When the movie's time chunks are equal multiples of ``tc``, blocks are views of their
+    chunk; dask's rechunk would copy every piece into a new array (0.15 s per 512x512x125).
+    """
+    data = movie.data.rechunk({1: -1, 2: -1})
+    sizes = data.chunks[0]
+    if not (sizes[0] > tc and sizes[0] % tc == 0 and all(c == sizes[0] for c in sizes[:-1])):
+        data = data.rechunk({0: tc})
+    data = fill_missing_lazy(data, params.preprocess.check_nan, movie.attrs.get("source", "movie"))
+    blocks, starts, lengths = [], [], []
+    for chunk, t0, n in zip(data.to_delayed().ravel(), np.cumsum((0,) + data.chunks[0][:-1]), data.chunks[0]):
+        for lo in range(0, n, tc):
+            hi = min(lo + tc, n)
+            blocks.append(chunk if hi - lo == n else dask.delayed(_frames, pure=True)(chunk, lo, hi))
+            starts.append(int(t0) + lo)
+            lengths.append(hi - lo)
+    return blocks, np.array(starts, dtype=np.int64), np.array(lengths, dtype=np.int64)
+
+
+def _frames(chunk: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    return chunk[lo:hi]
 
 
 def _prepare_output(store: ResultsStore, path: str, shape: tuple[int, int, int], tc: int, tile: int,
@@ -233,8 +273,9 @@ def _run(movie: xr.DataArray, params: Params, store: ResultsStore | None, path: 
     mp, cp = params.motion, params.compute
     tc = block_frames(movie.shape, cp.chunk_frames, movie.data.chunks[0][0])
     opts = kernel_options(mp)
+    blocks, starts, lengths = _frame_blocks(movie, params, tc)
     if template is None:
-        template_d = _template_graph(movie, mp, params.preprocess.check_nan, opts)
+        template_d = _template_graph(movie, blocks, starts, lengths, mp, opts)
     else:
         template_d = dask.delayed(template, pure=True)
     out = None
@@ -242,15 +283,14 @@ def _run(movie: xr.DataArray, params: Params, store: ResultsStore | None, path: 
         _prepare_output(store, path, movie.shape, tc, cp.tile,
                         {"source": str(movie.attrs.get("source", "")), "fr": movie.attrs.get("fr")})
         out = (store, path)
-    data, starts = _frame_blocks(movie, params, tc)
-    blocks = data.to_delayed().ravel()
     recs = [dask.delayed(_correct_block, pure=True)(b, template_d, t0=int(t0), opts=opts, nonneg=mp.nonneg_movie,
                                                     out=out, given=_given_slice(given, t0, tc))
             for b, t0 in zip(blocks, starts)]
     raw = tree_combine([r["raw"] for r in recs])
     cor = tree_combine([r["corrected"] for r in recs])
     small = [dask.delayed(_strip, pure=True)(r) for r in recs]
-    *recs_out, raw_t, cor_t, tmpl = compute(small + [raw, cor, template_d], label="motion correction")
+    tmpl, *recs_out, raw_t, cor_t = compute([template_d] + small + [raw, cor], label="motion correction",
+                                            urgent=1)
     return recs_out, tmpl, (raw_t, cor_t), tc
 
 
@@ -334,9 +374,8 @@ def _lazy_corrected(movie: xr.DataArray, params: Params, tmpl: dict, tc: int,
     import dask.array as da
 
     opts = kernel_options(params.motion)
-    data, starts = _frame_blocks(movie, params, tc)
     blocks = []
-    for b, t0, n in zip(data.to_delayed().ravel(), starts, data.chunks[0]):
+    for b, t0, n in zip(*_frame_blocks(movie, params, tc)):
         rec = dask.delayed(_correct_block, pure=True)(b, tmpl, t0=int(t0), opts=opts, out=None, sums=False,
                                                       nonneg=params.motion.nonneg_movie,
                                                       given=_given_slice(given, t0, n))

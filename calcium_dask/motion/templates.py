@@ -29,6 +29,13 @@ def _nanmean(stack: np.ndarray, axis: int) -> np.ndarray:
     return stack.mean(axis=axis)
 
 
+def _nanmedian(stack: np.ndarray, axis: int) -> np.ndarray:
+    # np.nanmedian of a few images goes through masked arrays (3x slower than np.median)
+    if np.isnan(stack).any():
+        return _quiet(np.nanmedian, stack, axis=axis)
+    return np.median(stack, axis=axis)
+
+
 def _fill_nan(img: np.ndarray) -> np.ndarray:
     # Pixels never covered by any frame (NaN borders) get the template's minimum.
     if np.isnan(img).any():
@@ -72,7 +79,7 @@ def make_template(
     if method == "mean":
         return _fill_nan(_nanmean(stack, axis=0))
     if method == "median":
-        return _fill_nan(_quiet(np.nanmedian, stack, axis=0))
+        return _fill_nan(_nanmedian(stack, axis=0))
     if method != "median_of_means":
         raise ValueError(f"method must be 'median_of_means', 'mean' or 'median', got {method!r}")
     groups = n_groups if n_groups is not None else max(1, t // max(1, int(group_size)))
@@ -163,7 +170,7 @@ def merge_templates(
     if stack.ndim == 2:
         stack = stack[None]
     if method == "median":
-        return _fill_nan(_quiet(np.nanmedian, stack, axis=0))
+        return _fill_nan(_nanmedian(stack, axis=0))
     if method == "mean":
         return _fill_nan(_nanmean(stack, axis=0))
     raise ValueError(f"method must be 'median' or 'mean', got {method!r}")

@@ -102,6 +102,16 @@ def test_numba_cache_is_writable_by_the_user_and_warmed_after_switching_to_it():
     assert any(word == "RUN" and "warm_numba.py" in args for word, args in ins[user_at:])
 
 
+def test_image_sets_the_workers_thread_and_malloc_environment():
+    """Any Dask worker started in the image (by the operator, a Helm chart or by hand)
+    gets the local cluster's environment: one native thread, glibc reusing freed arrays."""
+    from calcium_dask.cluster import MALLOC_ENV
+
+    env = " ".join(args for word, args in _instructions() if word == "ENV")
+    for key, value in {**MALLOC_ENV, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}.items():
+        assert f"{key}={value}" in env.split(), key
+
+
 def _ignored(path: str, patterns: list[str]) -> bool:
     """Whether .dockerignore excludes ``path`` (or a folder above it); enough for plain patterns."""
     parts = path.split("/")

@@ -187,6 +187,16 @@ def test_containers_pin_native_thread_pools_to_one():
             assert any(k.startswith("DASK_DISTRIBUTED__") for k in env), c["name"]
 
 
+def test_workers_reuse_freed_memory_as_local_workers_do():
+    from calcium_dask.cluster import MALLOC_ENV
+
+    workers = [c for _, doc in all_documents() for c in containers(doc) if c["name"] == "worker"]
+    assert workers
+    for c in workers:
+        env = {e["name"]: e.get("value") for e in c.get("env", [])}
+        assert {k: env.get(k) for k in MALLOC_ENV} == MALLOC_ENV
+
+
 def test_workers_get_one_cpu_and_4_gib():
     worker = only("DaskCluster")["spec"]["worker"]["spec"]["containers"][0]
     assert worker["resources"]["limits"] == {"cpu": "1", "memory": "4Gi"}

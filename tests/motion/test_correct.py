@@ -139,3 +139,53 @@ def test_template_block_is_central_and_reads_few_chunks(t, n, chunk, expected):
     from calcium_dask.motion.correct import _template_frames
 
     assert _template_frames(t, n, chunk) == expected
+
+
+def test_template_parts_cut_the_frames_the_same_way_whatever_the_blocks():
+    from calcium_dask.motion.correct import _template_parts
+
+    # frames 100:250 in parts of 70, over blocks of 125 frames
+    assert _template_parts([0, 125, 250], [125, 125, 50], 100, 150, 70) == [
+        [(0, 100, 125), (1, 0, 45)], [(1, 45, 115)], [(1, 115, 125)]]
+    for blocks in ([0, 50, 100, 150, 200, 250], [0, 300]):
+        lengths = np.diff(blocks + [300])
+        parts = _template_parts(blocks, lengths, 100, 150, 70)
+        frames = [[blocks[i] + f for i, lo, hi in part for f in range(lo, hi)] for part in parts]
+        assert frames == [list(range(100, 170)), list(range(170, 240)), list(range(240, 250))]
+
+
+@pytest.mark.parametrize("chunk, tc, views", [(200, 100, True), (200, 64, False), (37, 100, False),
+                                              (100, 100, False)])
+def test_frame_blocks_are_views_of_chunks_that_hold_whole_blocks(chunk, tc, views):
+    import dask
+    import dask.array as da
+
+    from calcium_dask.motion.correct import _frame_blocks
+
+    data = np.arange(450 * 4 * 4, dtype=np.uint16).reshape(450, 4, 4)
+    movie = xr.DataArray(da.from_array(data, chunks=(chunk, 2, 4)), dims=("frame", "y", "x"))
+    blocks, starts, lengths = _frame_blocks(movie, Params(), tc)
+    assert (starts % tc == 0).all() and (lengths <= tc).all()  # each block writes its own chunks
+    got = dask.compute(*blocks, scheduler="sync")
+    np.testing.assert_array_equal(np.concatenate(got), data)
+    assert [len(g) for g in got] == list(lengths) and list(starts) == list(np.cumsum([0, *lengths[:-1]]))
+    assert (got[0].base is not None and got[0].base is got[1].base) == views  # no copy of the chunk
+
+
+def test_niter_els_refines_the_template_piecewise_before_the_pass(sim_small):
+    """niter_els = 1 registers against the rigid template (CaImAn); each extra iteration
+    registers the template's frames piecewise to it and averages them."""
+    from calcium_dask.motion.correct import _frame_blocks, _template_graph, block_frames, kernel_options
+    from calcium_dask.motion.templates import refine_template
+
+    movie = open_movie(sim_small, chunk_frames=50)
+    templates = {}
+    for n in (1, 2):
+        params = Params.from_dict({**PW, "niter_els": n, "num_frames_template": 100})
+        blocks, starts, lengths = _frame_blocks(movie, params, block_frames(movie.shape, 50))
+        opts = kernel_options(params.motion)
+        templates[n] = _template_graph(movie, blocks, starts, lengths, params.motion, opts).compute(scheduler="sync")
+    frames = tifffile.imread(sim_small)[100:200].astype(np.float32)
+    expected = refine_template(frames, templates[1]["template"], method="mean", **opts)
+    np.testing.assert_allclose(templates[2]["template"], expected, rtol=1e-5, atol=1e-3)
+    assert not np.allclose(templates[1]["template"], templates[2]["template"], atol=1e-2)
