@@ -14,7 +14,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from .errors import ClusterError
 
-__all__ = ["connect", "PinThreads", "MALLOC_ENV", "THREAD_ENV"]
+__all__ = ["connect", "PinThreads", "MALLOC_ENV", "SCHEDULER_CONFIG", "THREAD_ENV"]
 
 #: one BLAS/OpenMP thread per worker thread: dask runs tasks in parallel already
 THREAD_ENV = {k: "1" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
@@ -25,6 +25,11 @@ THREAD_ENV = {k: "1" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_N
 #: motion-correction worker's time. Arrays up to 32 MiB are reused from the heap, and
 #: up to 128 MiB of free heap is kept.
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(128 * 2**20)}
+#: a worker is sent its next input read only when it is free: one queued in advance
+#: (dask's default, 1.1 per thread) would run before the task its previous read unblocks
+#: (e.g. the template that every correction waits for); our tasks last 0.1-1 s, so the
+#: scheduler's round trip costs nothing
+SCHEDULER_CONFIG = {"distributed.scheduler.worker-saturation": 1.0}
 
 
 class PinThreads(WorkerPlugin):
@@ -121,7 +126,7 @@ def connect(address: str | None = None, *, n_workers: int | None = None,
         kwargs.update(cluster_kwargs)
         # set before each worker process is spawned (dask's own default is overridden)
         spawn_env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **MALLOC_ENV}
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env}):
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env, **SCHEDULER_CONFIG}):
             client = Client(LocalCluster(**kwargs))
     client.register_plugin(PinThreads())
     if not quiet:

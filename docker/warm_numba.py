@@ -66,15 +66,15 @@ def _warm_summary_kernels() -> None:
 
 
 def _warm_motion_kernels() -> None:
-    """Registration's taper (frames arrive as float32 or as the movie's integers) and the
-    separable bicubic shift."""
+    """Registration's taper and the separable bicubic shift (frames arrive as float32 or
+    as the movie's integers)."""
     from calcium_dask.motion._cubic import shift_cubic
-    from calcium_dask.motion._spectral import taper, tapered
+    from calcium_dask.motion._spectral import NATIVE, taper, tapered
 
     frames = np.arange(2 * 16 * 16).reshape(2, 16, 16)
-    for dtype in (np.float32, np.uint16, np.int16, np.uint8):
+    for dtype in NATIVE:
         tapered(frames.astype(dtype), taper((16, 16), 4), norm=True)
-    shift_cubic(frames.astype(np.float32), np.array([[0.3, -1.2], [2.0, 0.5]]))
+        shift_cubic(frames.astype(dtype), np.array([[0.3, -1.2], [2.0, 0.5]]))
 
 
 if __name__ == "__main__":

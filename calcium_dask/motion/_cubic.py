@@ -50,8 +50,11 @@ def _rows_pass(img, tmp, ix, c0, c1, c2, c3):  # pragma: no cover - numba
     h, w = img.shape
     lo, hi = min(w, max(0, 1 - ix)), max(0, min(w, w - 2 - ix))  # every tap inside the row
     hi = max(lo, hi)
+    row = np.empty(w, np.float32)
     for y in range(h):
-        row, dst = img[y], tmp[y]
+        src, dst = img[y], tmp[y]
+        for x in range(w):  # integer frames: converted a row at a time, the taps stay vectorized
+            row[x] = src[x]
         _edge_taps(row, dst, 0, lo, ix, c0, c1, c2, c3)
         for x in range(lo, hi):  # the interior, without clamping: a loop the compiler vectorizes
             j = x + ix
@@ -86,7 +89,8 @@ def shift_cubic(stack: np.ndarray, shifts: np.ndarray, out: np.ndarray | None = 
 
     Parameters
     ----------
-    stack : ndarray (T, H, W) float32, C-contiguous
+    stack : ndarray (T, H, W), C-contiguous
+        float32, or a movie's integers (uint16, int16, uint8).
     shifts : ndarray (T, 2)
         Content moves by ``(dy, dx)``: ``out[y, x] = frame[y - dy, x - dx]``.
     out : ndarray (T, H, W) float32, optional
@@ -95,7 +99,7 @@ def shift_cubic(stack: np.ndarray, shifts: np.ndarray, out: np.ndarray | None = 
     -------
     ndarray (T, H, W) float32
     """
-    out = np.empty_like(stack) if out is None else out
+    out = np.empty(stack.shape, np.float32) if out is None else out
     tmp = np.empty(stack.shape[1:], np.float32)
     _shift_stack(stack, np.ascontiguousarray(shifts, np.float64), out, tmp)
     return out

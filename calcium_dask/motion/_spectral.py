@@ -17,13 +17,19 @@ import scipy.fft
 __all__ = ["as_stack", "cross_power", "rfft2", "taper", "taper_1d", "tapered", "tapered_windows"]
 
 
-def as_stack(frames: np.ndarray) -> tuple[np.ndarray, bool]:
+#: dtypes the numba kernels read as they are: a movie's integers need no float32 copy
+NATIVE = (np.dtype(np.float32), np.dtype(np.uint16), np.dtype(np.int16), np.dtype(np.uint8))
+
+
+def as_stack(frames: np.ndarray, *, native: bool = False) -> tuple[np.ndarray, bool]:
     """Return ``frames`` as a C-contiguous float32 (T, H, W) stack and whether it was one frame.
 
     Parameters
     ----------
     frames : ndarray, shape (H, W) or (T, H, W)
         Any real dtype.
+    native : bool
+        Keep the dtypes in :data:`NATIVE` (for callers whose kernels read them).
 
     Returns
     -------
@@ -35,7 +41,8 @@ def as_stack(frames: np.ndarray) -> tuple[np.ndarray, bool]:
     if arr.ndim not in (2, 3):
         raise ValueError(f"expected a frame (H, W) or a stack (T, H, W), got shape {arr.shape}")
     single = arr.ndim == 2
-    stack = np.ascontiguousarray(arr[None] if single else arr, dtype=np.float32)
+    dtype = arr.dtype if native and arr.dtype in NATIVE else np.float32
+    stack = np.ascontiguousarray(arr[None] if single else arr, dtype=dtype)
     return stack, single
 
 
@@ -102,7 +109,7 @@ def tapered_windows(images: np.ndarray, rows: np.ndarray, cols: np.ndarray,
     norms : ndarray (T, ny, nx) float64
     """
     images = np.ascontiguousarray(images)
-    if images.dtype not in (np.float32, np.uint16, np.int16, np.uint8):
+    if images.dtype not in NATIVE:
         images = images.astype(np.float32)
     window = np.ascontiguousarray(window, dtype=np.float32)
     rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)

@@ -119,7 +119,7 @@ def correct_frames(
     piecewise mode the frame is warped only by the smooth field interpolated from the
     patch shifts (which are bounded around the rigid shift), never by the rigid shift too.
     """
-    stack, single = as_stack(frames)
+    stack, single = as_stack(frames, native=True)  # integers are converted frame by frame
     cache = _block_cache(
         template, template_cache, pw_rigid=pw_rigid, strides=strides, overlaps=overlaps, gSig_filt=gSig_filt
     )

@@ -125,30 +125,30 @@ def _next_template(sums: list[tuple], template: dict[str, Any]) -> dict[str, Any
     return {"template": mean_from_sums(sums), "min_mov": template["min_mov"]}
 
 
-def _template_frames(t: int, n: int, c: int) -> tuple[int, int]:
-    """(first frame, number of frames) of the template block: ``n`` frames centred in the
-    movie, moved to lie inside one input chunk of ``c`` frames when they fit in it, or
-    that whole chunk when it holds nearly as many (one read instead of two)."""
-    centred = (t - n) // 2
-    k = (t // 2) // c  # the chunk holding the middle frame
-    lo, hi = k * c, min((k + 1) * c, t)
-    if n <= hi - lo:
-        return int(min(max(centred, lo), hi - n)), n
-    if hi - lo >= 0.9 * n:
-        return lo, hi - lo
-    return centred, n
+def _template_frames(t: int, n: int, edges: Sequence[int]) -> tuple[int, int]:
+    """(first frame, number of frames) of the template block: ``n`` frames around the
+    middle of the movie, centred on the input-chunk edge nearest to it, so that its
+    halves lie in two chunks, which two workers read (the correction needs them anyway)
+    and register side by side."""
+    n = min(n, t)
+    inner = [int(e) for e in edges if 0 < e < t]
+    centre = min(inner, key=lambda e: (abs(e - t // 2), e)) if inner else t // 2
+    return int(min(max(centre - n // 2, 0), t - n)), n
 
 
-def _template_parts(starts: Sequence[int], lengths: Sequence[int], start: int, n: int,
-                    size: int) -> list[list[tuple[int, int, int]]]:
-    """Frames ``start:start + n`` in parts of ``size`` (the last may be shorter), each as
-    the (block index, first, end frame inside the block) pieces of the correction blocks
-    it spans: the parts, and so the template, do not depend on the blocks."""
+def _template_parts(starts: Sequence[int], lengths: Sequence[int], start: int, n: int, size: int,
+                    edges: Sequence[int] = ()) -> list[list[tuple[int, int, int]]]:
+    """Frames ``start:start + n`` cut at the input-chunk ``edges``, then into parts of at
+    most ``size``, each as the (block index, first, end frame inside the block) pieces of
+    the correction blocks it spans: the parts, and so the template, do not depend on the
+    blocks."""
+    cuts = sorted({start, start + n, *(int(e) for e in edges if start < e < start + n)})
     parts = []
-    for a in range(start, start + n, size):
-        b = min(a + size, start + n)
-        parts.append([(i, max(a, t0) - t0, min(b, t0 + m) - t0)
-                      for i, (t0, m) in enumerate(zip(starts, lengths)) if t0 < b and t0 + m > a])
+    for first, end in zip(cuts[:-1], cuts[1:]):
+        for a in range(first, end, size):
+            b = min(a + size, end)
+            parts.append([(i, max(a, t0) - t0, min(b, t0 + m) - t0)
+                          for i, (t0, m) in enumerate(zip(starts, lengths)) if t0 < b and t0 + m > a])
     return parts
 
 
@@ -157,14 +157,16 @@ def _template_graph(movie: xr.DataArray, blocks: list, starts: np.ndarray, lengt
     """The template as a small graph: a contiguous block of frames in the middle of the
     movie, split into parts; a first template from their group means, refined
     ``niter_rig`` times (and ``niter_els - 1`` times piecewise when ``pw_rigid``) by
-    registering every part to it and averaging. The parts are slices of the correction blocks, so the template's
-    frames are read once, by the reads the correction needs anyway, and registered in
-    parallel."""
+    registering every part to it and averaging. The parts are slices of the correction
+    blocks, so the template's frames are read once, by the reads the correction needs
+    anyway, and registered in parallel."""
     t, h, w = movie.shape
     n = int(min(t, mp.num_frames_template, max(GROUP, TEMPLATE_BYTES // (h * w * 4))))
-    start, n = _template_frames(t, n, movie.data.chunks[0][0])
+    edges = np.cumsum(movie.data.chunks[0])[:-1]
+    start, n = _template_frames(t, n, edges)
     size = GROUP * -(-n // (GROUP * TEMPLATE_PARTS))
-    parts = [[(blocks[i], lo, hi) for i, lo, hi in part] for part in _template_parts(starts, lengths, start, n, size)]
+    cuts = _template_parts(starts, lengths, start, n, size, edges)
+    parts = [[(blocks[i], lo, hi) for i, lo, hi in part] for part in cuts]
     stats = [dask.delayed(_part_stats, pure=True)(p, mp.gSig_filt, i == 0) for i, p in enumerate(parts)]
     template = dask.delayed(_first_template, pure=True)(stats, mp.min_mov)
     # CaImAn registers piecewise-rigidly against the rigid template (niter_els = 1)

@@ -167,16 +167,16 @@ def warp_piecewise(
     """
     border_nan = _check_border(border_nan)
     flag = _interp_flag(interpolation)
-    stack, single = as_stack(frames)
+    stack, single = as_stack(frames, native=True)
     ps = np.asarray(patch_shifts, dtype=np.float32).reshape(len(stack), *np.shape(patch_shifts)[-3:])
     wy, wx = field_weights(stack.shape[1:], strides=strides, overlaps=overlaps, upsample_factor_grid=upsample_factor_grid)
     if ps.shape[1:3] != (wy.shape[1], wx.shape[1]):
         raise ValueError(f"patch_shifts grid {ps.shape[1:3]} does not match the layout's {(wy.shape[1], wx.shape[1])}")
     wxt = np.ascontiguousarray(wx.T)
     grid = _pixel_grid(stack.shape[1:])
-    out = np.empty_like(stack)
+    out = np.empty(stack.shape, np.float32)
     for i in range(len(stack)):
         fy = wy @ (ps[i, ..., 0] @ wxt)
         fx = wy @ (ps[i, ..., 1] @ wxt)
-        _remap(stack[i], fy, fx, grid, flag, border_nan, out=out[i])
+        _remap(stack[i].astype(np.float32, copy=False), fy, fx, grid, flag, border_nan, out=out[i])
     return out[0] if single else out

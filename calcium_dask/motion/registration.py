@@ -105,7 +105,7 @@ def register_rigid(
     error on planted shifts from ~0.05 to ~0.001 pixel. A very bright object inside the
     taper can still bias large shifts (it is weighted differently in frame and template).
     """
-    stack, single = as_stack(frames)
+    stack, single = as_stack(frames, native=True)
     cache = _rigid_cache(template, template_fft)
     _check_shape(stack, cache)
     bound = _search_bound(max_shifts, cache.shape)
@@ -283,7 +283,7 @@ def register_piecewise(
     batch of frames go through one batched rfft2; the template patches' spectra come from
     the cache.
     """
-    stack, single = as_stack(frames)
+    stack, single = as_stack(frames, native=True)
     cache = _patch_cache(template, strides, overlaps)
     _check_shape(stack, cache)
     if rigid_shifts is None:

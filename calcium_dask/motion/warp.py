@@ -124,7 +124,7 @@ def apply_shift(
     ndarray, same shape as ``frames``, float32
     """
     border_nan = _check_border(border_nan)
-    stack, single = as_stack(frames)
+    stack, single = as_stack(frames, native=method == "opencv" and interpolation == "cubic")
     sh = np.asarray(shifts, dtype=np.float64).reshape(-1, 2)
     if len(sh) != len(stack):
         raise ValueError(f"got {len(sh)} shifts for {len(stack)} frames")

@@ -129,16 +129,16 @@ def test_planted_nonrigid_motion_recovered(client, tmp_path):
 
 
 @pytest.mark.parametrize("t, n, chunk, expected", [
-    (1000, 500, 1000, (250, 500)),  # one chunk holds the centred block
-    (2000, 256, 250, (1000, 250)),  # the middle chunk, nearly as long: read once
-    (2000, 256, 100, (872, 256)),  # small chunks: centred
-    (300, 256, 64, (22, 256)),
+    (1000, 500, 1000, (250, 500)),  # one chunk: centred
+    (2000, 256, 250, (872, 256)),  # centred on the middle chunk edge: half from each chunk
+    (2250, 256, 250, (872, 256)),  # the edge nearest the middle
+    (300, 256, 64, (0, 256)),  # near the start: kept inside the movie
     (5, 5, 2, (0, 5)),  # a short movie keeps all its frames
 ])
-def test_template_block_is_central_and_reads_few_chunks(t, n, chunk, expected):
+def test_template_block_straddles_the_middle_chunk_edge(t, n, chunk, expected):
     from calcium_dask.motion.correct import _template_frames
 
-    assert _template_frames(t, n, chunk) == expected
+    assert _template_frames(t, n, np.arange(chunk, t, chunk)) == expected
 
 
 def test_template_parts_cut_the_frames_the_same_way_whatever_the_blocks():
@@ -152,6 +152,11 @@ def test_template_parts_cut_the_frames_the_same_way_whatever_the_blocks():
         parts = _template_parts(blocks, lengths, 100, 150, 70)
         frames = [[blocks[i] + f for i, lo, hi in part for f in range(lo, hi)] for part in parts]
         assert frames == [list(range(100, 170)), list(range(170, 240)), list(range(240, 250))]
+        # cut at the input chunks' edges first: each part is read by one task
+        parts = _template_parts(blocks, lengths, 100, 150, 70, edges=[75, 150, 225])
+        frames = [[blocks[i] + f for i, lo, hi in part for f in range(lo, hi)] for part in parts]
+        assert frames == [list(range(100, 150)), list(range(150, 220)), list(range(220, 225)),
+                          list(range(225, 250))]
 
 
 @pytest.mark.parametrize("chunk, tc, views", [(200, 100, True), (200, 64, False), (37, 100, False),

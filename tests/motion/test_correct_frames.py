@@ -88,6 +88,18 @@ def test_integer_and_double_input_give_float32(dtype):
     assert_allclose(out["shifts"], -MOVES[:3], atol=0.06)
 
 
+@pytest.mark.parametrize("pw_rigid", [False, True])
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.uint8])
+def test_integer_frames_are_read_as_they_are_with_the_result_of_their_float32_copy(dtype, pw_rigid):
+    """The kernels read a movie's integers without a float32 copy of the block first."""
+    frames = np.clip(np.round(RIGID_MOVIE[:3]), 0, 255).astype(dtype)
+    kw = PW if pw_rigid else {}
+    got = correct_frames(frames, TRUTH, pw_rigid=pw_rigid, min_mov=1.0, **kw)
+    want = correct_frames(frames.astype(np.float32), TRUTH, pw_rigid=pw_rigid, min_mov=1.0, **kw)
+    for key in ("corrected", "shifts", "peak") + (("patch_shifts",) if pw_rigid else ()):
+        np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+
+
 def test_odd_frame_size_piecewise():
     big = smooth_image((127, 93), seed=12)
     frames = moved_frames(big, [[1.7, -2.2], [-3.1, 0.6]])
