@@ -56,6 +56,8 @@ DASK_ENV: dict[str, str] = {
     "DASK_DISTRIBUTED__COMM__TIMEOUTS__TCP": "120s",
     # a preempted node is not a bad task: allow a few more retries than the default 3
     "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "5",
+    # input reads go to free workers only (calcium_dask.cluster.SCHEDULER_CONFIG)
+    "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": "1.0",
 }
 
 #: keys of the object-storage Secret -> optional (botocore/s3fs read these variables)

@@ -23,6 +23,7 @@ def test_local_cluster_one_thread_per_worker_blas_pinned():
         assert set(cv2_threads.values()) == {1}
         zarr_threads = client.run(lambda: __import__("zarr").config.get("threading.max_workers"))
         assert set(zarr_threads.values()) == {1}
+        assert client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.WORKER_SATURATION) == 1.0
         assert client.scheduler.address.startswith("tcp://127.0.0.1:")
         assert float(da.ones((100, 100), chunks=50).sum().compute()) == 10000.0
         client.cluster.close()
