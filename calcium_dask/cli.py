@@ -247,15 +247,10 @@ def demo(out_dir: str, preset: str, scheduler: str | None, n_workers: int | None
 
 
 def demo_params(fr: float):
-    """CaImAn's demo-notebook parameters, scaled to the simulated neurons."""
+    """CaImAn's demo-notebook parameters (the library's defaults) at frame rate ``fr``."""
     from .params import Params
 
-    return Params.from_caiman({
-        "fr": fr, "decay_time": 0.4, "pw_rigid": True, "max_shifts": (6, 6), "strides": (48, 48),
-        "overlaps": (24, 24), "max_deviation_rigid": 3, "border_nan": "copy", "p": 1, "nb": 2,
-        "rf": 15, "stride": 10, "K": 4, "gSig": (4, 4), "method_init": "greedy_roi",
-        "rolling_sum": True, "only_init": True, "ssub": 1, "tsub": 1, "merge_thr": 0.85,
-        "min_SNR": 2.0, "rval_thr": 0.85, "use_cnn": True, "min_cnn_thr": 0.99, "cnn_lowest": 0.1})
+    return Params.from_caiman({"fr": fr})
 
 
 def score_lines(store, truth) -> list[str]:

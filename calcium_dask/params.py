@@ -4,6 +4,13 @@ Each stage reads one group (``Params.motion``, ``Params.init``...). Every field 
 its documentation and its valid range in one place (this module), which drives validation,
 the command-line help and YAML/JSON round trips. A CaImAn parameter dict, flat as in its
 demo notebook or nested by group, is accepted unchanged by :meth:`Params.from_caiman`.
+
+The defaults are the values of CaImAn's demo pipeline for two-photon movies (piecewise-
+rigid correction on 48-pixel patches; CNMF on 31-pixel patches with K=4, gSig=4, p=1,
+nb=2; acceptance at min_SNR=2, rval_thr=0.85, min_cnn_thr=0.99), the starting point
+CaImAn recommends for such data, rather than its library defaults (rigid correction;
+one patch of the whole field with K=30, gSig=5, p=2), which leave the sources of a field
+beyond 30 neurons unfound. A key a CaImAn dict does not name takes the default here.
 """
 
 from __future__ import annotations
@@ -41,10 +48,10 @@ class DataParams:
 
 @dataclass(frozen=True)
 class MotionParams:
-    pw_rigid: bool = _f(False, "piecewise-rigid correction after the rigid one")
+    pw_rigid: bool = _f(True, "piecewise-rigid correction after the rigid one")
     max_shifts: tuple[int, int] = _f((6, 6), "largest rigid shift (y, x) allowed, pixels", lo=0)
-    strides: tuple[int, int] = _f((96, 96), "patch spacing for piecewise-rigid, pixels", lo=4)
-    overlaps: tuple[int, int] = _f((32, 32), "overlap of neighbouring patches, pixels", lo=0)
+    strides: tuple[int, int] = _f((48, 48), "patch spacing for piecewise-rigid, pixels", lo=4)
+    overlaps: tuple[int, int] = _f((24, 24), "overlap of neighbouring patches, pixels", lo=0)
     max_deviation_rigid: int = _f(3, "largest deviation of a patch's shift from the rigid one", lo=0)
     niter_rig: int = _f(1, "iterations of rigid template refinement", lo=1, hi=20)
     niter_els: int = _f(1, "piecewise-rigid iterations: the template is refined piecewise-rigidly "
@@ -72,13 +79,13 @@ class PreprocessParams:
 
 @dataclass(frozen=True)
 class InitParams:
-    K: int | None = _f(30, "components per patch (whole field when rf is None)", lo=0)
-    gSig: tuple[float, float] = _f((5.0, 5.0), "half-size of a neuron (y, x), pixels", lo=0.5)
+    K: int | None = _f(4, "components per patch (whole field when rf is None)", lo=0)
+    gSig: tuple[float, float] = _f((4.0, 4.0), "half-size of a neuron (y, x), pixels", lo=0.5)
     gSiz: tuple[int, int] | None = _f(None, "size of the box around a neuron, pixels (default 2*gSig+1)", lo=1)
     method_init: Literal["greedy_roi", "corr_pnr"] = _f("greedy_roi", "initialisation method")
-    nb: int = _f(1, "number of background components", lo=0, hi=20)
-    ssub: int = _f(2, "spatial downsampling during initialisation", lo=1, hi=10)
-    tsub: int = _f(2, "temporal downsampling during initialisation", lo=1, hi=100)
+    nb: int = _f(2, "number of background components", lo=0, hi=20)
+    ssub: int = _f(1, "spatial downsampling during initialisation", lo=1, hi=10)
+    tsub: int = _f(1, "temporal downsampling during initialisation", lo=1, hi=100)
     nIter: int = _f(5, "rank-1 refinement iterations per greedy component", lo=1, hi=100)
     maxIter: int = _f(5, "HALS iterations after initialisation", lo=0, hi=100)
     rolling_sum: bool = _f(True, "pick seeds by a rolling sum over time")
@@ -91,8 +98,8 @@ class InitParams:
 
 @dataclass(frozen=True)
 class PatchParams:
-    rf: int | None = _f(None, "half-size of a CNMF patch, pixels (None: the whole field)", lo=2)
-    stride: int | None = _f(None, "overlap between CNMF patches, pixels", lo=0)
+    rf: int | None = _f(15, "half-size of a CNMF patch, pixels (None: the whole field)", lo=2)
+    stride: int | None = _f(10, "overlap between CNMF patches, pixels", lo=0)
     only_init: bool = _f(True, "patches only initialise; traces come from the refit")
     nb_patch: int = _f(1, "background components per patch", lo=0, hi=20)
     border_pix: int = _f(0, "pixels on the border excluded", lo=0)
@@ -114,7 +121,7 @@ class SpatialParams:
 
 @dataclass(frozen=True)
 class TemporalParams:
-    p: int = _f(2, "order of the autoregressive model of calcium (0, 1, 2)", lo=0, hi=2)
+    p: int = _f(1, "order of the autoregressive model of calcium (0, 1, 2)", lo=0, hi=2)
     bas_nonneg: bool = _f(False, "constrain the baseline of each trace to be non-negative")
     method_deconvolution: Literal["oasis"] = _f("oasis", "deconvolution method")
     fudge_factor: float = _f(0.96, "shrinkage of the AR time constants", lo=0.5, hi=1.0)
@@ -126,18 +133,18 @@ class TemporalParams:
 @dataclass(frozen=True)
 class MergingParams:
     do_merge: bool = _f(True, "merge overlapping, correlated components")
-    merge_thr: float = _f(0.8, "trace correlation above which overlapping components merge", lo=-1.0, hi=1.0)
+    merge_thr: float = _f(0.85, "trace correlation above which overlapping components merge", lo=-1.0, hi=1.0)
     max_merge_area: int | None = _f(None, "largest area of a merged component, pixels", lo=1)
 
 
 @dataclass(frozen=True)
 class QualityParams:
-    min_SNR: float = _f(2.5, "accept when the trace SNR is above this", lo=0.0)
+    min_SNR: float = _f(2.0, "accept when the trace SNR is above this", lo=0.0)
     SNR_lowest: float = _f(0.5, "reject when the trace SNR is below this", lo=0.0)
-    rval_thr: float = _f(0.8, "accept when the spatial correlation is above this", lo=-1.0, hi=1.0)
+    rval_thr: float = _f(0.85, "accept when the spatial correlation is above this", lo=-1.0, hi=1.0)
     rval_lowest: float = _f(-1.0, "reject when the spatial correlation is below this", lo=-1.0, hi=1.0)
     use_cnn: bool = _f(True, "use the shape classifier")
-    min_cnn_thr: float = _f(0.9, "accept when the classifier's score is above this", lo=0.0, hi=1.0)
+    min_cnn_thr: float = _f(0.99, "accept when the classifier's score is above this", lo=0.0, hi=1.0)
     cnn_lowest: float = _f(0.1, "reject when the classifier's score is below this", lo=0.0, hi=1.0)
 
 

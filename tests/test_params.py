@@ -41,11 +41,14 @@ def test_strict_rejects_caiman_only_keys():
         Params.from_dict({"n_processes": 2})
 
 
-def test_defaults_follow_caiman():
+def test_defaults_are_caimans_demo_pipeline_for_two_photon_movies():
     p = Params()
-    assert p.motion.max_shifts == (6, 6) and p.motion.border_nan == "copy"
-    assert p.merging.merge_thr == 0.8 and p.temporal.p == 2 and p.init.method_init == "greedy_roi"
-    assert p.gSiz() == (11, 11) and Params.from_dict({"gSig": 4}).gSiz() == (9, 9)
+    assert p.motion.pw_rigid and p.motion.max_shifts == (6, 6) and p.motion.border_nan == "copy"
+    assert (p.motion.strides, p.motion.overlaps, p.motion.max_deviation_rigid) == ((48, 48), (24, 24), 3)
+    assert (p.patch.rf, p.patch.stride, p.init.K, p.init.gSig, p.init.nb) == (15, 10, 4, (4.0, 4.0), 2)
+    assert p.merging.merge_thr == 0.85 and p.temporal.p == 1 and p.init.method_init == "greedy_roi"
+    assert (p.quality.min_SNR, p.quality.rval_thr, p.quality.min_cnn_thr, p.quality.cnn_lowest) == (2.0, 0.85, 0.99, 0.1)
+    assert p.gSiz() == (9, 9) and Params.from_dict({"gSig": 5}).gSiz() == (11, 11)
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -95,9 +98,9 @@ def test_load_flat_yaml_and_errors(tmp_path):
 
 def test_overrides_and_immutability():
     p = Params()
-    q = p.with_overrides(["motion.pw_rigid=true", "K=7", "gSig=[3, 3]", "rf=null"])
-    assert q.motion.pw_rigid and q.init.K == 7 and q.init.gSig == (3.0, 3.0) and q.patch.rf is None
-    assert p.init.K == 30  # the original is untouched
+    q = p.with_overrides(["motion.pw_rigid=false", "K=7", "gSig=[3, 3]", "rf=null"])
+    assert not q.motion.pw_rigid and q.init.K == 7 and q.init.gSig == (3.0, 3.0) and q.patch.rf is None
+    assert p.init.K == 4 and p.motion.pw_rigid  # the original is untouched
     with pytest.raises(Exception):
         p.motion.pw_rigid = True  # frozen
     with pytest.raises(ParamsError, match="key=value"):
