@@ -98,8 +98,8 @@ GROUP = 10  # frames per group of the first template (CaImAn's bin_median window
 
 
 def _part_frames(pieces: list[tuple[np.ndarray, int, int]]) -> np.ndarray:
-    """One part of the template's frames, float32, from its ``(block, lo, hi)`` pieces."""
-    arrays = [np.asarray(block[lo:hi], dtype=np.float32) for block, lo, hi in pieces]
+    """One part of the template's frames (the movie's dtype) from its ``(block, lo, hi)`` pieces."""
+    arrays = [np.asarray(block[lo:hi]) for block, lo, hi in pieces]
     return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
@@ -107,7 +107,8 @@ def _part_stats(pieces: list, gSig_filt: Any, first: bool) -> dict[str, Any]:
     """Group means and minimum of one part of the template's frames."""
     frames = _part_frames(pieces)
     src = frames if gSig_filt is None else high_pass_filter(frames, gSig_filt)
-    return {"means": group_means(frames, GROUP, partial=first), "min": float(np.nanmin(src))}
+    low = np.nanmin(src) if src.dtype.kind == "f" else src.min()
+    return {"means": group_means(frames, GROUP, partial=first), "min": float(low)}
 
 
 def _first_template(stats: list[dict], min_mov: float | None) -> dict[str, Any]:

@@ -95,14 +95,17 @@ def group_means(frames: np.ndarray, group_size: int = 10, *, partial: bool = Tru
     all the frames when there are fewer than ``group_size``, ``False`` returns no group
     (a later part of a longer stack, split as :func:`make_template` would group it).
     """
-    stack, _ = as_stack(frames)
+    stack, _ = as_stack(frames, native=True)
     size = max(1, int(group_size))
     groups = len(stack) // size
     if groups == 0:
         if not (partial and len(stack)):
             return np.zeros((0, *stack.shape[1:]), np.float32)
         groups, size = 1, len(stack)
-    return _nanmean(stack[: groups * size].reshape(groups, size, *stack.shape[1:]), axis=1)
+    grouped = stack[: groups * size].reshape(groups, size, *stack.shape[1:])
+    if stack.dtype.kind != "f":  # integers: no NaN, and no float32 copy of the frames
+        return grouped.mean(axis=1, dtype=np.float32)
+    return _nanmean(grouped, axis=1)
 
 
 def corrected_sums(frames: np.ndarray, template: np.ndarray, **options: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -227,6 +227,16 @@ def test_template_from_parts_equals_the_template_of_the_whole():
     assert_allclose(mean_from_sums(sums), whole, rtol=1e-5, atol=1e-4)
 
 
+def test_group_means_of_integer_frames_equal_those_of_their_float_copy():
+    from calcium_dask.motion.templates import group_means
+
+    frames = np.random.default_rng(3).integers(0, 4000, (25, 6, 7)).astype(np.uint16)
+    got = group_means(frames, 10)
+    assert got.dtype == np.float32 and got.shape == (2, 6, 7)
+    assert_allclose(got, group_means(frames.astype(np.float32), 10), rtol=1e-6)
+    assert_allclose(got, frames[:20].reshape(2, 10, 6, 7).mean(1), rtol=1e-6)
+
+
 def test_group_means_of_short_stacks():
     from calcium_dask.motion.templates import group_means
 
