@@ -87,13 +87,12 @@ def test_urgent_objects_run_ahead_and_results_keep_their_order(client):
 
     import dask
 
-    from calcium_dask.progress import compute, set_quiet
+    from calcium_dask.progress import compute
 
     def stamp(x):
         time.sleep(0.05)
         return x, time.time()
 
-    set_quiet(True)
     others = [dask.delayed(stamp, pure=False)(i) for i in range(12)]
     first = dask.delayed(stamp, pure=False)(-1)
     out = compute([first] + others, label="test", urgent=1)
