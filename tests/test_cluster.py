@@ -90,12 +90,12 @@ def test_urgent_objects_run_ahead_and_results_keep_their_order(client):
     from calcium_dask.progress import compute
 
     def stamp(x):
-        time.sleep(0.05)
+        time.sleep(0.02)
         return x, time.time()
 
-    others = [dask.delayed(stamp, pure=False)(i) for i in range(12)]
+    others = [dask.delayed(stamp, pure=False)(i) for i in range(30)]
     first = dask.delayed(stamp, pure=False)(-1)
     out = compute([first] + others, label="test", urgent=1)
-    assert [x for x, _ in out] == [-1, *range(12)]
+    assert [x for x, _ in out] == [-1, *range(30)]
     n_workers = len(client.scheduler_info()["workers"])
     assert sorted(t for _, t in out).index(out[0][1]) < n_workers  # among the first to start
