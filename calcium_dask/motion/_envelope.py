@@ -67,16 +67,13 @@ class Envelope:
         return self.score_grid(corr, sy, sx, 1)
 
     def score_grid(self, corr: np.ndarray, my: np.ndarray, mx: np.ndarray, factor: int) -> np.ndarray:
-        """:meth:`score` at shifts ``my / factor``, ``mx / factor`` (integer arrays), with
-        ``A`` read from a table of the grid: the same values without a cosine sum per
-        image (the peak searches evaluate every patch of every frame on such grids)."""
+        """``corr`` (N, ry, rx) divided by A(s) at shifts ``my / factor`` (N, ry), ``mx /
+        factor`` (N, rx) (integer arrays), with ``A`` read from a table of the grid rather
+        than a cosine sum per image (the peak searches evaluate every patch of every frame
+        on such grids)."""
         ay = _autocorr_table(self.wy, factor)[np.asarray(my) % (len(self.wy) * factor)]
         ax = _autocorr_table(self.wx, factor)[np.asarray(mx) % (len(self.wx) * factor)]
         return corr / (ay[:, :, None] * ax[:, None, :])
-
-    def score(self, corr: np.ndarray, sy: np.ndarray, sx: np.ndarray) -> np.ndarray:
-        """``corr`` (N, ry, rx) at shifts ``sy`` (N, ry), ``sx`` (N, rx) divided by A(s)."""
-        return corr / (_autocorr(self.wy, sy)[:, :, None] * _autocorr(self.wx, sx)[:, None, :])
 
     def autocorr(self, shifts: np.ndarray) -> np.ndarray:
         """A(s) at shifts (N, 2)."""

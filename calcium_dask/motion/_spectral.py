@@ -108,9 +108,7 @@ def tapered_windows(images: np.ndarray, rows: np.ndarray, cols: np.ndarray,
     out : ndarray (T, ny, nx, h, w) float32
     norms : ndarray (T, ny, nx) float64
     """
-    images = np.ascontiguousarray(images)
-    if images.dtype not in NATIVE:
-        images = images.astype(np.float32)
+    images, _ = as_stack(images, native=True)
     window = np.ascontiguousarray(window, dtype=np.float32)
     rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
     h, w = window.shape

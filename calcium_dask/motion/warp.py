@@ -124,13 +124,14 @@ def apply_shift(
     ndarray, same shape as ``frames``, float32
     """
     border_nan = _check_border(border_nan)
-    stack, single = as_stack(frames, native=method == "opencv" and interpolation == "cubic")
+    separable = method == "opencv" and interpolation == "cubic"
+    stack, single = as_stack(frames, native=separable)  # the separable kernel reads integers
     sh = np.asarray(shifts, dtype=np.float64).reshape(-1, 2)
     if len(sh) != len(stack):
         raise ValueError(f"got {len(sh)} shifts for {len(stack)} frames")
     if method == "fft":
         out = _fft_shift(stack, sh)
-    elif method == "opencv" and interpolation == "cubic":
+    elif separable:
         out = shift_cubic(stack, sh)  # warpAffine's bicubic, separably
     elif method == "opencv":
         flag = _interp_flag(interpolation)
