@@ -247,14 +247,10 @@ CNMF_HELDOUT_SEEDS = (601, 602)
 
 
 def _pipeline_params(fr: float, gSig: float, max_shift: int):
+    """The defaults (CaImAn's demo pipeline) for this movie's frame rate, cells and motion."""
     from ..params import Params
 
-    return Params.from_caiman({
-        "fr": fr, "decay_time": 0.4, "pw_rigid": True, "max_shifts": (max_shift, max_shift),
-        "strides": (48, 48), "overlaps": (24, 24), "max_deviation_rigid": 3,
-        "border_nan": "copy", "p": 1, "nb": 2, "rf": 15, "stride": 10, "K": 4,
-        "gSig": (gSig, gSig), "method_init": "greedy_roi", "rolling_sum": True,
-        "merge_thr": 0.85})
+    return Params.from_caiman({"fr": fr, "gSig": (gSig, gSig), "max_shifts": (max_shift, max_shift)})
 
 
 def _cnmf_movie(preset: str, kw: dict, gSig: float, seed: int) -> Dataset:
