@@ -71,12 +71,16 @@ def _motion_events(rng: np.random.Generator, T: int, fr: float, rate_hz: float,
 
 
 def nonrigid_field(rng: np.random.Generator, *, T: int, fr: float, grid: tuple[int, int],
-                   nonrigid_max: float, breath: np.ndarray) -> np.ndarray:
+                   nonrigid_max: float, breath: np.ndarray,
+                   shape: tuple[int, int] | None = None) -> np.ndarray:
     """Non-rigid displacement at the nodes of a coarse grid.
 
-    Each node moves slowly (seconds) and partly in step with breathing; the mean over
-    the nodes is removed so the rigid part stays in ``shifts``; values are soft-limited
-    by ``nonrigid_max * tanh``. Nodes are smoothed together (tissue deforms smoothly).
+    Each node moves slowly (seconds) and partly in step with breathing; values are
+    soft-limited by ``nonrigid_max * tanh``. Nodes are smoothed together (tissue deforms
+    smoothly). With ``shape`` (H, W), the field's mean over the frame's pixels (through
+    :func:`spline_basis`) is zero in every frame, so the rigid part of the motion is
+    exactly ``shifts``: the frame-average displacement; without it, the mean over the
+    nodes is zero.
 
     Returns
     -------
@@ -94,7 +98,12 @@ def nonrigid_field(rng: np.random.Generator, *, T: int, fr: float, grid: tuple[i
     z /= max(float(z.std()), 1e-12)
     if nonrigid_max <= 0:
         return np.zeros(z.shape, np.float32)
-    return (nonrigid_max * np.tanh(0.2 * z)).astype(np.float32)
+    field = nonrigid_max * np.tanh(0.2 * z)
+    if shape is not None:
+        # spline rows sum to 1: a constant taken off every node comes off every pixel
+        wy, wx = spline_basis(shape[0], gy).mean(0), spline_basis(shape[1], gx).mean(0)
+        field -= np.einsum("i,tcij,j->tc", wy, field, wx)[:, :, None, None]
+    return field.astype(np.float32)
 
 
 def spline_basis(n: int, n_nodes: int) -> np.ndarray:

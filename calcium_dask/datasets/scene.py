@@ -115,7 +115,7 @@ def _motion(p: SimulationParams) -> tuple[np.ndarray, np.ndarray]:
         jitter_sd=p.jitter_sd, breath_amp=p.breath_amp, event_rate_hz=p.event_rate_hz,
         event_amp_range=p.event_amp_range)
     nr = nonrigid_field(rng, T=p.T, fr=p.fr, grid=p.nr_grid,
-                        nonrigid_max=p.nonrigid_max, breath=breath)
+                        nonrigid_max=p.nonrigid_max, breath=breath, shape=(p.H, p.W))
     return shifts, nr
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from ._spectral import as_stack
 from .cache import TemplateCache, prepare_template
-from .field import warp_piecewise
+from .field import mean_shift, warp_piecewise
 from .filters import high_pass_filter
 from .registration import register_piecewise, register_rigid
 from .warp import BorderNan, apply_shift
@@ -108,10 +108,13 @@ def correct_frames(
     Returns
     -------
     dict
-        ``corrected`` (T, H, W) float32; ``shifts`` (T, 2) float32, the rigid stage's
-        shifts (dy, dx) applied to each raw frame; ``patch_shifts`` (T, ny, nx, 2) float32
-        or None in rigid mode; ``peak`` (T,) float32, the rigid correlation coefficient
-        with the template. A single (H, W) frame gives arrays without the T axis.
+        ``corrected`` (T, H, W) float32; ``shifts`` (T, 2) float32, the rigid shift
+        (dy, dx) applied to each raw frame: in piecewise mode the frame average of the
+        applied field (:func:`mean_shift`); ``shifts_rig`` (T, 2) float32, the rigid
+        stage's estimate the patches were bounded around, or None in rigid mode;
+        ``patch_shifts`` (T, ny, nx, 2) float32 or None in rigid mode; ``peak`` (T,)
+        float32, the rigid correlation coefficient with the template. A single (H, W)
+        frame gives arrays without the T axis.
 
     Notes
     -----
@@ -151,7 +154,12 @@ def correct_frames(
         corrected = apply_shift(stack, shifts, border_nan=border_nan, interpolation=interpolation, method=method)
     if nonneg_movie and min_mov is not None:
         corrected -= np.float32(min_mov)
-    result = {"corrected": corrected, "shifts": shifts, "patch_shifts": patch_shifts, "peak": peak}
+    result = {"corrected": corrected, "shifts": shifts, "patch_shifts": patch_shifts, "peak": peak,
+              "shifts_rig": None}
+    if pw_rigid:
+        result["shifts_rig"] = shifts
+        result["shifts"] = mean_shift(patch_shifts, stack.shape[1:], strides=strides, overlaps=overlaps,
+                                      upsample_factor_grid=upsample_factor_grid)
     if single:
         result = {k: (v[0] if v is not None else None) for k, v in result.items()}
     return result

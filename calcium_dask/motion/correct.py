@@ -39,6 +39,8 @@ BLOCK_BYTES = 128 * 2**20  # float32 frames of one correction block
 # The corrected movie is stored uncompressed, as CaImAn's memory-mapped file: its float32
 # noise compresses by ~15 % and zstd cost ~0.7 ms per 512x512 frame to write.
 _RAW = {"compressors": None}
+# what each block reports besides its frames (shifts_rig: piecewise mode only)
+_RECORD = ("shifts", "shifts_rig", "patch_shifts", "peak")
 
 
 @dataclass
@@ -48,8 +50,11 @@ class MotionResult:
     Attributes
     ----------
     motion : xarray.Dataset
-        ``shifts`` (frame, axis), ``patch_shifts`` (frame, patch_y, patch_x, axis) when
-        piecewise, ``peak`` (frame) correlation with the template, ``template`` (y, x).
+        ``shifts`` (frame, axis): the rigid shift applied to each frame (piecewise: the
+        frame average of the applied shift field); ``patch_shifts`` (frame, patch_y,
+        patch_x, axis) and ``shifts_rig`` (frame, axis), the rigid stage's estimate around
+        which the patches were searched (CaImAn's ``shifts_rig``), when piecewise;
+        ``peak`` (frame) correlation with the template; ``template`` (y, x).
     corrected : xarray.DataArray
         The corrected movie (frame, y, x), lazy: read from the store when one was given,
         otherwise recomputed from the raw movie on demand.
@@ -192,7 +197,7 @@ def _correct_block(frames: np.ndarray, template: dict[str, Any], *, t0: int, opt
     if out is not None:
         store, path = out
         store.array(path)[t0:t0 + len(corrected)] = corrected
-    rec = {k: res.get(k) for k in ("shifts", "patch_shifts", "peak")}
+    rec = {k: res.get(k) for k in _RECORD}
     if sums:
         offset = template["template"] - (min_mov or 0.0)
         rec["raw"] = partial_sums(frames, offset=template["template"])
@@ -215,7 +220,7 @@ def _apply_given(frames: np.ndarray, given: dict, opts: dict[str, Any], min_mov:
     if min_mov is not None:
         out -= np.float32(min_mov)
     return {"corrected": out, "shifts": given["shifts"], "patch_shifts": given.get("patch_shifts"),
-            "peak": np.full(len(frames), np.nan, np.float32)}
+            "shifts_rig": given.get("shifts_rig"), "peak": np.full(len(frames), np.nan, np.float32)}
 
 
 def _frame_blocks(movie: xr.DataArray, params: Params, tc: int) -> tuple[list, np.ndarray, np.ndarray]:
@@ -268,6 +273,9 @@ def _motion_dataset(recs: list[dict], template: np.ndarray, mp: MotionParams, sh
         ps = np.concatenate([r["patch_shifts"] for r in recs]).astype(np.float32)
         data["patch_shifts"] = (("frame", "patch_y", "patch_x", "axis"), ps)
         cy, cx = patch_centers(shape[1:], strides=mp.strides, overlaps=mp.overlaps)
+        if recs[0].get("shifts_rig") is not None:
+            rig = np.concatenate([r["shifts_rig"] for r in recs]).astype(np.float32)
+            data["shifts_rig"] = (("frame", "axis"), rig)
         coords.update(patch_y=np.asarray(cy, np.float32), patch_x=np.asarray(cx, np.float32))
     return xr.Dataset(data, coords=coords, attrs={"convention": "shift applied to each raw frame, pixels"})
 
@@ -303,7 +311,7 @@ def _given_slice(given: dict | None, t0: int, n: int) -> dict | None:
 
 
 def _strip(rec: dict) -> dict:
-    return {k: v for k, v in rec.items() if k in ("shifts", "patch_shifts", "peak")}
+    return {k: v for k, v in rec.items() if k in _RECORD}
 
 
 def motion_correct(movie: xr.DataArray, params: Params, *, store: ResultsStore | str | None = None,
@@ -344,8 +352,7 @@ def apply_shifts(movie: xr.DataArray, motion: xr.Dataset, params: Params, *,
     if motion.sizes["frame"] != movie.shape[0]:
         raise ValueError(f"the shifts cover {motion.sizes['frame']} frames, the movie has {movie.shape[0]}")
     store = ResultsStore(store, storage_options or {}) if isinstance(store, str) else store
-    given = {"shifts": motion["shifts"].values,
-             "patch_shifts": motion["patch_shifts"].values if "patch_shifts" in motion else None}
+    given = {k: motion[k].values if k in motion else None for k in ("shifts", "shifts_rig", "patch_shifts")}
     params = params.replace(**{"motion.pw_rigid": given["patch_shifts"] is not None, "motion.nonneg_movie": False})
     tmpl = {"template": motion["template"].values, "min_mov": 0.0}
     recs, tmpl, (raw_t, cor_t), tc = _run(movie, params, store, path, given, tmpl)
@@ -366,7 +373,7 @@ def _finish(movie, params, store, path, recs, tmpl, raw_t, cor_t, tc, kind, t_st
         corrected = store.movie(path)
     else:
         given = None if kind is None else {k: motion[k].values if k in motion else None
-                                           for k in ("shifts", "patch_shifts")}
+                                           for k in ("shifts", "shifts_rig", "patch_shifts")}
         corrected = _lazy_corrected(movie, params, tmpl, tc, given)
     seconds = time.perf_counter() - t_start
     return MotionResult(motion, corrected, summary_raw, summary, seconds)

@@ -10,7 +10,7 @@ from ._spectral import as_stack
 from .grid import patch_centers
 from .warp import BorderNan, _check_border, _interp_flag, _pixel_grid, _remap
 
-__all__ = ["field_weights", "shift_field", "warp_piecewise"]
+__all__ = ["field_weights", "mean_shift", "shift_field", "warp_piecewise"]
 
 
 def _linear_matrix(pos: np.ndarray, n: int) -> np.ndarray:
@@ -135,6 +135,39 @@ def shift_field(
         raise ValueError(f"patch_shifts grid {ps.shape[1:3]} does not match the layout's {(wy.shape[1], wx.shape[1])}")
     field = np.stack([wy @ ps[..., c] @ wx.T for c in range(2)], axis=-1)
     return field[0] if single else field
+
+
+def mean_shift(
+    patch_shifts: np.ndarray,
+    shape: Sequence[int],
+    *,
+    strides: Sequence[int],
+    overlaps: Sequence[int],
+    upsample_factor_grid: int = 4,
+) -> np.ndarray:
+    """Frame average of the smooth shift field: the rigid part of a piecewise correction.
+
+    Parameters
+    ----------
+    patch_shifts : ndarray, shape (T, ny, nx, 2)
+    shape, strides, overlaps, upsample_factor_grid
+        See :func:`shift_field`.
+
+    Returns
+    -------
+    ndarray, shape (T, 2), float32
+        ``shift_field(...).mean(axis=(1, 2))``, without building the field.
+
+    Notes
+    -----
+    A whole-frame registration follows the textured parts of the frame (bright cells
+    weigh most), so under a non-rigid deformation it reports a texture-weighted mean
+    displacement. Averaging the field that was applied weighs every pixel alike: it is
+    the shift left once the deformation's own mean over the frame is taken out.
+    """
+    ps = np.asarray(patch_shifts, dtype=np.float64)
+    wy, wx = field_weights(shape, strides=strides, overlaps=overlaps, upsample_factor_grid=upsample_factor_grid)
+    return np.einsum("i,tijc,j->tc", wy.mean(0, dtype=np.float64), ps, wx.mean(0, dtype=np.float64)).astype(np.float32)
 
 
 def warp_piecewise(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from .blockwise import correct_frames
 from .cache import TemplateCache, prepare_template
-from .field import field_weights, shift_field, warp_piecewise
+from .field import field_weights, mean_shift, shift_field, warp_piecewise
 from .filters import high_pass_filter, high_pass_kernel
 from .grid import extract_patches, patch_centers, patch_grid, patch_size
 from .registration import register_piecewise, register_rigid
@@ -37,6 +37,7 @@ __all__ = [
     "high_pass_filter",
     "high_pass_kernel",
     "make_template",
+    "mean_shift",
     "merge_templates",
     "patch_centers",
     "patch_grid",

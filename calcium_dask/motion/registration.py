@@ -21,6 +21,9 @@ _BATCH_PIXELS = 1 << 19
 
 
 SMALL_FRAME = 128  # frames with a side below this are registered twice (see register_rigid)
+# A frame or patch whose tapered, centred norm is below this fraction of the template's is
+# featureless (constant up to rounding): its correlation has no peak to follow.
+FLAT = 1e-6
 
 
 def _batches(n_frames: int, pixels_per_frame: int) -> list[slice]:
@@ -145,7 +148,8 @@ def _rigid_pass(stack: np.ndarray, cache: TemplateCache, bound: np.ndarray, widt
             prod, lo, hi, shape=shape, upsample_factor=upsample_factor, envelope=envelope,
             window=np.stack([-np.ceil(bound - 1e-9), np.floor(bound + 1e-9)]).astype(np.int64),
         )
-        shifts[sl] = found
+        # a featureless (constant) frame has no correlation peak: no evidence of motion
+        shifts[sl] = np.where(fnorm[:, None] > FLAT * tnorm[0], found, 0)
         # back from score = c / A(s) to the correlation coefficient c / (|f| |t|)
         peaks[sl] = _safe_ratio(score * envelope.autocorr(found), fnorm * tnorm[0])
     return shifts, peaks
@@ -218,9 +222,9 @@ def _residual_search(
 
 
 def _tapered_patches(stack: np.ndarray, cache: TemplateCache, base: np.ndarray,
-                     weights: np.ndarray) -> np.ndarray:
+                     weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(T, ny, nx, ph, pw) tapered patches of each frame, read at the patch start minus
-    ``base[t]``.
+    ``base[t]``, and their (T, ny, nx) norms.
 
     Border patches moved outside the frame get its edge pixels repeated; they fall in the
     taper, where they weigh little.
@@ -230,7 +234,7 @@ def _tapered_patches(stack: np.ndarray, cache: TemplateCache, base: np.ndarray,
         stack = np.pad(stack, ((0, 0), (pad, pad), (pad, pad)), mode="edge")
     rows = cache.ys[None, :] - base[:, :1] + pad  # (T, ny)
     cols = cache.xs[None, :] - base[:, 1:] + pad  # (T, nx)
-    return tapered_windows(stack, rows, cols, weights)[0]
+    return tapered_windows(stack, rows, cols, weights)
 
 
 def register_piecewise(
@@ -299,16 +303,20 @@ def register_piecewise(
     weights, envelope = taper(size, width), _envelope(size, width)
     edge = np.ceil(reach - 1e-9).astype(np.int64)
     window = np.stack([-edge, edge])  # fixed integer search window, shared by all patches
-    tspec = cache.spectra(True, width)[0].reshape(ny, nx, size[0], -1)
+    tspec, tnorm = cache.spectra(True, width)
+    tspec = tspec.reshape(ny, nx, size[0], -1)
     out = np.empty((stack.shape[0], ny * nx, 2), dtype=np.float32)
     for sl in _batches(stack.shape[0], ny * nx * size[0] * size[1]):
         nb = sl.stop - sl.start
-        centred = _tapered_patches(stack[sl], cache, base[sl], weights)
+        centred, norms = _tapered_patches(stack[sl], cache, base[sl], weights)
         prod = cross_power(tspec, rfft2(centred)).reshape(nb * ny * nx, size[0], -1)
         found, _ = find_peak(
             prod, np.repeat(lo[sl], ny * nx, axis=0), np.repeat(hi[sl], ny * nx, axis=0),
             shape=size, upsample_factor=upsample_factor, envelope=envelope, window=window,
         )
+        # a featureless patch (nothing left after its mean) follows its frame's rigid shift
+        flat = (norms <= FLAT * tnorm.reshape(ny, nx)).ravel()
+        found[flat] = np.repeat(rigid[sl] - base[sl], ny * nx, axis=0)[flat]
         out[sl] = found.reshape(nb, ny * nx, 2) + base[sl, None, :]
     out = out.reshape(stack.shape[0], ny, nx, 2)
     return out[0] if single else out

@@ -121,6 +121,16 @@ def test_shifts_bounded_and_pad_covers_all_motion():
     assert worst + 2 < p.pad  # cubic interpolation never reads outside the canvas
 
 
+def test_rigid_shift_is_the_frame_average_displacement():
+    """The non-rigid field averages to zero over each frame's pixels (the rigid part is
+    ``shifts``), as in the public benchmark movie; the field itself is not negligible."""
+    tr = build_scene(SimulationParams.preset("small", T=200, seed=5)).truth
+    for t in range(0, 200, 13):
+        d = tr.displacement(t)
+        np.testing.assert_allclose(d.mean(axis=(1, 2)), tr.shifts[t], atol=1e-5)
+        assert np.abs(d - tr.shifts[t][:, None, None]).max() > 0.2
+
+
 def test_no_motion_when_disabled():
     tr = build_scene(SimulationParams.preset("small", T=50, rigid_max=0.0,
                                              nonrigid_max=0.0)).truth

@@ -155,6 +155,22 @@ def test_piecewise_shifts_stay_within_max_deviation_of_rigid():
     assert_allclose(ps[0], np.broadcast_to([1.7, -1.1], ps[0].shape), atol=0.05)
 
 
+def test_featureless_frames_and_patches_carry_no_motion():
+    """A constant frame has no correlation peak: its shift is 0 (it was the search's corner),
+    and a constant patch takes its frame's rigid shift."""
+    frames = moved_frames(BIG, [[1.3, -0.4], [0, 0]])
+    frames[1] = 0.1  # a float that is not a binary fraction: the centring leaves rounding
+    frames[0, :, 40:] = 500.0  # the patches entirely in the right part have no texture
+    shifts, _ = register_rigid(frames, TEMPLATE, max_shifts=(6, 6))
+    assert_allclose(shifts[1], [0, 0])
+    ps = register_piecewise(frames, TEMPLATE, rigid_shifts=shifts, **PW)
+    assert_allclose(ps[1], 0)
+    xs = patch_grid(TEMPLATE.shape, **PW)[1]
+    flat = xs >= 40
+    assert flat.any()
+    assert_allclose(ps[0][:, flat], np.broadcast_to(shifts[0], ps[0][:, flat].shape))
+
+
 def test_piecewise_zero_deviation_is_rigid_and_none_uses_max_shifts():
     frames = moved_frames(BIG, [[1.3, -0.4]])
     rigid, _ = register_rigid(frames, TEMPLATE)

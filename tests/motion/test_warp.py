@@ -12,6 +12,7 @@ from calcium_dask.motion.kernels import (
     apply_field,
     apply_shift,
     field_weights,
+    mean_shift,
     patch_centers,
     patch_grid,
     shift_field,
@@ -129,6 +130,18 @@ def test_shift_field_reproduces_a_linear_ramp():
     inside = (slice(int(cy[0]), int(cy[-1]) + 1), slice(int(cx[0]), int(cx[-1]) + 1))
     assert_allclose(field[inside][..., 0], 0.02 * yy[inside], atol=1e-5)
     assert_allclose(field[inside][..., 1], -0.01 * xx[inside], atol=1e-5)
+
+
+@pytest.mark.parametrize("ufg", [1, 4])
+def test_mean_shift_is_the_frame_average_of_the_field(ufg):
+    shape = (90, 101)
+    ys, xs = patch_grid(shape, **ODD)
+    ps = np.random.default_rng(3).normal(size=(3, len(ys), len(xs), 2)).astype(np.float32)
+    field = shift_field(ps, shape, upsample_factor_grid=ufg, **ODD)
+    assert_allclose(mean_shift(ps, shape, upsample_factor_grid=ufg, **ODD), field.mean(axis=(1, 2)), atol=1e-5)
+    # equal patch shifts: a rigid shift, reported as itself
+    same = np.broadcast_to(np.float32([1.25, -0.5]), ps.shape)
+    assert_allclose(mean_shift(same, shape, **ODD), np.broadcast_to([1.25, -0.5], (3, 2)), atol=1e-6)
 
 
 @settings(max_examples=20, deadline=None)
