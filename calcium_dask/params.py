@@ -11,6 +11,12 @@ nb=2; acceptance at min_SNR=2, rval_thr=0.85, min_cnn_thr=0.99), the starting po
 CaImAn recommends for such data, rather than its library defaults (rigid correction;
 one patch of the whole field with K=30, gSig=5, p=2), which leave the sources of a field
 beyond 30 neurons unfound. A key a CaImAn dict does not name takes the default here.
+
+One default differs: ``cnn_lowest`` is 0.2, not 0.1, because ``cnn_pred`` comes from this
+package's shape classifier, whose scores are not those of CaImAn's network. 0.2 is the
+largest veto that still keeps 97 % of the true neurons among the CNMF components the
+classifier's training script holds out (it vetoes 87 % of the other components there);
+see :mod:`calcium_dask.evaluate.train_classifier`.
 """
 
 from __future__ import annotations
@@ -66,6 +72,11 @@ class MotionParams:
     gSig_filt: tuple[int, int] | None = _f(None, "high-pass filter width for registration (one-photon)", lo=1)
     min_mov: float | None = _f(None, "movie minimum; estimated from the data when None")
     num_frames_template: int = _f(500, "frames used to build the first template", lo=10)
+    template_sampling: Literal["middle", "spread"] = _f(
+        "middle", "frames that refine a piecewise-rigid template: a block in the middle of the movie "
+        "(read once, with the correction), or runs spread over the whole movie as CaImAn samples "
+        "them (the corrected movie then has the movie's average geometry, not that block's; "
+        "costs a second read of up to 25 input chunks)")
 
 
 @dataclass(frozen=True)
@@ -145,7 +156,8 @@ class QualityParams:
     rval_lowest: float = _f(-1.0, "reject when the spatial correlation is below this", lo=-1.0, hi=1.0)
     use_cnn: bool = _f(True, "use the shape classifier")
     min_cnn_thr: float = _f(0.99, "accept when the classifier's score is above this", lo=0.0, hi=1.0)
-    cnn_lowest: float = _f(0.1, "reject when the classifier's score is below this", lo=0.0, hi=1.0)
+    cnn_lowest: float = _f(0.2, "reject when the classifier's score is below this (CaImAn: 0.1, for "
+                                "its own network)", lo=0.0, hi=1.0)
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,7 @@ def block_frames(shape: tuple[int, int, int], chunk_frames: int | None, input_ch
 
 TEMPLATE_PARTS = 4  # tasks sharing the template's frames (groups of GROUP frames stay whole)
 GROUP = 10  # frames per group of the first template (CaImAn's bin_median window)
+SAMPLE_RUNS = 25  # runs of frames spread over the movie that refine a piecewise template
 
 
 def _part_frames(pieces: list[tuple[np.ndarray, int, int]]) -> np.ndarray:
@@ -158,14 +159,59 @@ def _template_parts(starts: Sequence[int], lengths: Sequence[int], start: int, n
     return parts
 
 
+def _sample_runs(t: int, n: int, edges: Sequence[int]) -> list[tuple[int, int]]:
+    """(first frame, length) of up to ``SAMPLE_RUNS`` runs of whole groups of frames spread
+    evenly over the movie, about ``n`` frames in all, each inside one input chunk when
+    the chunk holds it."""
+    runs = max(1, min(SAMPLE_RUNS, n // GROUP))
+    size = min(t, GROUP * max(1, n // (GROUP * runs)))
+    bounds = [0, *(int(e) for e in edges if 0 < e < t), t]
+    out = []
+    for r in range(runs):
+        centre = int((r + 0.5) * t / runs)
+        k = int(np.searchsorted(bounds, centre, side="right")) - 1
+        lo, hi = (bounds[k], bounds[k + 1]) if bounds[k + 1] - bounds[k] >= size else (0, t)
+        out.append((min(max(centre - size // 2, lo), hi - size), size))
+    return out
+
+
+def _keep_runs(frames: np.ndarray, offsets: Sequence[int], size: int) -> np.ndarray:
+    return np.concatenate([frames[o:o + size] for o in offsets])
+
+
+def _sample_parts(movie: xr.DataArray, runs: list[tuple[int, int]], edges: Sequence[int], check_nan: bool) -> list:
+    """The frames of ``runs``, one part per input chunk they fall in, each read by its own
+    task (not shared with the correction blocks, which would hold whole chunks in
+    memory until the template is ready)."""
+    bounds = np.asarray([int(e) for e in edges], np.int64)
+    by_chunk: dict[int, list[int]] = {}
+    for start, _ in runs:
+        by_chunk.setdefault(int(np.searchsorted(bounds, start, side="right")), []).append(start)
+    size, parts = runs[0][1], []
+    for firsts in by_chunk.values():
+        a, b = min(firsts), max(firsts) + size
+        piece = movie.data[a:b].rechunk({0: -1, 1: -1, 2: -1})
+        # the slice fuses into the read: for TIFF pages only these frames are read
+        piece = dask.optimize(fill_missing_lazy(piece, check_nan, movie.attrs.get("source", "movie")))[0]
+        frames = dask.delayed(_keep_runs, pure=True)(piece.to_delayed().ravel()[0], [f - a for f in firsts], size)
+        parts.append([(frames, 0, len(firsts) * size)])
+    return parts
+
+
 def _template_graph(movie: xr.DataArray, blocks: list, starts: np.ndarray, lengths: np.ndarray,
-                    mp: MotionParams, opts: dict[str, Any]) -> Any:
-    """The template as a small graph: a contiguous block of frames in the middle of the
-    movie, split into parts; a first template from their group means, refined
-    ``niter_rig`` times (and ``niter_els - 1`` times piecewise when ``pw_rigid``) by
-    registering every part to it and averaging. The parts are slices of the correction
-    blocks, so the template's frames are read once, by the reads the correction needs
-    anyway, and registered in parallel."""
+                    mp: MotionParams, opts: dict[str, Any], check_nan: bool) -> Any:
+    """The template as a small graph: a first template from the group means of a
+    contiguous block of frames in the middle of the movie, refined ``niter_rig`` times (and
+    ``niter_els - 1`` times piecewise when ``pw_rigid``) by registering frames to it and
+    averaging them. The block's parts are slices of the correction blocks, so they are read
+    once, by the reads the correction needs anyway, and registered in parallel.
+
+    With ``template_sampling="spread"``, a piecewise-rigid template is refined on runs of
+    frames spread over the whole movie instead (:func:`_sample_runs`), as CaImAn samples
+    its template's frames evenly: the corrected movie takes the template's geometry, and
+    one block of frames holds the tissue's deformation of that moment, which the corrected
+    mean image keeps (a rigid correction leaves every frame's own deformation, so its mean
+    has the movie's average geometry whatever the template)."""
     t, h, w = movie.shape
     n = int(min(t, mp.num_frames_template, max(GROUP, TEMPLATE_BYTES // (h * w * 4))))
     edges = np.cumsum(movie.data.chunks[0])[:-1]
@@ -175,6 +221,8 @@ def _template_graph(movie: xr.DataArray, blocks: list, starts: np.ndarray, lengt
     parts = [[(blocks[i], lo, hi) for i, lo, hi in part] for part in cuts]
     stats = [dask.delayed(_part_stats, pure=True)(p, mp.gSig_filt, i == 0) for i, p in enumerate(parts)]
     template = dask.delayed(_first_template, pure=True)(stats, mp.min_mov)
+    if opts["pw_rigid"] and mp.template_sampling == "spread":
+        parts = _sample_parts(movie, _sample_runs(t, n, edges), edges, check_nan)
     # CaImAn registers piecewise-rigidly against the rigid template (niter_els = 1)
     pw_rounds = mp.niter_els - 1 if opts["pw_rigid"] else 0
     rounds = [{**opts, "pw_rigid": False}] * mp.niter_rig + [opts] * pw_rounds
@@ -287,7 +335,7 @@ def _run(movie: xr.DataArray, params: Params, store: ResultsStore | None, path: 
     opts = kernel_options(mp)
     blocks, starts, lengths = _frame_blocks(movie, params, tc)
     if template is None:
-        template_d = _template_graph(movie, blocks, starts, lengths, mp, opts)
+        template_d = _template_graph(movie, blocks, starts, lengths, mp, opts, params.preprocess.check_nan)
     else:
         template_d = dask.delayed(template, pure=True)
     out = None

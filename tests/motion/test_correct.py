@@ -133,6 +133,46 @@ def test_planted_nonrigid_motion_recovered(client, tmp_path):
     assert _rmse_vs_truth(shifts, truth.shifts) < 0.7 * _rmse_vs_truth(rig, truth.shifts)
 
 
+def test_sample_runs_spread_over_the_movie_inside_input_chunks():
+    from calcium_dask.motion.correct import SAMPLE_RUNS, _sample_runs
+
+    runs = _sample_runs(2000, 500, range(250, 2000, 250))
+    assert len(runs) == SAMPLE_RUNS and {n for _, n in runs} == {20}
+    starts = np.array([a for a, _ in runs])
+    assert starts[0] < 80 and starts[-1] > 1900 and (np.diff(starts) > 0).all()
+    assert all(a // 250 == (a + n - 1) // 250 for a, n in runs)  # none straddles a chunk edge
+    assert _sample_runs(300, 300, []) == [(12 * r + 1, 10) for r in range(25)]
+    assert _sample_runs(5, 5, [2]) == [(0, 5)]  # a short movie: one run of all its frames
+
+
+@pytest.mark.parametrize("sampling", ["middle", "spread"])
+def test_piecewise_template_takes_the_movies_average_geometry(client, tmp_path, sampling):
+    """The corrected movie has its template's geometry. Here the tissue is deformed one
+    way in the middle third of the movie and half as much the other way elsewhere (no
+    deformation on average): a template from the middle frames alone would keep a 1 px
+    deformation in every corrected frame (the default, ``template_sampling="middle"``);
+    sampled over the movie it has none."""
+    from calcium_dask.motion.kernels import register_piecewise
+
+    from .motion_synth import PAD, deform, field_fn, smooth_image
+
+    big = smooth_image((96, 96), seed=3)
+    base = big[PAD:-PAD, PAD:-PAD].astype(np.float32)
+    shapes = {a: deform(big, field_fn(amp=a, length=200, centre=(47.5, 47.5))) for a in (1.0, -0.5)}
+    rng = np.random.default_rng(0)
+    frames = np.stack([shapes[1.0 if 100 <= t < 200 else -0.5] for t in range(300)])
+    frames = (frames + rng.normal(0, 1.0, frames.shape)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "m.tif", frames)
+    params = Params.from_dict({**PW, "num_frames_template": 100, "compute.chunk_frames": 50,
+                               "template_sampling": sampling})
+    mean = motion_correct(open_movie(tmp_path / "m.tif", chunk_frames=50), params).summary["mean"].values
+    residual = register_piecewise(mean, base, max_shifts=(3, 3), max_deviation_rigid=2, **{
+        k: PW[k] for k in ("strides", "overlaps")})
+    residual -= residual.mean(axis=(0, 1))
+    rms = np.sqrt((residual ** 2).sum(-1).mean())
+    assert rms < 0.15 if sampling == "spread" else rms > 0.3
+
+
 @pytest.mark.parametrize("t, n, chunk, expected", [
     (1000, 500, 1000, (250, 500)),  # one chunk: centred
     (2000, 256, 250, (872, 256)),  # centred on the middle chunk edge: half from each chunk
@@ -184,18 +224,21 @@ def test_frame_blocks_are_views_of_chunks_that_hold_whole_blocks(chunk, tc, view
 
 def test_niter_els_refines_the_template_piecewise_before_the_pass(sim_small):
     """niter_els = 1 registers against the rigid template (CaImAn); each extra iteration
-    registers the template's frames piecewise to it and averages them."""
-    from calcium_dask.motion.correct import _frame_blocks, _template_graph, block_frames, kernel_options
+    registers the frames sampled over the movie piecewise to it and averages them."""
+    from calcium_dask.motion.correct import (_frame_blocks, _sample_runs, _template_graph, block_frames,
+                                             kernel_options)
     from calcium_dask.motion.templates import refine_template
 
     movie = open_movie(sim_small, chunk_frames=50)
     templates = {}
     for n in (1, 2):
-        params = Params.from_dict({**PW, "niter_els": n, "num_frames_template": 100})
+        params = Params.from_dict({**PW, "niter_els": n, "num_frames_template": 100, "template_sampling": "spread"})
         blocks, starts, lengths = _frame_blocks(movie, params, block_frames(movie.shape, 50))
         opts = kernel_options(params.motion)
-        templates[n] = _template_graph(movie, blocks, starts, lengths, params.motion, opts).compute(scheduler="sync")
-    frames = tifffile.imread(sim_small)[100:200].astype(np.float32)
+        templates[n] = _template_graph(movie, blocks, starts, lengths, params.motion, opts,
+                                       True).compute(scheduler="sync")
+    runs = _sample_runs(300, 100, range(50, 300, 50))
+    frames = tifffile.imread(sim_small)[np.concatenate([np.arange(a, a + n) for a, n in runs])].astype(np.float32)
     expected = refine_template(frames, templates[1]["template"], method="mean", **opts)
     np.testing.assert_allclose(templates[2]["template"], expected, rtol=1e-5, atol=1e-3)
     assert not np.allclose(templates[1]["template"], templates[2]["template"], atol=1e-2)
