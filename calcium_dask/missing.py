@@ -68,20 +68,23 @@ def fill_missing(frames: np.ndarray, *, fill: bool = True, t0: int = 0, source: 
     return out
 
 
-def fill_missing_lazy(data: Any, check_nan: bool = True, source: Any = "movie") -> Any:
+def fill_missing_lazy(data: Any, check_nan: bool = True, source: Any = "movie", first: int = 0) -> Any:
     """A dask array of frames with missing pixels filled chunk by chunk (lazily).
 
     Integer movies pass through untouched (they cannot hold NaN); float movies come out
     as float32. ``source`` is the movie's file or URL, or its list of files (the first is
-    named).
+    named); ``first`` is the movie's frame number of ``data``'s first frame (errors name
+    the movie's frames).
     """
     if data.dtype.kind != "f":
         return data
     if isinstance(source, (list, tuple)):
         source = source[0] if source else "movie"
-    return data.map_blocks(_fill_block, check_nan=check_nan, source=str(source), dtype=np.float32)
+    return data.map_blocks(_fill_block, check_nan=check_nan, source=str(source), first=int(first),
+                           dtype=np.float32)
 
 
-def _fill_block(block: np.ndarray, check_nan: bool, source: str, block_info: dict | None = None) -> np.ndarray:
-    t0 = int(block_info[0]["array-location"][0][0]) if block_info else 0
+def _fill_block(block: np.ndarray, check_nan: bool, source: str, first: int = 0,
+                block_info: dict | None = None) -> np.ndarray:
+    t0 = first + (int(block_info[0]["array-location"][0][0]) if block_info else 0)
     return fill_missing(block, fill=check_nan, t0=t0, source=source).astype(np.float32, copy=False)

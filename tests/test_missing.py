@@ -54,3 +54,5 @@ def test_lazy_fill_names_frames_of_the_whole_movie():
     assert np.isfinite(fill_missing_lazy(lazy).compute()).all()
     with pytest.raises(MovieError, match="frame 25"):
         fill_missing_lazy(lazy, check_nan=False).compute()
+    with pytest.raises(MovieError, match="frame 25"):  # a slice of the movie, from frame 20
+        fill_missing_lazy(lazy[20:], check_nan=False, first=20).compute()

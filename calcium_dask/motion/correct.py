@@ -192,7 +192,7 @@ def _sample_parts(movie: xr.DataArray, runs: list[tuple[int, int]], edges: Seque
         a, b = min(firsts), max(firsts) + size
         piece = movie.data[a:b].rechunk({0: -1, 1: -1, 2: -1})
         # the slice fuses into the read: for TIFF pages only these frames are read
-        piece = dask.optimize(fill_missing_lazy(piece, check_nan, movie.attrs.get("source", "movie")))[0]
+        piece = dask.optimize(fill_missing_lazy(piece, check_nan, movie.attrs.get("source", "movie"), a))[0]
         frames = dask.delayed(_keep_runs, pure=True)(piece.to_delayed().ravel()[0], [f - a for f in firsts], size)
         parts.append([(frames, 0, len(firsts) * size)])
     return parts
