@@ -93,6 +93,15 @@ def field_weights(
     return wy.astype(np.float32), wx.astype(np.float32)
 
 
+def _layout_weights(ps: np.ndarray, shape: Sequence[int], strides: Sequence[int], overlaps: Sequence[int],
+                    upsample_factor_grid: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`field_weights` of the layout, checked against the grid of ``ps`` (T, ny, nx, 2)."""
+    wy, wx = field_weights(shape, strides=strides, overlaps=overlaps, upsample_factor_grid=upsample_factor_grid)
+    if ps.shape[1:3] != (wy.shape[1], wx.shape[1]):
+        raise ValueError(f"patch_shifts grid {ps.shape[1:3]} does not match the layout's {(wy.shape[1], wx.shape[1])}")
+    return wy, wx
+
+
 def shift_field(
     patch_shifts: np.ndarray,
     shape: Sequence[int],
@@ -130,9 +139,7 @@ def shift_field(
     ps = np.asarray(patch_shifts, dtype=np.float32)
     single = ps.ndim == 3
     ps = ps[None] if single else ps
-    wy, wx = field_weights(shape, strides=strides, overlaps=overlaps, upsample_factor_grid=upsample_factor_grid)
-    if ps.shape[1:3] != (wy.shape[1], wx.shape[1]):
-        raise ValueError(f"patch_shifts grid {ps.shape[1:3]} does not match the layout's {(wy.shape[1], wx.shape[1])}")
+    wy, wx = _layout_weights(ps, shape, strides, overlaps, upsample_factor_grid)
     field = np.stack([wy @ ps[..., c] @ wx.T for c in range(2)], axis=-1)
     return field[0] if single else field
 
@@ -166,7 +173,7 @@ def mean_shift(
     the shift left once the deformation's own mean over the frame is taken out.
     """
     ps = np.asarray(patch_shifts, dtype=np.float64)
-    wy, wx = field_weights(shape, strides=strides, overlaps=overlaps, upsample_factor_grid=upsample_factor_grid)
+    wy, wx = _layout_weights(ps, shape, strides, overlaps, upsample_factor_grid)
     return np.einsum("i,tijc,j->tc", wy.mean(0, dtype=np.float64), ps, wx.mean(0, dtype=np.float64)).astype(np.float32)
 
 
@@ -202,9 +209,7 @@ def warp_piecewise(
     flag = _interp_flag(interpolation)
     stack, single = as_stack(frames, native=True)
     ps = np.asarray(patch_shifts, dtype=np.float32).reshape(len(stack), *np.shape(patch_shifts)[-3:])
-    wy, wx = field_weights(stack.shape[1:], strides=strides, overlaps=overlaps, upsample_factor_grid=upsample_factor_grid)
-    if ps.shape[1:3] != (wy.shape[1], wx.shape[1]):
-        raise ValueError(f"patch_shifts grid {ps.shape[1:3]} does not match the layout's {(wy.shape[1], wx.shape[1])}")
+    wy, wx = _layout_weights(ps, stack.shape[1:], strides, overlaps, upsample_factor_grid)
     wxt = np.ascontiguousarray(wx.T)
     grid = _pixel_grid(stack.shape[1:])
     out = np.empty(stack.shape, np.float32)

@@ -142,6 +142,8 @@ def test_mean_shift_is_the_frame_average_of_the_field(ufg):
     # equal patch shifts: a rigid shift, reported as itself
     same = np.broadcast_to(np.float32([1.25, -0.5]), ps.shape)
     assert_allclose(mean_shift(same, shape, **ODD), np.broadcast_to([1.25, -0.5], (3, 2)), atol=1e-6)
+    with pytest.raises(ValueError, match="does not match"):  # shifts of another layout
+        mean_shift(ps[:, :-1], shape, **ODD)
 
 
 @settings(max_examples=20, deadline=None)
