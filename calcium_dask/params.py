@@ -62,8 +62,6 @@ class MotionParams:
     niter_rig: int = _f(1, "iterations of rigid template refinement", lo=1, hi=20)
     niter_els: int = _f(1, "piecewise-rigid iterations: the template is refined piecewise-rigidly "
                            "niter_els - 1 times before the correction", lo=1, hi=20)
-    splits_rig: int = _f(14, "frame blocks the movie is split into for rigid correction", lo=1)
-    num_frames_split: int = _f(80, "frames per block when splitting by size", lo=10)
     upsample_factor_grid: int = _f(4, "refinement of the patch grid before interpolating shifts", lo=1, hi=16)
     upsample_factor: int = _f(10, "subpixel precision of registration, 1/pixels", lo=1, hi=100)
     shifts_opencv: bool = _f(True, "apply shifts by interpolation (opencv) rather than in Fourier space")
@@ -93,7 +91,8 @@ class InitParams:
     K: int | None = _f(4, "components per patch (whole field when rf is None)", lo=0)
     gSig: tuple[float, float] = _f((4.0, 4.0), "half-size of a neuron (y, x), pixels", lo=0.5)
     gSiz: tuple[int, int] | None = _f(None, "size of the box around a neuron, pixels (default 2*gSig+1)", lo=1)
-    method_init: Literal["greedy_roi", "corr_pnr"] = _f("greedy_roi", "initialisation method")
+    method_init: Literal["greedy_roi"] = _f("greedy_roi", "initialisation method (two-photon; CNMF-E's "
+                                                      "corr_pnr is not offered)")
     nb: int = _f(2, "number of background components", lo=0, hi=20)
     ssub: int = _f(1, "spatial downsampling during initialisation", lo=1, hi=10)
     tsub: int = _f(1, "temporal downsampling during initialisation", lo=1, hi=100)
@@ -101,9 +100,6 @@ class InitParams:
     maxIter: int = _f(5, "HALS iterations after initialisation", lo=0, hi=100)
     rolling_sum: bool = _f(True, "pick seeds by a rolling sum over time")
     rolling_length: int = _f(100, "length of the rolling window, frames", lo=1)
-    min_corr: float = _f(0.85, "corr_pnr: minimum local correlation of a seed", lo=0.0, hi=1.0)
-    min_pnr: float = _f(20.0, "corr_pnr: minimum peak-to-noise ratio of a seed", lo=0.0)
-    ring_size_factor: float = _f(1.5, "corr_pnr: ring radius over gSiz for the background", lo=0.0)
     normalize_init: bool = _f(True, "normalise the movie by its noise before initialisation")
 
 
@@ -113,16 +109,16 @@ class PatchParams:
     stride: int | None = _f(10, "overlap between CNMF patches, pixels", lo=0)
     only_init: bool = _f(True, "patches only initialise; traces come from the refit")
     nb_patch: int = _f(1, "background components per patch", lo=0, hi=20)
-    border_pix: int = _f(0, "pixels on the border excluded", lo=0)
-    del_duplicates: bool = _f(False, "drop duplicates in patch overlaps instead of merging")
+    border_pix: int = _f(0, "pixels along each edge left out of every footprint (CaImAn's demo sets the "
+                            "largest shift when border_nan is not 'copy')", lo=0)
     low_rank_background: bool = _f(True, "one low-rank background for the whole field")
     memory_fact: float = _f(1.0, "scale of the memory budget of a patch task", lo=0.01)
 
 
 @dataclass(frozen=True)
 class SpatialParams:
-    dist: float = _f(3.0, "search area: dilation of a footprint's support, in gSig units", lo=0.0)
-    method_exp: Literal["dilate", "ellipse"] = _f("dilate", "how the search area is grown")
+    method_exp: Literal["dilate"] = _f("dilate", "how the search area is grown (CaImAn's 'dilate': "
+                                                 "the support dilated by a radius-2 diamond)")
     thr_method: Literal["nrg", "max"] = _f("nrg", "footprint thresholding: energy or max fraction")
     nrgthr: float = _f(0.9999, "energy kept by thresholding", lo=0.0, hi=1.0)
     maxthr: float = _f(0.1, "fraction of the max below which pixels are dropped", lo=0.0, hi=1.0)
@@ -158,6 +154,11 @@ class QualityParams:
     min_cnn_thr: float = _f(0.99, "accept when the classifier's score is above this", lo=0.0, hi=1.0)
     cnn_lowest: float = _f(0.2, "reject when the classifier's score is below this (CaImAn: 0.1, for "
                                 "its own network)", lo=0.0, hi=1.0)
+    thresh_subset: float = _f(0.6, "reject an accepted unit whose mask lies this much inside a stronger "
+                                   "accepted unit whose trace it follows: a duplicate (above 1: keep them)",
+                              lo=0.0)
+    dup_corr_thr: float = _f(0.5, "trace correlation from which a unit inside another is its duplicate",
+                             lo=-1.0, hi=1.0)
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,13 @@ GROUPS: dict[str, type] = {
 }
 
 # CaImAn keys that do not change results here (processes, memory layout, solvers, GPUs):
-# accepted from a CaImAn dict and ignored, so its demo dict loads unchanged.
+# accepted from a CaImAn dict and ignored, so its demo dict loads unchanged. Among them:
+# splits_rig / num_frames_split split the movie in time for CaImAn's parallel processes
+# (here the movie's dask chunks, compute.chunk_frames, do); del_duplicates chooses how
+# CaImAn resolves patch overlaps (here each patch keeps the components of the tile it
+# owns, then overlapping correlated ones merge); dist, min_corr, min_pnr and
+# ring_size_factor steer the 'ellipse' search and CNMF-E's corr_pnr initialisation,
+# which are not offered (method_exp and method_init reject them).
 CAIMAN_IGNORED = frozenset(
     "n_processes n_pixels_per_process dims caiman_version last_commit mmap_F mmap_C "
     "in_memory use_cuda indices is3D memory_efficient num_blocks_per_run_spat "
@@ -200,7 +207,8 @@ CAIMAN_IGNORED = frozenset(
     "splits_els num_splits_to_process_els num_splits_to_process_rig "
     "method_ls normalize_yyt_one include_noise compute_g pixels sn p_patch p_ssub "
     "p_tsub remove_very_bad_comps skip_refinement merge_parallel max_num_samples_fft_temporal "
-    "gSig_range use_ecc max_ecc center_psf init_iter ssub_B seed_method kernel".split()
+    "gSig_range use_ecc max_ecc center_psf init_iter ssub_B seed_method kernel "
+    "splits_rig num_frames_split del_duplicates dist min_corr min_pnr ring_size_factor".split()
 )
 
 

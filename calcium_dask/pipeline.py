@@ -8,6 +8,7 @@ parameters and the same input), so a killed run resumes where it stopped.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -18,7 +19,8 @@ import xarray as xr
 from ._version import __version__
 from .errors import StoreError
 from .io import open_movie
-from .params import Params
+from .io.movie import ENGINE_SUFFIXES
+from .params import DataParams, Params
 from .store import ResultsStore
 
 __all__ = ["STAGES", "run_pipeline", "RunSummary", "input_checksum"]
@@ -100,6 +102,19 @@ def _check_resumable(store: ResultsStore, params: Params, checksum: str, force: 
                          "to start over")
 
 
+def _open_options(movie_url: Any, params: Params, open_kwargs: dict | None) -> dict:
+    """``open_kwargs``, naming the HDF5 dataset ``data.var_name_hdf5`` when the caller
+    named none and it is not CaImAn's default (which the reader already prefers)."""
+    kw = dict(open_kwargs or {})
+    name = params.data.var_name_hdf5
+    if kw.get("dataset") is None and name != DataParams.var_name_hdf5:
+        first = str(movie_url[0] if isinstance(movie_url, (list, tuple)) else movie_url)
+        suffix = os.path.splitext(first.rstrip("/"))[1].lower()
+        if (kw.get("engine") or ENGINE_SUFFIXES.get(suffix)) == "hdf5":
+            kw["dataset"] = name
+    return kw
+
+
 def run_pipeline(movie_url: Any, out: str, params: Params, *, storage_options: dict | None = None,
                  out_storage_options: dict | None = None, until: str | None = None,
                  from_stage: str | None = None, force: bool = False,
@@ -125,7 +140,7 @@ def run_pipeline(movie_url: Any, out: str, params: Params, *, storage_options: d
     last = names.index(until) if until else len(names) - 1
     first = names.index(from_stage) if from_stage else 0
     so = dict(storage_options or {})
-    movie = open_movie(movie_url, storage_options=so, **(open_kwargs or {}))
+    movie = open_movie(movie_url, storage_options=so, **_open_options(movie_url, params, open_kwargs))
     checksum = input_checksum(movie.attrs["source"] if isinstance(movie.attrs["source"], str)
                               else movie.attrs["source"][0], so)
     store = ResultsStore(out, dict(out_storage_options or {}))

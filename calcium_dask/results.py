@@ -2,13 +2,14 @@
 
 ``Results`` holds an ``xarray.Dataset`` laid out as DESIGN.md section 2 says and offers
 the names a CaImAn user knows (``A``, ``C``, ``S``, ``YrA``, ``b``, ``f``, ``F_dff``,
-``SNR_comp``, ``r_values``, ``cnn_preds``, ``idx_components``...). It does not plot and
-does not compute on the movie: evaluation and dF/F live in :mod:`calcium_dask.evaluate`.
+``SNR_comp``, ``r_values``, ``cnn_preds``, ``idx_components``...) and CaImAn's
+``evaluate_components`` and ``detrend_df_f``, which call :mod:`calcium_dask.evaluate` (the
+computations live there). It does not plot.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import dask
@@ -18,14 +19,16 @@ import scipy.sparse as sp
 import xarray as xr
 
 from .errors import StoreError
+from .params import Params
 from .store import ResultsStore
 
 __all__ = ["Results", "open_results", "UNIT_VARS"]
 
 #: variables the evaluate stage adds
-EVALUATION_VARS = ("snr", "r_value", "cnn_pred", "accepted", "dff")
+EVALUATION_VARS = ("snr", "r_value", "cnn_pred", "accepted", "duplicate_of", "dff")
 #: variables indexed by unit, subset together by select_components
 UNIT_VARS = ("footprints", "traces", "spikes", "residuals", "dff", "snr", "r_value", "cnn_pred", "accepted",
+             "duplicate_of",
              "baseline", "initial_calcium", "neurons_sn", "ar_coefficients")
 
 
@@ -107,6 +110,58 @@ class Results:
             com = (float((w * yy).sum() / w.sum()), float((w * xx).sum() / w.sum())) if w.sum() else (np.nan,) * 2
             out.append({"unit": k, "coordinates": np.asarray(longest), "CoM": com})
         return out
+
+    # -- evaluation ----------------------------------------------------------------
+    def _params(self, params: Params | None) -> Params:
+        if params is not None:
+            return params
+        stored = self.store.root(mode="r").attrs.get("params") if self.store is not None else None
+        return Params.from_dict(stored, strict=False) if stored else Params()
+
+    def evaluate_components(self, movie: xr.DataArray | None = None, params: Params | None = None) -> Results:
+        """A copy with ``snr``, ``r_value``, ``cnn_pred``, ``accepted``, ``duplicate_of`` and
+        ``dff`` recomputed (CaImAn's ``estimates.evaluate_components``).
+
+        Parameters
+        ----------
+        movie : xarray.DataArray, optional
+            The motion-corrected movie the units come from (read in one distributed pass
+            for ``r_value``); default: the store's corrected movie.
+        params : Params, optional
+            Thresholds in ``params.quality`` (and ``data``, ``init.gSig``, ``dff``);
+            default: the parameters the store was made with, else the defaults.
+        """
+        from .evaluate.orchestrate import evaluate_components
+
+        if movie is None:
+            if self.store is None:
+                raise ValueError("evaluate_components needs the movie: these results have no store")
+            movie = self.store.movie()
+        ev = evaluate_components(movie, self.ds, self._params(params))
+        ds = self.ds.drop_vars([v for v in EVALUATION_VARS if v in self.ds])
+        return replace(self, ds=ds.merge(ev))
+
+    def detrend_df_f(self, quantileMin: float = 8.0, frames_window: int | None = 500, *,
+                     flag_auto: bool = True, use_fast: bool = False, use_residuals: bool = True,
+                     detrend_only: bool = False) -> Results:
+        """A copy with ``dff`` (``F_dff``) recomputed from the model, CaImAn's
+        ``estimates.detrend_df_f`` (see :func:`calcium_dask.evaluate.detrend_df_f`).
+
+        ``use_residuals`` adds the residuals to the denoised traces (the raw traces), as
+        CaImAn does when its ``use_residuals`` is True.
+        """
+        from .evaluate.dff import detrend_df_f
+        from .evaluate.orchestrate import footprints_matrix
+
+        fp = self.ds["footprints"]
+        K, H, W = fp.shape
+        bg = self._var("background_footprints")
+        b = bg.reshape(len(bg), H * W).T if bg is not None and len(bg) else None
+        dff = detrend_df_f(footprints_matrix(fp), b, self.C, self.f if b is not None else None,
+                           self.YrA if use_residuals else None, quantileMin=quantileMin,
+                           frames_window=frames_window, flag_auto=flag_auto, use_fast=use_fast,
+                           detrend_only=detrend_only)
+        return replace(self, ds=self.ds.assign(dff=(("unit", "frame"), dff.astype(np.float32))))
 
     # -- selection -----------------------------------------------------------------
     def select_components(self, idx_components: np.ndarray | None = None, *,

@@ -41,6 +41,13 @@ def test_strict_rejects_caiman_only_keys():
         Params.from_dict({"n_processes": 2})
 
 
+def test_caiman_execution_keys_load_and_change_nothing():
+    keys = {"splits_rig": 7, "num_frames_split": 40, "del_duplicates": True, "min_corr": 0.8, "dist": 2}
+    assert Params.from_caiman(keys) == Params()
+    with pytest.raises(ParamsError, match="splits_rig"):
+        Params.from_dict({"splits_rig": 7})
+
+
 def test_defaults_are_caimans_demo_pipeline_for_two_photon_movies():
     p = Params()
     assert p.motion.pw_rigid and p.motion.max_shifts == (6, 6) and p.motion.border_nan == "copy"
@@ -65,6 +72,8 @@ def test_defaults_are_caimans_demo_pipeline_for_two_photon_movies():
     ({"noise_method": "max"}, "must be one of"),
     ({"fr": -30}, "out of range"),
     ({"nb": 2.5}, "expects an integer"),
+    ({"method_init": "corr_pnr"}, "must be one of"),  # CNMF-E is not offered: no silent fallback
+    ({"method_exp": "ellipse"}, "must be one of"),
 ])
 def test_bad_values(bad, message):
     with pytest.raises(ParamsError, match=message):

@@ -115,3 +115,78 @@ def test_force_with_other_parameters_replaces_every_unit_variable(full_run, tmp_
     assert [r["status"] for r in rerun.rows] == ["ran"] * 3
     ds = ResultsStore(url).read()  # raises if unit sizes disagree
     assert ds.sizes["unit"] == ds["accepted"].size == ds["dff"].shape[0]
+
+
+def test_results_evaluate_and_detrend_like_the_pipeline(full_run):
+    """``Results.evaluate_components`` / ``detrend_df_f`` (CaImAn's estimates methods) give the
+    stored evaluation with the store's parameters, and follow parameters given to them."""
+    from calcium_dask.results import open_results
+
+    summary, _ = full_run
+    res = open_results(summary.store.url)
+    again = res.evaluate_components()
+    for name in ("snr", "r_value", "cnn_pred", "accepted", "duplicate_of"):
+        np.testing.assert_allclose(again.ds[name].values, res.ds[name].values, atol=1e-6, err_msg=name)
+    strict = res.evaluate_components(params=PARAMS.replace(**{"quality.min_SNR": 1e6, "quality.rval_thr": 1.0,
+                                                              "quality.use_cnn": False}))
+    assert not strict.ds["accepted"].values.any() and res.ds["accepted"].values.any()
+    np.testing.assert_allclose(res.detrend_df_f().F_dff, res.F_dff, rtol=1e-5, atol=1e-6)
+    other = res.detrend_df_f(quantileMin=50, flag_auto=False)
+    assert other.F_dff.shape == res.F_dff.shape and not np.allclose(other.F_dff, res.F_dff)
+    assert res.F_dff is not None and np.array_equal(res.ds["dff"].values, summary.store.read()["dff"].values)
+
+
+def test_a_fragment_of_an_accepted_cell_is_rejected_as_its_duplicate(full_run):
+    """A planted piece of the strongest cell, with the cell's trace, passes every metric on
+    its own; evaluation names it a duplicate of the cell and rejects it."""
+    import xarray as xr
+
+    summary, _ = full_run
+    store: ResultsStore = summary.store
+    ds = store.read().load()
+    k = int(np.argmax(np.where(ds["accepted"].values, ds["snr"].values, -np.inf)))
+    fp = ds["footprints"].values[k]
+    cy = int(round(np.average(np.arange(fp.shape[0]), weights=fp.sum(1))))
+    piece = fp.copy()
+    piece[:cy] = 0
+    label = int(ds["unit"].values.max()) + 1
+    extra = ds.isel(unit=[k]).assign_coords(unit=[label])
+    extra["footprints"].values[0] = piece
+    extra["traces"].values[0] = 0.8 * ds["traces"].values[k]
+    both = xr.concat([ds, extra], "unit", data_vars="minimal", coords="minimal", compat="override")
+    ev = evaluate_components(store.movie(), both, PARAMS)
+    assert ev["duplicate_of"].values[-1] == ds["unit"].values[k] and not ev["accepted"].values[-1]
+    assert ev["accepted"].values[k] and (ev["duplicate_of"].values[:-1] == -1).all()
+    kept = evaluate_components(store.movie(), both, PARAMS.replace(**{"quality.thresh_subset": 2.0}))
+    assert kept["accepted"].values[-1] and (kept["duplicate_of"].values == -1).all()
+
+
+def test_var_name_hdf5_names_the_movie_in_an_hdf5_file(tmp_path):
+    """CaImAn's ``var_name_hdf5`` picks the dataset when the caller names none."""
+    from calcium_dask.params import Params
+    from calcium_dask.pipeline import _open_options
+
+    p = Params.from_caiman({"var_name_hdf5": "scan"})
+    assert _open_options(str(tmp_path / "m.h5"), p, None) == {"dataset": "scan"}
+    assert _open_options([str(tmp_path / "a.hdf5")], p, {}) == {"dataset": "scan"}
+    assert _open_options(str(tmp_path / "m.h5"), p, {"dataset": "other"}) == {"dataset": "other"}
+    assert _open_options(str(tmp_path / "m.tif"), p, None) == {}
+    assert _open_options(str(tmp_path / "m.h5"), Params(), None) == {}  # the reader prefers 'mov'
+    assert _open_options(str(tmp_path / "m.data"), p, {"engine": "hdf5"})["dataset"] == "scan"
+
+
+def test_pipeline_reads_the_var_name_hdf5_dataset(client, tmp_path, small_array):
+    import h5py
+
+    path = tmp_path / "two.h5"
+    with h5py.File(path, "w") as f:
+        f["scan"] = small_array
+        f["other"] = small_array[:, ::-1]
+    params = PARAMS.replace(**{"data.var_name_hdf5": "scan", "motion.pw_rigid": False,
+                               "motion.max_shifts": (2, 2)})
+    summary = run_pipeline(str(path), str(tmp_path / "r.zarr"), params, until="motion")
+    assert summary.rows[0]["status"] == "ran"
+    raw_max = summary.store.read("summary_raw")["max"].values
+    np.testing.assert_allclose(raw_max, small_array.max(0))  # 'scan', not the flipped 'other'
+    with pytest.raises(Exception, match="dataset="):
+        run_pipeline(str(path), str(tmp_path / "r2.zarr"), PARAMS, until="motion")

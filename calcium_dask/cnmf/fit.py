@@ -95,6 +95,7 @@ def fit_patch(
     p: int = 1,
     nb: int = 1,
     merge_thr: float = 0.85,
+    max_merge_area: int | None = None,
     method_init: str = "greedy_roi",
     ssub: int = 1,
     tsub: int = 1,
@@ -136,6 +137,8 @@ def fit_patch(
         Background components.
     merge_thr : float
         Trace correlation above which overlapping components merge.
+    max_merge_area : int or None
+        Largest area of a merged component, pixels (see :func:`merge_components`).
     method_init : {'greedy_roi'}
     do_merge : bool
         Merge between the first and the second spatial/temporal round.
@@ -194,7 +197,7 @@ def fit_patch(
         A, C, keep = remove_empty(A, tres.C)
         tres = _select(tres, keep)
         if do_merge and it < n_iter - 1 and A.shape[1] > 1:
-            m = merge_components(A, C, merge_thr=merge_thr)
+            m = merge_components(A, C, merge_thr=merge_thr, max_merge_area=max_merge_area)
             A, C = m.A, m.C
     res = PatchResult(A.astype(np.float32), tres.C, tres.S, tres.YrA, b, f, sn, tres.g,
                       tres.bl, tres.c1, tres.sn, dims)

@@ -1,8 +1,10 @@
-"""The CNMF patch grid (CaImAn's ``rf`` and ``stride``), pure Python."""
+"""The CNMF patch grid (CaImAn's ``rf``, ``stride`` and ``border_pix``)."""
 
 from __future__ import annotations
 
-__all__ = ["patch_boxes", "own_boxes"]
+import numpy as np
+
+__all__ = ["patch_boxes", "own_boxes", "interior"]
 
 Box = tuple[int, int, int, int]  # (y0, y1, x0, x1)
 
@@ -16,29 +18,42 @@ def _starts(n: int, size: int, step: int) -> list[int]:
     return starts
 
 
-def patch_boxes(dims: tuple[int, int], rf: int | None, stride: int | None) -> list[tuple[int, int, int, int]]:
+def patch_boxes(dims: tuple[int, int], rf: int | None, stride: int | None,
+                border: int = 0) -> list[tuple[int, int, int, int]]:
     """Boxes ``(y0, y1, x0, x1)`` of patches of side ``2 * rf`` overlapping by ``stride`` pixels.
 
     ``rf=None`` gives one patch over the whole field of view. Neighbouring patches overlap
     so that a neuron on a patch border is found whole by at least one of them; the
-    duplicates are merged afterwards.
+    duplicates are merged afterwards. The patches leave out ``border`` pixels along each
+    edge of the field of view (CaImAn's ``border_pix``).
     """
     h, w = dims
+    b = int(border)
+    if min(h, w) <= 2 * b:
+        raise ValueError(f"border_pix {b} leaves no pixels of the {h}x{w} field of view")
     if rf is None:
-        return [(0, h, 0, w)]
+        return [(b, h - b, b, w - b)]
     size = 2 * int(rf)
     overlap = int(stride if stride is not None else rf // 2)
     if overlap >= size:
         raise ValueError(f"stride (overlap) {overlap} must be smaller than the patch size 2*rf={size}")
     step = size - overlap
-    return [(y, min(y + size, h), x, min(x + size, w))
-            for y in _starts(h, size, step) for x in _starts(w, size, step)]
+    return [(b + y, b + min(y + size, h - 2 * b), b + x, b + min(x + size, w - 2 * b))
+            for y in _starts(h - 2 * b, size, step) for x in _starts(w - 2 * b, size, step)]
+
+
+def interior(dims: tuple[int, int], border: int) -> np.ndarray:
+    """(h * w,) bool, row-major: the pixels at least ``border`` pixels from every edge."""
+    h, w = dims
+    inside = np.zeros(dims, bool)
+    inside[border:h - border, border:w - border] = True
+    return inside.ravel()
 
 
 def _own_edges(starts: list[int], ends: list[int], n: int) -> list[tuple[int, int]]:
     """Split ``[0, n)`` at the midpoints between consecutive patch centres."""
     centres = [(a + b) / 2 for a, b in zip(starts, ends)]
-    cuts = [0] + [int((c0 + c1) // 2) + 1 for c0, c1 in zip(centres, centres[1:])] + [n]
+    cuts = [starts[0]] + [int((c0 + c1) // 2) + 1 for c0, c1 in zip(centres, centres[1:])] + [ends[-1]]
     return list(zip(cuts[:-1], cuts[1:]))
 
 

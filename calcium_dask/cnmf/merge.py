@@ -72,6 +72,7 @@ def merge_components(
     merge_thr: float = 0.85,
     max_merge: int | None = 50,
     n_iter: int = 10,
+    max_merge_area: int | None = None,
 ) -> MergeResult:
     """Merge components whose footprints overlap and whose traces correlate.
 
@@ -88,6 +89,9 @@ def merge_components(
         correlation first; None merges every group.
     n_iter : int
         Alternating iterations of the rank-1 fit of each group.
+    max_merge_area : int or None
+        A group whose footprints together cover more pixels than this is not merged
+        (CaImAn's ``max_merge_area``); None: no limit.
 
     Returns
     -------
@@ -111,6 +115,10 @@ def merge_components(
     sizes = np.bincount(labels, minlength=n)
     score = np.bincount(labels[graph.row], weights=graph.data, minlength=n)
     cand = [c for c in np.argsort(-score, kind="stable") if sizes[c] > 1]
+    if max_merge_area is not None:
+        support = sp.csr_matrix((A != 0).astype(np.float32).T)  # (K, N)
+        area = {c: (np.asarray(support[labels == c].sum(axis=0)).ravel() > 0).sum() for c in cand}
+        cand = [c for c in cand if area[c] <= max_merge_area]
     if max_merge is not None:
         cand = cand[:max_merge]
     groups = [np.flatnonzero(labels == c) for c in cand]
@@ -148,14 +156,15 @@ def remove_empty(
     return A[:, keep], C[keep], keep
 
 
-def merge_until_stable(A: sp.spmatrix, C: np.ndarray, merge_thr: float) -> tuple[sp.csc_matrix, np.ndarray]:
+def merge_until_stable(A: sp.spmatrix, C: np.ndarray, merge_thr: float,
+                       max_merge_area: int | None = None) -> tuple[sp.csc_matrix, np.ndarray]:
     """Merge overlapping, correlated components until no pair qualifies.
 
     Parameters
     ----------
     A : (N, K) sparse matrix
     C : (K, T) array
-    merge_thr : float
+    merge_thr, max_merge_area : float, int or None
         As in :func:`merge_components`.
 
     Returns
@@ -164,7 +173,7 @@ def merge_until_stable(A: sp.spmatrix, C: np.ndarray, merge_thr: float) -> tuple
     """
     A = sp.csc_matrix(A, dtype=np.float32)
     while A.shape[1] > 1:
-        m = merge_components(A, C, merge_thr=merge_thr)
+        m = merge_components(A, C, merge_thr=merge_thr, max_merge_area=max_merge_area)
         if not m.groups:
             break
         A, C = m.A, m.C

@@ -68,7 +68,8 @@ def patch_options(params: Params) -> dict[str, Any]:
     """:func:`fit_patch` keyword arguments from the parameter groups."""
     ip, tp = params.init, params.temporal
     return dict(K=ip.K or 0, gSig=ip.gSig, gSiz=params.gSiz(), p=tp.p, nb=params.patch.nb_patch,
-                merge_thr=params.merging.merge_thr, method_init=ip.method_init, ssub=ip.ssub,
+                merge_thr=params.merging.merge_thr, max_merge_area=params.merging.max_merge_area,
+                method_init=ip.method_init, ssub=ip.ssub,
                 tsub=ip.tsub, noise_range=params.preprocess.noise_range,
                 noise_method=params.preprocess.noise_method, lags=params.preprocess.lags,
                 bas_nonneg=tp.bas_nonneg, fudge_factor=tp.fudge_factor, do_merge=params.merging.do_merge,
@@ -212,7 +213,7 @@ def fit_patches(movie: xr.DataArray, params: Params) -> PatchSet:
     """Run CNMF on every patch of ``movie`` (a task per block of neighbouring patches),
     collect the components of each patch's tile, merge them and reduce the backgrounds."""
     t, h, w = movie.shape
-    boxes = patch_boxes((h, w), params.patch.rf, params.patch.stride)
+    boxes = patch_boxes((h, w), params.patch.rf, params.patch.stride, params.patch.border_pix)
     budget = PATCH_BUDGET * params.patch.memory_fact
     tsub = max(patch_memory_tsub(t, box, budget) for box in boxes)
     opts = patch_options(params)
@@ -231,6 +232,6 @@ def fit_patches(movie: xr.DataArray, params: Params) -> PatchSet:
             results[i] = r
     A, C, b_all, f_all, sn = _collect(results, (h, w))
     if params.merging.do_merge:
-        A, C = merge_until_stable(A, C, params.merging.merge_thr)
+        A, C = merge_until_stable(A, C, params.merging.merge_thr, params.merging.max_merge_area)
     b, f = low_rank_background(b_all, f_all, params.init.nb)
     return PatchSet(A, C, b, f, sn, boxes, [r["K"] for r in results], tsub)

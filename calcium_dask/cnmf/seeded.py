@@ -19,6 +19,7 @@ import xarray as xr
 from ..params import Params
 from ..progress import compute
 from ..summary import tree_combine
+from .grid import interior
 from .merge import merge_until_stable, remove_empty
 from .products import add_compensated, frames_dot_footprints, frames_dot_traces_parts
 from .source import time_blocks
@@ -145,6 +146,10 @@ def refit(movie: xr.DataArray, A: sp.csc_matrix, C: np.ndarray, b: np.ndarray, f
     tres = _temporal(blocks, A, b, C, f, topts, "refit: temporal update")
     C, f = tres.C, tres.f
     mask = search_area(A, dims, expand=SEARCH_RADIUS)
+    if params.patch.border_pix:  # the border stays out of every footprint, as in the patches
+        mask = sp.diags(interior(dims, params.patch.border_pix).astype(np.float32)) @ mask.astype(np.float32)
+        mask.eliminate_zeros()
+        mask = sp.csc_matrix(mask.astype(bool))
     YCt = _pass_yct(blocks, mask, np.vstack([C, f]), A.shape[1], "refit: spatial update")
     Cf = np.vstack([C, f]).astype(np.float64)
     sp_opts = dict(thr_method=params.spatial.thr_method, maxthr=params.spatial.maxthr,
@@ -154,7 +159,7 @@ def refit(movie: xr.DataArray, A: sp.csc_matrix, C: np.ndarray, b: np.ndarray, f
     A, b, C = sres.A, sres.b, sres.scale_traces(C)
     A, C, _ = remove_empty(A, C)
     if params.merging.do_merge:
-        A, C = merge_until_stable(A, C, params.merging.merge_thr)
+        A, C = merge_until_stable(A, C, params.merging.merge_thr, params.merging.max_merge_area)
     if A.shape[1] == 0:
         return _empty(A, b, f, sn, dims, T, params.temporal.p)
     tres = _temporal(blocks, A, b, C, f, topts, "refit: final temporal update")

@@ -20,6 +20,7 @@ from ..progress import compute
 from ..summary import tree_combine
 from .classifier import classify
 from .dff import detrend_df_f
+from .duplicates import find_duplicates
 from .select import accept
 from .snr import trace_snr
 from .spatial import (active_frames, background_window_means, footprint_window, peak_window, r_values,
@@ -104,13 +105,18 @@ def evaluate_components(movie: xr.DataArray, ds: xr.Dataset, params: Params) -> 
         ok = accept(snr, rval, cnn, min_SNR=q.min_SNR, rval_thr=q.rval_thr, min_cnn_thr=q.min_cnn_thr,
                     SNR_lowest=q.SNR_lowest, rval_lowest=q.rval_lowest, cnn_lowest=q.cnn_lowest,
                     use_cnn=q.use_cnn)
+        dup = find_duplicates(A, C, snr, ok, thresh_subset=q.thresh_subset, corr_thr=q.dup_corr_thr)
+        ok &= dup < 0
         dff = compute_dff(A, b, C, f, YrA, params)
     else:
         snr = rval = cnn = np.zeros(0)
         ok = np.zeros(0, bool)
+        dup = np.zeros(0, np.int64)
         dff = np.zeros((0, C.shape[1]))
     unit: Any = ("unit",)
+    units = np.asarray(ds["unit"].values)
     return xr.Dataset({"snr": (unit, snr.astype(np.float32)), "r_value": (unit, rval.astype(np.float32)),
                        "cnn_pred": (unit, cnn.astype(np.float32)), "accepted": (unit, ok.astype(bool)),
+                       "duplicate_of": (unit, np.where(dup >= 0, units[np.maximum(dup, 0)], -1)),
                        "dff": (("unit", "frame"), dff.astype(np.float32))},
-                      coords={"unit": ds["unit"].values})
+                      coords={"unit": units})

@@ -22,8 +22,8 @@ __all__ = ["open_movie", "guess_engine", "ENGINES", "auto_chunk_frames"]
 
 Engine = Literal["tiff", "zarr", "hdf5", "nwb", "npy"]
 ENGINES: tuple[str, ...] = ("tiff", "zarr", "hdf5", "nwb", "npy")
-_SUFFIXES = {".tif": "tiff", ".tiff": "tiff", ".btf": "tiff", ".tf8": "tiff", ".zarr": "zarr",
-             ".h5": "hdf5", ".hdf5": "hdf5", ".hdf": "hdf5", ".nwb": "nwb", ".npy": "npy"}
+ENGINE_SUFFIXES = {".tif": "tiff", ".tiff": "tiff", ".btf": "tiff", ".tf8": "tiff", ".zarr": "zarr",
+                   ".h5": "hdf5", ".hdf5": "hdf5", ".hdf": "hdf5", ".nwb": "nwb", ".npy": "npy"}
 _MAGIC = ((b"II*\x00", "tiff"), (b"MM\x00*", "tiff"), (b"II+\x00", "tiff"), (b"MM\x00+", "tiff"),
           (b"\x89HDF\r\n\x1a\n", "hdf5"), (b"\x93NUMPY", "npy"))
 CHUNK_BYTES = 64 * 2**20  # a frame block of ~64 MB: big enough to amortise I/O, small per worker
@@ -44,7 +44,7 @@ def guess_engine(url: str, storage_options: dict | None = None) -> str:
     suffix = os.path.splitext(path.rstrip("/"))[1].lower()
     head = read_head(url, 16, storage_options)
     sniffed = next((e for magic, e in _MAGIC if head.startswith(magic)), None)
-    by_suffix = _SUFFIXES.get(suffix)
+    by_suffix = ENGINE_SUFFIXES.get(suffix)
     if by_suffix == "nwb" and sniffed == "hdf5":
         return "nwb"
     if by_suffix and sniffed and by_suffix != sniffed:

@@ -76,3 +76,14 @@ def test_remove_empty():
     C = np.array([[1.0, 2], [3, 4], [0, 0]])
     A2, C2, keep = remove_empty(A, C)
     assert keep.tolist() == [0] and A2.shape == (2, 1) and C2.tolist() == [[1.0, 2]]
+
+
+def test_max_merge_area_keeps_a_group_larger_than_it_apart():
+    s = simulate(seed=6)
+    top, bottom = _split(s.A[:, 3])
+    A = np.column_stack([top, bottom])
+    C = np.vstack([s.C[3], s.C[3] * 1.1])
+    area = int(((top != 0) | (bottom != 0)).sum())
+    assert [g.tolist() for g in merge_components(A, C, max_merge_area=area).groups] == [[0, 1]]
+    kept = merge_components(A, C, max_merge_area=area - 1)
+    assert kept.groups == [] and kept.A.shape == (1600, 2)

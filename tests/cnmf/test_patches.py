@@ -10,7 +10,7 @@ import scipy.sparse as sp
 import xarray as xr
 
 from calcium_dask.cnmf import fit, refit
-from calcium_dask.cnmf.grid import own_boxes, patch_boxes
+from calcium_dask.cnmf.grid import interior, own_boxes, patch_boxes
 from calcium_dask.cnmf.patches import _collect, patch_groups
 from calcium_dask.params import Params
 from calcium_dask.progress import set_quiet
@@ -134,3 +134,33 @@ def test_whole_field_downsampled_initialisation(planted):
     est = refit(mov, ps, params)
     fp, tr, best = _recovered(est.A, est.C, planted)
     assert fp.min() > 0.8 and tr.min() > 0.8 and len(set(best.tolist())) == len(CENTERS)
+
+
+def test_own_tiles_stay_inside_the_border():
+    boxes = patch_boxes((128, 100), 15, 10, border=6)
+    tiles = own_boxes(boxes, (128, 100))
+    cover = np.zeros((128, 100), int)
+    for (y0, y1, x0, x1), (a0, a1, b0, b1) in zip(boxes, tiles):
+        assert 6 <= y0 and y1 <= 122 and 6 <= x0 and x1 <= 94 and y1 - y0 == x1 - x0 == 30
+        assert y0 <= a0 < a1 <= y1 and x0 <= b0 < b1 <= x1
+        cover[a0:a1, b0:b1] += 1
+    assert (cover[6:122, 6:94] == 1).all() and cover.sum() == 116 * 88
+    assert patch_boxes((50, 50), None, None, border=3) == [(3, 47, 3, 47)]
+    with pytest.raises(ValueError, match="border_pix 25"):
+        patch_boxes((50, 50), 15, 10, border=25)
+
+
+def test_border_pix_keeps_footprints_off_the_border(planted):
+    """CaImAn's ``border_pix``: no component is found in, or grows into, the border."""
+    movie, A0, _ = planted
+    params = _params(border_pix=8)
+    mov = _movie(movie, (100, 25, 50))
+    ps = fit(mov, params)
+    est = refit(mov, ps, params)
+    for A in (ps.A, est.A):
+        rim = ~interior(DIMS, 8)
+        assert A.shape[1] > 0 and abs(sp.csr_matrix(A)[np.flatnonzero(rim)]).sum() == 0
+    # the neurons clear of the border are still found
+    inner = [k for k, (y, x) in enumerate(CENTERS) if min(y, x, DIMS[0] - y, DIMS[1] - x) >= 14]
+    best = np.corrcoef(np.hstack([A0[:, inner], est.A.toarray()]).T)[:len(inner), len(inner):].max(1)
+    assert (best > 0.9).all(), best

@@ -1,0 +1,90 @@
+"""Duplicates among accepted components: a piece of a cell found beside the whole cell.
+
+CNMF on overlapping patches sometimes keeps, beside a well-estimated cell, a smaller
+component lying mostly inside it whose trace follows the same cell (a fragment that the
+merge at ``merge_thr`` left apart because the fragment's trace is noisier). CaImAn's
+``Estimates.remove_duplicates`` removes a component whose mask lies ``thresh_subset`` or
+more inside another's. Two neurons may overlap that much too, but they fire
+independently, so here a subset is a duplicate only when its trace also follows the
+containing component's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["find_duplicates"]
+
+
+def _masks(A: sp.spmatrix, frac: float) -> sp.csc_matrix:
+    """(N, K) 0/1 masks: pixels at or above ``frac`` of each footprint's maximum."""
+    A = sp.csc_matrix(A, dtype=np.float64)
+    peak = np.asarray(A.max(axis=0).todense()).ravel()
+    scale = sp.diags(1.0 / np.where(peak > 0, peak, 1.0))
+    M = (A @ scale >= frac).astype(np.float64)
+    M.eliminate_zeros()
+    return sp.csc_matrix(M)
+
+
+def _trace_corr(C: np.ndarray) -> np.ndarray:
+    """(K, K) Pearson correlation of the traces (0 for a constant trace)."""
+    X = np.asarray(C, np.float64)
+    X = X - X.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(X, axis=1)
+    X = X / np.where(norms > 0, norms, 1.0)[:, None]
+    return X @ X.T
+
+
+def find_duplicates(A: sp.spmatrix, C: np.ndarray, strength: np.ndarray, candidates: np.ndarray, *,
+                    thresh_subset: float = 0.6, corr_thr: float = 0.5, mask_frac: float = 0.2) -> np.ndarray:
+    """For each component, the component it duplicates, or -1.
+
+    Component ``j`` duplicates component ``i`` (both among ``candidates``) when at least
+    ``thresh_subset`` of ``j``'s mask lies inside ``i``'s mask, their traces correlate
+    at ``corr_thr`` or more, and ``i`` is the stronger (``strength``, ties to the lower
+    index). Of several such ``i``, the one containing most of ``j`` is named.
+
+    Parameters
+    ----------
+    A : sparse (N, K)
+        Footprints.
+    C : ndarray (K, T)
+        Traces (denoised; a fragment of a cell follows the cell's transients).
+    strength : ndarray (K,)
+        Which of two duplicates is kept (the evaluation passes the trace SNR).
+    candidates : ndarray (K,) bool
+        Components that may duplicate or be duplicated (the accepted ones: a fragment is
+        not dropped in favour of a rejected component).
+    thresh_subset : float
+        Fraction of a component's mask inside the other's (CaImAn's ``thresh_subset``);
+        above 1 nothing is a duplicate.
+    corr_thr : float
+        Smallest trace correlation of a duplicate with the component it duplicates.
+    mask_frac : float
+        A mask holds the pixels at or above this fraction of the footprint's maximum.
+
+    Returns
+    -------
+    ndarray (K,) int64
+    """
+    K = A.shape[1]
+    out = np.full(K, -1, np.int64)
+    cand = np.asarray(candidates, bool).ravel()
+    if cand.shape != (K,) or len(strength) != K or len(C) != K:
+        raise ValueError(f"A has {K} components but candidates, strength or C do not")
+    idx = np.flatnonzero(cand)
+    if idx.size < 2 or thresh_subset > 1:
+        return out
+    M = _masks(sp.csc_matrix(A)[:, idx], mask_frac)
+    area = np.asarray(M.sum(axis=0)).ravel()
+    inside = np.asarray((M.T @ M).todense()) / np.maximum(area, 1.0)[:, None]  # [j, i]: j in i
+    np.fill_diagonal(inside, 0.0)
+    s = np.asarray(strength, np.float64)[idx]
+    s = np.where(np.isfinite(s), s, -np.inf)
+    stronger = (s[None, :] > s[:, None]) | ((s[None, :] == s[:, None]) & (idx[None, :] < idx[:, None]))
+    dup = (inside >= thresh_subset) & (_trace_corr(np.asarray(C)[idx]) >= corr_thr) & stronger
+    hit = dup.any(axis=1)
+    best = np.where(dup, inside, -1.0).argmax(axis=1)
+    out[idx[hit]] = idx[best[hit]]
+    return out
