@@ -142,7 +142,8 @@ def _adam_fit(x: np.ndarray, y: np.ndarray, *, hidden: int, epochs: int, lr: flo
             W1, b1, W2, b2 = params
             pre = zb @ W1 + b1
             h = np.maximum(pre, 0)
-            p = 1 / (1 + np.exp(-(h @ W2 + b2[0])))
+            with np.errstate(over="ignore"):  # exp overflows to inf: p is then 0, as it should be
+                p = 1 / (1 + np.exp(-(h @ W2 + b2[0])))
             g = (p - yb) * np.where(yb > 0, w_pos, w_neg) / len(idx)  # dLoss/dlogit
             gh = np.outer(g, W2) * (pre > 0)
             grads = [zb.T @ gh + l2 * W1, gh.sum(0), h.T @ g + l2 * W2, np.array([g.sum()])]
