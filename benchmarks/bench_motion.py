@@ -4,6 +4,10 @@ frames/s on 512x512 with 2 workers of 1 thread; memory per worker flat in the nu
     python benchmarks/bench_motion.py --size 512 --frames 2000 --workers 1 2
     python benchmarks/bench_motion.py --size 512 --frames 5000 20000 --workers 2 --memory-limit 2GB
 
+Each corrected movie (2 GB at 2000 frames) is deleted after its measurement unless
+``--keep``; ``--out-dir /dev/shm`` writes them to memory, to tell this machine's disk
+(a few hundred MB/s, shared) from the correction's own speed.
+
 The movie is simulated once per size and length into a tile-chunked zarr (streamed, never
 in memory), then corrected from zarr to zarr with CaImAn's demo parameters.
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import sys
 import tempfile
 import threading
@@ -85,8 +90,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--memory-limit", default="2GB")
     ap.add_argument("--modes", nargs="+", default=["rigid", "pw_rigid"], choices=["rigid", "pw_rigid"])
     ap.add_argument("--dir", default=None, help="where simulated movies are kept (default: a temp dir)")
+    ap.add_argument("--out-dir", default=None,
+                    help="where the corrected movies are written (default: --dir; e.g. /dev/shm "
+                         "to measure without this machine's disk)")
+    ap.add_argument("--keep", action="store_true", help="keep the corrected movies (default: delete each "
+                                                        "after its measurement)")
     a = ap.parse_args(argv)
     directory = Path(a.dir or tempfile.mkdtemp(prefix="bench_motion_"))
+    out_dir = Path(a.out_dir) if a.out_dir else directory
     print("command: python " + " ".join(shlex.quote(x) for x in [sys.argv[0], *(argv or sys.argv[1:])]))
     print(f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB")
     print(f"{'size':>5} {'frames':>7} {'mode':>9} {'workers':>7} {'seconds':>8} {'frames/s':>9} {'peak MB/worker':>15}")
@@ -94,8 +105,10 @@ def main(argv: list[str] | None = None) -> None:
         movie = simulate(directory, a.size, frames)
         for mode in a.modes:
             for w in a.workers:
-                out = directory / f"out_{a.size}_{frames}_{mode}_{w}.zarr"
+                out = out_dir / f"out_{a.size}_{frames}_{mode}_{w}.zarr"
                 r = run_one(movie, out, mode == "pw_rigid", w, a.memory_limit)
+                if not a.keep:
+                    shutil.rmtree(out, ignore_errors=True)
                 print(f"{a.size:>5} {frames:>7} {mode:>9} {w:>7} {r['seconds']:>8.1f} {r['fps']:>9.1f} "
                       f"{r['peak_mb']:>15.0f}", flush=True)
 
