@@ -155,10 +155,11 @@ def _trace_columns(root: xr.Dataset, idx: np.ndarray, max_points: int, fr: float
     return out
 
 
-def _info_html(uid: int, status: str, pos: int, n: int, metrics: dict[str, str]) -> str:
+def _info_html(uid: int, status: str, pos: int, n: int, metrics: dict[str, str], duplicate_of: int = -1) -> str:
     color = STATUS_COLORS[status]
     vals = ", ".join(f"{k} {metrics[k]}" for k in METRIC_NAMES)
-    return (f'<b>unit {uid}</b> <span style="color:{color};font-weight:bold">{status}</span> '
+    why = f" as a duplicate of unit {duplicate_of}" if duplicate_of >= 0 else ""
+    return (f'<b>unit {uid}</b> <span style="color:{color};font-weight:bold">{status}{why}</span> '
             f"({pos + 1} of {n}) &mdash; {vals}")
 
 
@@ -168,6 +169,7 @@ def _units_source(root: xr.Dataset, idx: np.ndarray, fraction: float, max_points
     fps = [fp for _, fp in iter_footprints(root, idx)]
     size = _crop_size(fps, fraction, fps[0].shape)
     ids, status, table = unit_ids(root), unit_status(root), _metrics_table(root, idx)
+    dup = np.asarray(root["duplicate_of"].values) if "duplicate_of" in root else np.full(len(ids), -1)
     data: dict[str, list] = {k: [] for k in ("unit", "crop", "x0", "y0", "cx", "cy", "text")}
     for pos, (k, fp) in enumerate(zip(idx, fps)):
         y0, x0 = _crop_origin(fp, size)
@@ -175,7 +177,7 @@ def _units_source(root: xr.Dataset, idx: np.ndarray, fraction: float, max_points
         metrics = {m: table[m][pos] for m in METRIC_NAMES}
         for key, value in (("unit", int(ids[k])), ("crop", fp[y0:y0 + size, x0:x0 + size].astype(np.float32)),
                            ("x0", x0), ("y0", y0), ("cx", cx.astype(np.float32)), ("cy", cy.astype(np.float32)),
-                           ("text", _info_html(int(ids[k]), status[k], pos, len(idx), metrics))):
+                           ("text", _info_html(int(ids[k]), status[k], pos, len(idx), metrics, int(dup[k])))):
             data[key].append(value)
     data.update(_trace_columns(root, idx, max_points, fr))
     return ColumnDataSource(data, name="units"), size

@@ -62,3 +62,11 @@ def test_view_components_selection_and_missing(store, motion_only_store):
     (slider,) = layout.select({"type": Slider})
     assert slider.disabled
     assert isinstance(view_components(motion_only_store), Div)
+
+
+def test_view_components_says_which_unit_a_duplicate_repeats(store):
+    res = open_results(store.url)
+    ds = res.ds.assign(duplicate_of=("unit", np.array([-1, -1, 0])))
+    layout = view_components(type(res)(ds, None, res.motion, res.summary))
+    texts = source(layout, "units").data["text"]
+    assert "duplicate of unit 0" in texts[2] and "duplicate" not in texts[0]
