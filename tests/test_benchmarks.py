@@ -1,0 +1,31 @@
+"""The benchmark scripts run (on a tiny movie) and clean up after themselves."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_motion_prints_its_figures_and_deletes_its_output(tmp_path, capsys):
+    bench = _load("bench_motion")
+    out = tmp_path / "out"
+    out.mkdir()
+    bench.main(["--size", "64", "--frames", "120", "--workers", "1", "--modes", "rigid",
+                "--dir", str(tmp_path / "movies"), "--out-dir", str(out)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("command: python ") and "--out-dir" in lines[0]
+    size, frames, mode, workers, seconds, fps, peak = lines[-1].split()
+    assert (size, frames, mode, workers) == ("64", "120", "rigid", "1") and float(fps) > 0
+    assert list(out.iterdir()) == []  # the corrected movie is gone
+    bench.main(["--size", "64", "--frames", "120", "--workers", "1", "--modes", "rigid",
+                "--dir", str(tmp_path / "movies"), "--out-dir", str(out), "--keep"])
+    assert [p.name for p in out.iterdir()] == ["out_64_120_rigid_1.zarr"]
