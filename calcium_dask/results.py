@@ -154,7 +154,7 @@ class Results:
         from .evaluate.orchestrate import footprints_matrix
 
         fp = self.ds["footprints"]
-        K, H, W = fp.shape
+        _, H, W = fp.shape
         bg = self._var("background_footprints")
         b = bg.reshape(len(bg), H * W).T if bg is not None and len(bg) else None
         dff = detrend_df_f(footprints_matrix(fp), b, self.C, self.f if b is not None else None,

@@ -50,31 +50,31 @@ def interior(dims: tuple[int, int], border: int) -> np.ndarray:
     return inside.ravel()
 
 
-def _own_edges(starts: list[int], ends: list[int], n: int) -> list[tuple[int, int]]:
-    """Split ``[0, n)`` at the midpoints between consecutive patch centres."""
+def _own_edges(starts: list[int], ends: list[int]) -> list[tuple[int, int]]:
+    """Split the span of the patches at the midpoints between consecutive patch centres."""
     centres = [(a + b) / 2 for a, b in zip(starts, ends)]
     cuts = [starts[0]] + [int((c0 + c1) // 2) + 1 for c0, c1 in zip(centres, centres[1:])] + [ends[-1]]
     return list(zip(cuts[:-1], cuts[1:]))
 
 
-def own_boxes(boxes: list[Box], dims: tuple[int, int]) -> list[Box]:
+def own_boxes(boxes: list[Box]) -> list[Box]:
     """The tile each patch owns: the pixels nearer its centre than any other patch's.
 
     Parameters
     ----------
     boxes : list of (y0, y1, x0, x1)
         Patches from :func:`patch_boxes` (a regular grid, rows of equal x extents).
-    dims : (h, w)
 
     Returns
     -------
     list of (y0, y1, x0, x1)
-        One tile per patch, inside it; the tiles cover the field of view without overlap.
+        One tile per patch, inside it; the tiles cover the patches (the field of view less
+        its ``border``) without overlap.
         A patch reports only the components centred in its tile, so a neuron in an overlap
         is reported once.
     """
     ys = sorted({(b[0], b[1]) for b in boxes})
     xs = sorted({(b[2], b[3]) for b in boxes})
-    ty = dict(zip(ys, _own_edges([a for a, _ in ys], [b for _, b in ys], dims[0])))
-    tx = dict(zip(xs, _own_edges([a for a, _ in xs], [b for _, b in xs], dims[1])))
+    ty = dict(zip(ys, _own_edges([a for a, _ in ys], [b for _, b in ys])))
+    tx = dict(zip(xs, _own_edges([a for a, _ in xs], [b for _, b in xs])))
     return [(*ty[(b[0], b[1])], *tx[(b[2], b[3])]) for b in boxes]

@@ -217,7 +217,7 @@ def fit_patches(movie: xr.DataArray, params: Params) -> PatchSet:
     budget = PATCH_BUDGET * params.patch.memory_fact
     tsub = max(patch_memory_tsub(t, box, budget) for box in boxes)
     opts = patch_options(params)
-    tiles = own_boxes(boxes, (h, w))
+    tiles = own_boxes(boxes)
     groups = patch_groups(boxes, t // tsub, budget)
     fit = dask.delayed(_fit_group, pure=True)
     tasks = []

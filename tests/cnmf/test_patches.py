@@ -65,7 +65,7 @@ def _recovered(A, C, planted):
 
 def test_own_tiles_cover_the_field_once_inside_their_patches():
     boxes = patch_boxes((128, 100), 15, 10)
-    tiles = own_boxes(boxes, (128, 100))
+    tiles = own_boxes(boxes)
     cover = np.zeros((128, 100), int)
     for (y0, y1, x0, x1), (a0, a1, b0, b1) in zip(boxes, tiles):
         assert y0 <= a0 < a1 <= y1 and x0 <= b0 < b1 <= x1
@@ -138,7 +138,7 @@ def test_whole_field_downsampled_initialisation(planted):
 
 def test_own_tiles_stay_inside_the_border():
     boxes = patch_boxes((128, 100), 15, 10, border=6)
-    tiles = own_boxes(boxes, (128, 100))
+    tiles = own_boxes(boxes)
     cover = np.zeros((128, 100), int)
     for (y0, y1, x0, x1), (a0, a1, b0, b1) in zip(boxes, tiles):
         assert 6 <= y0 and y1 <= 122 and 6 <= x0 and x1 <= 94 and y1 - y0 == x1 - x0 == 30
