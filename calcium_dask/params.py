@@ -162,6 +162,9 @@ class QualityParams:
     min_cnn_thr: float = _f(0.99, "accept when the classifier's score is above this", lo=0.0, hi=1.0)
     cnn_lowest: float = _f(0.2, "reject when the classifier's score is below this (CaImAn: 0.1, for "
                                 "its own network)", lo=0.0, hi=1.0)
+    max_motion_corr: float | None = _f(0.6, "reject a unit lying mostly in the border motion correction filled "
+                                            "whose raw trace follows the frame's displacement at |r| >= this: a "
+                                            "residue of the fill, not a cell (None: keep them)", lo=0.0, hi=1.0)
     thresh_subset: float = _f(0.6, "reject an accepted unit whose mask lies this much inside a stronger "
                                    "accepted unit whose trace it follows: a duplicate (above 1: keep them)",
                               lo=0.0)

@@ -67,7 +67,8 @@ def _stage_cnmf(movie: xr.DataArray, params: Params, store: ResultsStore) -> dic
 def _stage_evaluate(movie: xr.DataArray, params: Params, store: ResultsStore) -> dict[str, Any]:
     from .evaluate.orchestrate import evaluate_components
 
-    ev = evaluate_components(store.movie(), store.read(), params)  # lazy: footprints read in parts
+    motion = store.read("motion") if "motion" in store.root(mode="r") else None
+    ev = evaluate_components(store.movie(), store.read(), params, motion)  # lazy: footprints read in parts
     store.write_root(ev)
     return {"accepted": int(ev["accepted"].sum()), "rejected": int((~ev["accepted"]).sum())}
 

@@ -25,10 +25,11 @@ from .store import ResultsStore
 __all__ = ["Results", "open_results", "UNIT_VARS"]
 
 #: variables the evaluate stage adds
-EVALUATION_VARS = ("snr", "r_value", "cnn_pred", "accepted", "duplicate_of", "dff")
+EVALUATION_VARS = ("snr", "r_value", "cnn_pred", "motion_corr", "border_weight", "accepted", "duplicate_of",
+                   "dff")
 #: variables indexed by unit, subset together by select_components
 UNIT_VARS = ("footprints", "traces", "spikes", "residuals", "dff", "snr", "r_value", "cnn_pred", "accepted",
-             "duplicate_of",
+             "duplicate_of", "motion_corr", "border_weight",
              "baseline", "initial_calcium", "neurons_sn", "ar_coefficients")
 
 
@@ -119,8 +120,9 @@ class Results:
         return Params.from_dict(stored, strict=False) if stored else Params()
 
     def evaluate_components(self, movie: xr.DataArray | None = None, params: Params | None = None) -> Results:
-        """A copy with ``snr``, ``r_value``, ``cnn_pred``, ``accepted``, ``duplicate_of`` and
-        ``dff`` recomputed (CaImAn's ``estimates.evaluate_components``).
+        """A copy with ``snr``, ``r_value``, ``cnn_pred``, ``motion_corr``, ``border_weight``,
+        ``accepted``, ``duplicate_of`` and ``dff`` recomputed (CaImAn's
+        ``estimates.evaluate_components``; the motion test uses the results' ``/motion``).
 
         Parameters
         ----------
@@ -137,7 +139,7 @@ class Results:
             if self.store is None:
                 raise ValueError("evaluate_components needs the movie: these results have no store")
             movie = self.store.movie()
-        ev = evaluate_components(movie, self.ds, self._params(params))
+        ev = evaluate_components(movie, self.ds, self._params(params), self.motion)
         ds = self.ds.drop_vars([v for v in EVALUATION_VARS if v in self.ds])
         return replace(self, ds=ds.merge(ev))
 

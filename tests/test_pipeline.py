@@ -190,3 +190,25 @@ def test_pipeline_reads_the_var_name_hdf5_dataset(client, tmp_path, small_array)
     np.testing.assert_allclose(raw_max, small_array.max(0))  # 'scan', not the flipped 'other'
     with pytest.raises(Exception, match="dataset="):
         run_pipeline(str(path), str(tmp_path / "r2.zarr"), PARAMS, until="motion")
+
+
+def test_a_unit_following_the_motion_in_the_filled_border_is_rejected(full_run):
+    """With a /motion whose shifts follow one accepted unit's trace and whose filled border
+    covers it, evaluation names it a residue of the correction; ``max_motion_corr=None``
+    keeps it. The pipeline's own run records the two measures for every unit."""
+    import xarray as xr
+
+    summary, _ = full_run
+    store: ResultsStore = summary.store
+    ds = store.read().load()
+    assert np.isfinite(ds["motion_corr"].values).all() and np.isfinite(ds["border_weight"].values).all()
+    k = int(np.argmax(np.where(ds["accepted"].values, ds["snr"].values, -np.inf)))
+    raw = ds["traces"].values[k] + ds["residuals"].values[k]
+    rows = np.nonzero(ds["footprints"].values[k].sum(1))[0]
+    dy = (raw - raw.min()) / np.ptp(raw) * (rows.max() + 1)  # its own trace, up to past its last row
+    motion = xr.Dataset({"shifts": (("frame", "axis"), np.column_stack([dy, np.zeros_like(dy)]))})
+    ev = evaluate_components(store.movie(), ds, PARAMS, motion)
+    assert ev["motion_corr"].values[k] > 0.99 and ev["border_weight"].values[k] == 1.0
+    assert not ev["accepted"].values[k]
+    kept = evaluate_components(store.movie(), ds, PARAMS.replace(**{"quality.max_motion_corr": None}), motion)
+    assert kept["accepted"].values[k]

@@ -21,12 +21,13 @@ from ..summary import tree_combine
 from .classifier import classify
 from .dff import detrend_df_f
 from .duplicates import find_duplicates
+from .motion_artifacts import border_weight, border_widths, motion_correlation
 from .select import accept
 from .snr import trace_snr
 from .spatial import (active_frames, background_window_means, footprint_window, peak_window, r_values,
                       window_sums)
 
-__all__ = ["evaluate_components", "footprints_matrix", "compute_dff"]
+__all__ = ["evaluate_components", "footprints_matrix", "compute_dff", "motion_residue"]
 
 
 def footprints_matrix(footprints: Any, units_per_read: int = 64) -> sp.csc_matrix:
@@ -75,8 +76,27 @@ def compute_dff(A: sp.csc_matrix, b: np.ndarray, C: np.ndarray, f: np.ndarray, Y
                         frames_window=dp.frames_window, flag_auto=dp.flag_auto, detrend_only=dp.detrend_only)
 
 
-def evaluate_components(movie: xr.DataArray, ds: xr.Dataset, params: Params) -> xr.Dataset:
-    """snr, r_value, cnn_pred, accepted and dff of the units in ``ds`` (the results' root group).
+def motion_residue(A: sp.csc_matrix, traces: np.ndarray, dims: tuple[int, int],
+                   motion: xr.Dataset | None) -> tuple[np.ndarray, np.ndarray]:
+    """``motion_corr`` and ``border_weight`` of each unit (NaN without a usable ``motion``).
+
+    The border is as wide as the largest shift of any patch (piecewise mode) or frame."""
+    K, T = traces.shape
+    nan = np.full(K, np.nan)
+    if motion is None or "shifts" not in motion:
+        return nan, nan
+    with dask.config.set(scheduler="threads"):
+        shifts = np.asarray(motion["shifts"].values, np.float64)
+        extremes = np.asarray(motion["patch_shifts"].values) if "patch_shifts" in motion else shifts
+    if shifts.shape != (T, 2):  # e.g. CNMF run on another movie than the one corrected here
+        return nan, nan
+    return motion_correlation(traces, shifts), border_weight(A, dims, border_widths(extremes))
+
+
+def evaluate_components(movie: xr.DataArray, ds: xr.Dataset, params: Params,
+                        motion: xr.Dataset | None = None) -> xr.Dataset:
+    """snr, r_value, cnn_pred, motion_corr, border_weight, accepted, duplicate_of and dff of
+    the units in ``ds`` (the results' root group).
 
     Parameters
     ----------
@@ -86,6 +106,10 @@ def evaluate_components(movie: xr.DataArray, ds: xr.Dataset, params: Params) -> 
         footprints, traces, residuals, background_footprints, background_traces.
     params : Params
         ``quality`` thresholds, ``data.fr``/``decay_time``, ``init.gSig``, ``dff``.
+    motion : xarray.Dataset, optional
+        The ``/motion`` group of the correction the movie went through (``shifts``, and
+        ``patch_shifts`` in piecewise mode): without it ``motion_corr`` and
+        ``border_weight`` are NaN and no unit is rejected as a residue of the correction.
     """
     movie = movie.assign_attrs(check_nan=params.preprocess.check_nan)  # what the readers fill
     K, H, W = ds["footprints"].shape
@@ -105,18 +129,23 @@ def evaluate_components(movie: xr.DataArray, ds: xr.Dataset, params: Params) -> 
         ok = accept(snr, rval, cnn, min_SNR=q.min_SNR, rval_thr=q.rval_thr, min_cnn_thr=q.min_cnn_thr,
                     SNR_lowest=q.SNR_lowest, rval_lowest=q.rval_lowest, cnn_lowest=q.cnn_lowest,
                     use_cnn=q.use_cnn)
+        mcorr, border = motion_residue(A, C + YrA, (H, W), motion)
+        if q.max_motion_corr is not None:
+            ok &= ~((mcorr >= q.max_motion_corr) & (border >= 0.5))  # NaN compares False
         dup = find_duplicates(A, C, snr, ok, thresh_subset=q.thresh_subset, corr_thr=q.dup_corr_thr)
         ok &= dup < 0
         dff = compute_dff(A, b, C, f, YrA, params)
     else:
-        snr = rval = cnn = np.zeros(0)
+        snr = rval = cnn = mcorr = border = np.zeros(0)
         ok = np.zeros(0, bool)
         dup = np.zeros(0, np.int64)
         dff = np.zeros((0, C.shape[1]))
     unit: Any = ("unit",)
     units = np.asarray(ds["unit"].values)
     return xr.Dataset({"snr": (unit, snr.astype(np.float32)), "r_value": (unit, rval.astype(np.float32)),
-                       "cnn_pred": (unit, cnn.astype(np.float32)), "accepted": (unit, ok.astype(bool)),
+                       "cnn_pred": (unit, cnn.astype(np.float32)),
+                       "motion_corr": (unit, mcorr.astype(np.float32)), "border_weight": (unit, border.astype(np.float32)),
+                       "accepted": (unit, ok.astype(bool)),
                        "duplicate_of": (unit, np.where(dup >= 0, units[np.maximum(dup, 0)], -1)),
                        "dff": (("unit", "frame"), dff.astype(np.float32))},
                       coords={"unit": units})
