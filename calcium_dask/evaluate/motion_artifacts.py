@@ -6,7 +6,9 @@ the shift, so CNMF can find a "component" in that border whose trace follows the
 displacement. A neuron's activity does not follow it closely (on the simulated movies,
 accepted true units correlate with the displacement at |r| <= 0.51, these residues at
 0.57-0.94), and a neuron rarely lies mostly in the border; a unit needs both to be called
-a residue.
+a residue. Neurons driven by locomotion can follow the displacement too (the animal runs,
+the brain moves), which is why the border is required: only a cell cut by the frame's edge,
+whose visible part comes and goes with the motion, risks being taken for a residue.
 """
 
 from __future__ import annotations
