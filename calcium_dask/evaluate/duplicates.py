@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from ._stats import zscore
+
 __all__ = ["find_duplicates"]
 
 
@@ -29,11 +31,8 @@ def _masks(A: sp.spmatrix, frac: float) -> sp.csc_matrix:
 
 def _trace_corr(C: np.ndarray) -> np.ndarray:
     """(K, K) Pearson correlation of the traces (0 for a constant trace)."""
-    X = np.asarray(C, np.float64)
-    X = X - X.mean(axis=1, keepdims=True)
-    norms = np.linalg.norm(X, axis=1)
-    X = X / np.where(norms > 0, norms, 1.0)[:, None]
-    return X @ X.T
+    Z = zscore(np.asarray(C, np.float64), 1)
+    return Z @ Z.T / Z.shape[1]
 
 
 def find_duplicates(A: sp.spmatrix, C: np.ndarray, strength: np.ndarray, candidates: np.ndarray, *,

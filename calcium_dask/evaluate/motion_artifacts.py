@@ -18,13 +18,9 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
+from ._stats import zscore
+
 __all__ = ["motion_correlation", "border_weight", "border_widths"]
-
-
-def _zscore(x: np.ndarray, axis: int) -> np.ndarray:
-    x = x - x.mean(axis=axis, keepdims=True)
-    sd = x.std(axis=axis, keepdims=True)
-    return x / np.where(sd > 0, sd, 1.0)
 
 
 def motion_correlation(traces: np.ndarray, shifts: np.ndarray) -> np.ndarray:
@@ -49,7 +45,7 @@ def motion_correlation(traces: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     if s.ndim != 2 or s.shape[1] != 2 or len(s) != X.shape[1]:
         raise ValueError(f"shifts must be ({X.shape[1]}, 2) for traces of {X.shape[1]} frames, got {s.shape}")
     feats = np.column_stack([s, np.abs(s - np.median(s, axis=0))])
-    r = _zscore(X, 1) @ _zscore(feats, 0) / X.shape[1]
+    r = zscore(X, 1) @ zscore(feats, 0) / X.shape[1]
     return np.abs(r).max(axis=1) if len(X) else np.zeros(0)
 
 
