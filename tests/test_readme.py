@@ -16,6 +16,9 @@ def test_readme_starts_with_install_and_demo_then_tests():
     first, second = _bash_blocks()[:2]
     assert first.strip().endswith("calcium-dask demo") and "uv pip install" in first
     assert second.strip().endswith("python -m pytest") and "requirements.lock" in second
+    # workers import numba, xarray and pandas: without .pyc files (PYTHONDONTWRITEBYTECODE)
+    # every process compiled them from source, seconds per worker start
+    assert all("uv pip install --compile-bytecode" in block for block in (first, second))
 
 
 def test_ci_runs_the_readme_test_command():
