@@ -54,7 +54,7 @@ def test_defaults_are_caimans_demo_pipeline_for_two_photon_movies():
     assert (p.motion.strides, p.motion.overlaps, p.motion.max_deviation_rigid) == ((48, 48), (24, 24), 3)
     assert (p.patch.rf, p.patch.stride, p.init.K, p.init.gSig, p.init.nb) == (15, 10, 4, (4.0, 4.0), 2)
     assert p.merging.merge_thr == 0.85 and p.temporal.p == 1 and p.init.method_init == "greedy_roi"
-    assert (p.quality.min_SNR, p.quality.rval_thr, p.quality.min_cnn_thr) == (2.0, 0.8, 0.99)
+    assert (p.quality.min_SNR, p.quality.rval_thr, p.quality.min_cnn_thr) == (2.0, 0.8, 0.9)
     assert p.quality.cnn_lowest == 0.2  # not 0.1: calibrated for this package's classifier
     assert p.gSiz() == (9, 9) and Params.from_dict({"gSig": 5}).gSiz() == (11, 11)
 
