@@ -3,13 +3,17 @@ frames/s on 512x512 with 2 workers of 1 thread; memory per worker flat in the nu
 
     python benchmarks/bench_motion.py --size 512 --frames 2000 --workers 1 2
     python benchmarks/bench_motion.py --size 512 --frames 5000 20000 --workers 2 --memory-limit 2GB
+    python benchmarks/bench_motion.py --size 512 --frames 2000 --workers 2 --repeat 3
 
 Each corrected movie (2 GB at 2000 frames) is deleted after its measurement unless
 ``--keep``; ``--out-dir /dev/shm`` writes them to memory, to tell this machine's disk
 (a few hundred MB/s, shared) from the correction's own speed.
 
 The movie is simulated once per size and length into a tile-chunked zarr (streamed, never
-in memory), then corrected from zarr to zarr with CaImAn's demo parameters.
+in memory), then corrected from zarr to zarr with CaImAn's demo parameters. On this VM one
+setting's speed varied from 141 to 205 frames/s within an hour (memory the guest frees goes
+back to the host, and touching it again costs up to 2 ms per MB), so ``--repeat`` runs
+every setting several times, in turn, and summarises each by its median and range.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import psutil
 
 
@@ -95,23 +100,41 @@ def main(argv: list[str] | None = None) -> None:
                          "to measure without this machine's disk)")
     ap.add_argument("--keep", action="store_true", help="keep the corrected movies (default: delete each "
                                                         "after its measurement)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="runs of each setting, taken in turn (this VM's speed drifts by 15 %% within "
+                         "an hour); a summary gives each setting's median and range")
     a = ap.parse_args(argv)
     directory = Path(a.dir or tempfile.mkdtemp(prefix="bench_motion_"))
     out_dir = Path(a.out_dir) if a.out_dir else directory
     print("command: python " + " ".join(shlex.quote(x) for x in [sys.argv[0], *(argv or sys.argv[1:])]))
     print(f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB")
     print(f"{'size':>5} {'frames':>7} {'mode':>9} {'workers':>7} {'seconds':>8} {'frames/s':>9} {'peak MB/worker':>15}")
+    runs: dict[tuple, list[dict]] = {}
     for frames in a.frames:
         movie = simulate(directory, a.size, frames)
-        for mode in a.modes:
-            for w in a.workers:
-                out = out_dir / f"out_{a.size}_{frames}_{mode}_{w}.zarr"
-                r = run_one(movie, out, mode == "pw_rigid", w, a.memory_limit)
-                if not a.keep:
-                    shutil.rmtree(out, ignore_errors=True)
-                print(f"{a.size:>5} {frames:>7} {mode:>9} {w:>7} {r['seconds']:>8.1f} {r['fps']:>9.1f} "
-                      f"{r['peak_mb']:>15.0f}", flush=True)
+        for _ in range(max(a.repeat, 1)):
+            for mode in a.modes:
+                for w in a.workers:
+                    out = out_dir / f"out_{a.size}_{frames}_{mode}_{w}.zarr"
+                    r = run_one(movie, out, mode == "pw_rigid", w, a.memory_limit)
+                    if not a.keep:
+                        shutil.rmtree(out, ignore_errors=True)
+                    runs.setdefault((frames, mode, w), []).append(r)
+                    print(f"{a.size:>5} {frames:>7} {mode:>9} {w:>7} {r['seconds']:>8.1f} {r['fps']:>9.1f} "
+                          f"{r['peak_mb']:>15.0f}", flush=True)
+    if a.repeat > 1:
+        _summary(a.size, runs)
 
+
+def _summary(size: int, runs: dict[tuple, list[dict]]) -> None:
+    """Median and range of frames/s of each setting, and its largest peak memory."""
+    print(f"summary of {len(next(iter(runs.values())))} runs each:")
+    print(f"{'size':>5} {'frames':>7} {'mode':>9} {'workers':>7} {'median frames/s':>16} {'min':>7} {'max':>7} "
+          f"{'peak MB/worker':>15}")
+    for (frames, mode, w), rs in runs.items():
+        fps = [r["fps"] for r in rs]
+        print(f"{size:>5} {frames:>7} {mode:>9} {w:>7} {float(np.median(fps)):>16.1f} {min(fps):>7.1f} "
+              f"{max(fps):>7.1f} {max(r['peak_mb'] for r in rs):>15.0f}", flush=True)
 
 if __name__ == "__main__":
     main()

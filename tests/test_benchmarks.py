@@ -29,3 +29,19 @@ def test_bench_motion_prints_its_figures_and_deletes_its_output(tmp_path, capsys
     bench.main(["--size", "64", "--frames", "120", "--workers", "1", "--modes", "rigid",
                 "--dir", str(tmp_path / "movies"), "--out-dir", str(out), "--keep"])
     assert [p.name for p in out.iterdir()] == ["out_64_120_rigid_1.zarr"]
+
+
+def test_bench_motion_repeats_settings_in_turn_and_summarises_them(tmp_path, capsys):
+    bench = _load("bench_motion")
+    bench.main(["--size", "64", "--frames", "120", "--workers", "1", "--modes", "rigid", "pw_rigid",
+                "--dir", str(tmp_path / "movies"), "--repeat", "2"])
+    lines = capsys.readouterr().out.splitlines()
+    runs = [ln.split() for ln in lines if ln.split()[:2] == ["64", "120"]]
+    # four runs, the modes alternating, then one summary row per mode
+    assert [r[2] for r in runs] == ["rigid", "pw_rigid", "rigid", "pw_rigid", "rigid", "pw_rigid"]
+    assert "summary of 2 runs each:" in lines
+    for mode, row in zip(("rigid", "pw_rigid"), runs[4:]):
+        fps = [float(r[5]) for r in runs[:4] if r[2] == mode]
+        median, lo, hi = (float(v) for v in row[4:7])
+        assert (lo, hi) == (round(min(fps), 1), round(max(fps), 1))
+        assert lo <= median <= hi and abs(median - round(sum(fps) / 2, 1)) <= 0.051
