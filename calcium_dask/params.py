@@ -7,9 +7,10 @@ demo notebook or nested by group, is accepted unchanged by :meth:`Params.from_ca
 
 The defaults are the values of CaImAn's demo pipeline for two-photon movies (piecewise-
 rigid correction on 48-pixel patches; CNMF on 31-pixel patches with K=4, gSig=4, p=1,
-nb=2; acceptance at min_SNR=2), the starting point CaImAn recommends for such data, rather than its library defaults (rigid correction;
-one patch of the whole field with K=30, gSig=5, p=2), which leave the sources of a field
-beyond 30 neurons unfound. A key a CaImAn dict does not name takes the default here.
+nb=2; acceptance at min_SNR=2), the starting point CaImAn recommends for such data,
+rather than its library defaults (rigid correction; one patch of the whole field with
+K=30, gSig=5, p=2), which leave the sources of a field beyond 30 neurons unfound. A key
+a CaImAn dict does not name takes the default here.
 
 Three defaults differ from the demo:
 
