@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--keep", action="store_true", help="keep the corrected movies (default: delete each "
                                                         "after its measurement)")
     ap.add_argument("--repeat", type=int, default=1,
-                    help="runs of each setting, taken in turn (this VM's speed drifts by 15 %% within "
-                         "an hour); a summary gives each setting's median and range")
+                    help="runs of each setting, taken in turn (on this VM one setting ran at 141-205 "
+                         "frames/s within an hour); a summary gives each setting's median and range")
     a = ap.parse_args(argv)
     directory = Path(a.dir or tempfile.mkdtemp(prefix="bench_motion_"))
     out_dir = Path(a.out_dir) if a.out_dir else directory
@@ -135,6 +135,7 @@ def _summary(size: int, runs: dict[tuple, list[dict]]) -> None:
         fps = [r["fps"] for r in rs]
         print(f"{size:>5} {frames:>7} {mode:>9} {w:>7} {float(np.median(fps)):>16.1f} {min(fps):>7.1f} "
               f"{max(fps):>7.1f} {max(r['peak_mb'] for r in rs):>15.0f}", flush=True)
+
 
 if __name__ == "__main__":
     main()

@@ -27,9 +27,8 @@ Three defaults differ from the demo:
 - ``min_cnn_thr`` is 0.9, CaImAn's library default, not the demo's 0.99. On the CNMF
   components the classifier's training script holds out of the fit, 0.9 accepts 83 % of
   the true neurons on shape alone instead of 67 %, and 0.8 % of the other components (4
-  of 502) instead of none. On the 10 movies above,
-  evaluation keeps 95.1 % of the true neurons CNMF found instead of 94.4 %, with the same
-  precision (0.951 against 0.952).
+  of 502) instead of none. On the 10 movies above, evaluation keeps 95.1 % of the true
+  neurons CNMF found instead of 94.4 %, with the same precision (0.951 against 0.952).
 """
 
 from __future__ import annotations
