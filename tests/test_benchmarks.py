@@ -50,15 +50,21 @@ def test_bench_motion_repeats_settings_in_turn_and_summarises_them(tmp_path, cap
         assert lo <= median <= hi and abs(median - sum(fps) / 2) <= 0.1 + 1e-9
 
 
-def test_bench_motion_warm_runs_reuse_the_cluster_and_are_summarised_apart(tmp_path, capsys):
+def test_bench_motion_warm_runs_reuse_the_cluster_and_are_summarised_apart(tmp_path, capsys, monkeypatch):
+    import calcium_dask.cluster
+
     bench = _load("bench_motion")
     out = tmp_path / "out"
     out.mkdir()
+    clusters = []
+    connect = calcium_dask.cluster.connect
+    monkeypatch.setattr(calcium_dask.cluster, "connect", lambda **kw: clusters.append(kw) or connect(**kw))
     bench.main(["--size", "64", "--frames", "120", "--workers", "1", "--modes", "rigid",
                 "--dir", str(tmp_path / "movies"), "--out-dir", str(out), "--warm", "2"])
     lines = capsys.readouterr().out.splitlines()
     rows = [ln.split() for ln in lines if ln.split()[:2] == ["64", "120"]]
     assert [r[4] for r in rows] == ["1", "2", "3", "1", "2+"]  # three runs, then the summary
+    assert len(clusters) == 1  # the three runs shared one cluster
     later = [float(r[6]) for r in rows[1:3]]
     median, lo, hi = (float(v) for v in rows[4][5:8])
     assert (lo, hi) == (round(min(later), 1), round(max(later), 1))
