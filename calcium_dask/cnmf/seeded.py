@@ -18,7 +18,6 @@ import xarray as xr
 
 from ..params import Params
 from ..progress import compute
-from ..summary import tree_combine
 from .grid import interior
 from .merge import merge_until_stable, remove_empty
 from .products import add_compensated, frames_dot_footprints, frames_dot_traces_parts
@@ -100,7 +99,7 @@ def _pass_yct(blocks: list, mask: sp.csc_matrix, Cf: np.ndarray, K: int, label: 
     ends = [t0 for t0, _ in blocks[1:]] + [Cf.shape[1]]
     parts = [dask.delayed(_yct_block, pure=True)(blk, Cf[:, t0:t1].astype(np.float32), mask_)
              for (t0, blk), t1 in zip(blocks, ends)]
-    hi, lo = compute([tree_combine(parts, combine=_add_parts)], label=label)[0]
+    hi, lo = compute([], label=label, sums=[(parts, _add_parts)])[0]
     return sp.csc_matrix(((hi + lo).astype(np.float32), full.indices, full.indptr), shape=full.shape)
 
 

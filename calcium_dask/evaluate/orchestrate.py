@@ -17,7 +17,6 @@ import xarray as xr
 from ..cnmf.source import time_blocks
 from ..params import Params
 from ..progress import compute
-from ..summary import tree_combine
 from .classifier import classify
 from .dff import detrend_df_f
 from .duplicates import find_duplicates
@@ -63,7 +62,7 @@ def spatial_correlation(movie: xr.DataArray, A: sp.csc_matrix, C: np.ndarray, b:
     win = dask.delayed(windows, pure=True)
     parts = [dask.delayed(window_sums, pure=True)(blk, weights[:, t0:t1], win)
              for (t0, blk), t1 in zip(blocks, ends)]
-    total = compute([tree_combine(parts, combine=_sum)], label="evaluation: spatial correlation")[0]
+    total = compute([], label="evaluation: spatial correlation", sums=[(parts, _sum)])[0]
     background = background_window_means(b, f, weights, windows) if b.shape[1] else None
     return r_values(A, total, windows, background=background)
 

@@ -25,7 +25,8 @@ from ..missing import fill_missing_lazy
 from ..params import MotionParams, Params
 from ..progress import compute
 from ..store import ResultsStore
-from ..summary import summary_dataset, tree_combine
+from ..summary import summary_dataset
+from ..summary.kernels import combine
 from ..summary.kernels import partial_sums
 from .kernels import apply_shift, correct_frames, patch_centers, warp_piecewise
 from .templates import corrected_sums, group_means, mean_from_sums, merge_templates
@@ -346,11 +347,9 @@ def _run(movie: xr.DataArray, params: Params, store: ResultsStore | None, path: 
     recs = [dask.delayed(_correct_block, pure=True)(b, template_d, t0=int(t0), opts=opts, nonneg=mp.nonneg_movie,
                                                     out=out, given=_given_slice(given, t0, tc))
             for b, t0 in zip(blocks, starts)]
-    raw = tree_combine([r["raw"] for r in recs])
-    cor = tree_combine([r["corrected"] for r in recs])
     small = [dask.delayed(_strip, pure=True)(r) for r in recs]
-    tmpl, *recs_out, raw_t, cor_t = compute([template_d] + small + [raw, cor], label="motion correction",
-                                            urgent=1)
+    sums = [([r[k] for r in recs], combine) for k in ("raw", "corrected")]
+    tmpl, *recs_out, raw_t, cor_t = compute([template_d] + small, label="motion correction", urgent=1, sums=sums)
     return recs_out, tmpl, (raw_t, cor_t), tc
 
 

@@ -11,15 +11,7 @@ import xarray as xr
 from ..progress import compute
 from .kernels import combine, finalize, partial_sums
 
-__all__ = ["summary_images", "summary_dataset", "tree_combine"]
-
-
-def tree_combine(records: list[Any], split_every: int = 8, combine: Any = combine) -> Any:
-    """Reduce delayed partial-sum records in a tree of bounded fan-in with ``combine``."""
-    combine_d = dask.delayed(combine, pure=True)
-    while len(records) > 1:
-        records = [combine_d(records[i:i + split_every]) for i in range(0, len(records), split_every)]
-    return records[0]
+__all__ = ["summary_images", "summary_dataset"]
 
 
 def summary_dataset(total: dict[str, np.ndarray], *, offset: np.ndarray | None = None) -> xr.Dataset:
@@ -39,5 +31,5 @@ def summary_images(movie: xr.DataArray) -> xr.Dataset:
         data = data.rechunk({1: -1, 2: -1})
     offset = dask.delayed(lambda b: np.asarray(b[0], np.float64), pure=True)(data[:1])
     parts = [dask.delayed(partial_sums, pure=True)(b, offset=offset) for b in data.to_delayed().ravel()]
-    total, off = compute([tree_combine(parts), offset], label="summary images")
+    off, total = compute([offset], label="summary images", sums=[(parts, combine)])
     return summary_dataset(total, offset=off)

@@ -1,0 +1,105 @@
+"""``progress.compute``: sums reduced as their parts finish, on a client or without one."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import dask
+import pytest
+
+from calcium_dask import progress
+from calcium_dask.progress import compute
+
+_ALIVE = {"now": 0, "max": 0}
+_LOCK = threading.Lock()
+
+
+class _Part:
+    """A part's result whose lifetime is counted (the cluster runs in this process)."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+        with _LOCK:
+            _ALIVE["now"] += 1
+            _ALIVE["max"] = max(_ALIVE["max"], _ALIVE["now"])
+
+    def __del__(self) -> None:
+        with _LOCK:
+            _ALIVE["now"] -= 1
+
+
+def _make(value: int, after: object) -> _Part:
+    time.sleep(0.15)  # long enough for the client to see each part finish
+    return _Part(value)
+
+
+def _token(part: _Part) -> int:
+    return part.value
+
+
+def _add(values: list) -> int:
+    return sum(v.value if isinstance(v, _Part) else v for v in values)
+
+
+def _scrambled_parts(n: int, step: int) -> list:
+    """Delayed parts 0..n-1 that can only run in the order 0, step, 2*step... (mod n)."""
+    parts: list = [None] * n
+    after = None
+    for k in range(n):
+        i = k * step % n
+        parts[i] = dask.delayed(_make, pure=False)(i, after)
+        after = dask.delayed(_token, pure=False)(parts[i])
+    return parts
+
+
+def test_sums_are_combined_as_their_parts_finish_whatever_the_order():
+    """Parts finishing in an order that completes no group of 8 neighbours until the end
+    (a fixed tree would hold about 20 of 24 at once) wait at most a few at a time."""
+    from distributed import Client, LocalCluster
+
+    _ALIVE.update(now=0, max=0)
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster, set_as_default=False) as client, client.as_current():
+        obj = dask.delayed(sum)([1, 2, 3])
+        out = compute([obj], label="test", sums=[(_scrambled_parts(24, 7), _add)])
+    assert out == [6, sum(range(24))]
+    assert _ALIVE["max"] <= 4, _ALIVE
+
+
+@pytest.mark.parametrize("n", [1, 2, 9, 20])
+def test_sums_without_a_client_use_a_fixed_tree(monkeypatch, n):
+    monkeypatch.setattr(progress, "_client", lambda: None)
+    parts = [dask.delayed(lambda i: i * i)(i) for i in range(n)]
+    twice = [dask.delayed(lambda i: 2 * i)(i) for i in range(n)]
+    out = compute([dask.delayed(len)("abc")], label="test", sums=[(parts, sum), (twice, sum)])
+    assert out == [3, sum(i * i for i in range(n)), n * (n - 1)]
+
+
+def test_sums_on_a_cluster_equal_the_fixed_tree(client):
+    parts = [dask.delayed(lambda i: float(i) ** 0.5)(i) for i in range(37)]
+    out = compute([], label="test", sums=[(parts, sum)])
+    assert out[0] == pytest.approx(sum(i ** 0.5 for i in range(37)), rel=1e-12)
+
+
+def test_a_failing_part_raises_its_own_error(client):
+    def bad(i):
+        if i == 5:
+            raise ValueError("part 5 is broken")
+        return i
+
+    parts = [dask.delayed(bad, pure=False)(i) for i in range(10)]
+    with pytest.raises(ValueError, match="part 5 is broken"):
+        compute([], label="test", sums=[(parts, sum)])
+
+
+def test_equal_parts_and_objects_each_count(client):
+    """Parts with the same key (the same delayed object twice) are each added."""
+    x = dask.delayed(lambda: 3)()
+    parts = [x, x, x, dask.delayed(lambda: 4)()]
+    assert compute([x, x], label="test", sums=[(parts, sum), ([x], sum)]) == [3, 3, 13, 3]
+
+
+def test_a_sum_without_parts_is_an_error():
+    with pytest.raises(ValueError, match="at least one part"):
+        compute([], label="test", sums=[([], sum)])
