@@ -74,7 +74,7 @@ class PeakMemory:
 
 
 def run_one(movie_path: Path, out: Path, pw_rigid: bool, workers: int, memory_limit: str,
-            warm: int = 0, keep: bool = False) -> list[dict]:
+            warm: int = 0, keep: bool = False, template_sampling: str | None = None) -> list[dict]:
     """Correct the movie on a fresh cluster, then ``warm`` more times on the same cluster
     (each run to its own output, deleted after it unless ``keep``): one record per run."""
     import calcium_dask as cd
@@ -85,6 +85,8 @@ def run_one(movie_path: Path, out: Path, pw_rigid: bool, workers: int, memory_li
     set_quiet(True)
     params = cd.Params.from_caiman({"pw_rigid": pw_rigid, "max_shifts": (6, 6), "strides": (48, 48),
                                     "overlaps": (24, 24), "max_deviation_rigid": 3, "border_nan": "copy"})
+    if template_sampling:
+        params = params.replace(**{"motion.template_sampling": template_sampling})
     records = []
     with cd.connect(n_workers=workers, memory_limit=memory_limit, dashboard_address=None, quiet=True) as client:
         movie = cd.open_movie(movie_path)
@@ -121,6 +123,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeat", type=int, default=1,
                     help="runs of each setting, taken in turn (on this VM one setting ran at 141-205 "
                          "frames/s within an hour); a summary gives each setting's median and range")
+    ap.add_argument("--template-sampling", choices=["middle", "spread"], default=None,
+                    help="frames that refine a piecewise-rigid template (default: the Params default)")
     a = ap.parse_args(argv)
     directory = Path(a.dir or tempfile.mkdtemp(prefix="bench_motion_"))
     out_dir = Path(a.out_dir) if a.out_dir else directory
@@ -135,7 +139,8 @@ def main(argv: list[str] | None = None) -> None:
             for mode in a.modes:
                 for w in a.workers:
                     out = out_dir / f"out_{a.size}_{frames}_{mode}_{w}.zarr"
-                    for r in run_one(movie, out, mode == "pw_rigid", w, a.memory_limit, a.warm, a.keep):
+                    for r in run_one(movie, out, mode == "pw_rigid", w, a.memory_limit, a.warm, a.keep,
+                                         a.template_sampling):
                         runs.setdefault((frames, mode, w), []).append(r)
                         print(f"{a.size:>5} {frames:>7} {mode:>9} {w:>7} {r['run']:>4} {r['seconds']:>8.1f} "
                               f"{r['fps']:>9.1f} {r['peak_mb']:>15.0f}", flush=True)

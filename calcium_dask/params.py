@@ -83,10 +83,10 @@ class MotionParams:
     min_mov: float | None = _f(None, "movie minimum; estimated from the data when None")
     num_frames_template: int = _f(500, "frames used to build the first template", lo=10)
     template_sampling: Literal["middle", "spread"] = _f(
-        "middle", "frames that refine a piecewise-rigid template: a block in the middle of the movie "
-        "(read once, with the correction), or runs spread over the whole movie as CaImAn samples "
-        "them (the corrected movie then has the movie's average geometry, not that block's; "
-        "costs a second read of up to 25 input chunks)")
+        "spread", "frames that refine a piecewise-rigid template: runs spread over the whole movie, "
+        "as CaImAn samples them (the corrected movie takes the movie's average geometry; costs a "
+        "second read of up to 25 input chunks), or a block in the middle of the movie (read once, "
+        "with the correction; the corrected movie keeps that block's deformation)")
 
 
 @dataclass(frozen=True)

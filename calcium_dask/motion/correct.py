@@ -207,12 +207,12 @@ def _template_graph(movie: xr.DataArray, blocks: list, starts: np.ndarray, lengt
     averaging them. The block's parts are slices of the correction blocks, so they are read
     once, by the reads the correction needs anyway, and registered in parallel.
 
-    With ``template_sampling="spread"``, a piecewise-rigid template is refined on runs of
-    frames spread over the whole movie instead (:func:`_sample_runs`), as CaImAn samples
-    its template's frames evenly: the corrected movie takes the template's geometry, and
-    one block of frames holds the tissue's deformation of that moment, which the corrected
-    mean image keeps (a rigid correction leaves every frame's own deformation, so its mean
-    has the movie's average geometry whatever the template)."""
+    With ``template_sampling="spread"`` (the default), a piecewise-rigid template is
+    refined on runs of frames spread over the whole movie instead (:func:`_sample_runs`),
+    as CaImAn samples its template's frames evenly: the corrected movie takes the
+    template's geometry, and one block of frames holds the tissue's deformation of that
+    moment, which the corrected mean image keeps (a rigid correction leaves every frame's
+    own deformation, so its mean has the movie's average geometry whatever the template)."""
     t, h, w = movie.shape
     n = int(min(t, mp.num_frames_template, max(GROUP, TEMPLATE_BYTES // (h * w * 4))))
     edges = np.cumsum(movie.data.chunks[0])[:-1]

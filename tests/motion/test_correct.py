@@ -150,8 +150,8 @@ def test_piecewise_template_takes_the_movies_average_geometry(client, tmp_path, 
     """The corrected movie has its template's geometry. Here the tissue is deformed one
     way in the middle third of the movie and half as much the other way elsewhere (no
     deformation on average): a template from the middle frames alone would keep a 1 px
-    deformation in every corrected frame (the default, ``template_sampling="middle"``);
-    sampled over the movie it has none."""
+    deformation in every corrected frame (``template_sampling="middle"``); sampled over
+    the movie (the default) it has none."""
     from calcium_dask.motion.kernels import register_piecewise
 
     from .motion_synth import PAD, deform, field_fn, smooth_image
