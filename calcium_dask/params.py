@@ -81,6 +81,10 @@ class MotionParams:
     nonneg_movie: bool = _f(True, "offset the corrected movie to be non-negative when min_mov < 0")
     gSig_filt: tuple[int, int] | None = _f(None, "high-pass filter width for registration (one-photon)", lo=1)
     min_mov: float | None = _f(None, "movie minimum; estimated from the data when None")
+    clip_quantile: float | None = _f(
+        0.95, "register frames and template clipped at this quantile of the template's pixels, so "
+        "that a bright cell's transients do not steer the shifts (not in CaImAn; None: raw "
+        "intensities, as NoRMCorre)", lo=0.5, hi=1.0)
     num_frames_template: int = _f(500, "frames used to build the first template", lo=10)
     template_sampling: Literal["middle", "spread"] = _f(
         "spread", "frames that refine a piecewise-rigid template: runs spread over the whole movie, "

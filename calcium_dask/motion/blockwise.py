@@ -25,12 +25,16 @@ def _block_cache(
     strides: Sequence[int],
     overlaps: Sequence[int],
     gSig_filt: float | Sequence[float] | None,
+    clip_quantile: float | None = None,
 ) -> TemplateCache:
     cache = template_cache if template_cache is not None else template
     if isinstance(cache, TemplateCache):
         want = None if gSig_filt is None else tuple(float(v) for v in np.broadcast_to(gSig_filt, 2))
         if want is not None and cache.gSig_filt != want:
             raise ValueError(f"template_cache was prepared with gSig_filt={cache.gSig_filt}, not {want}")
+        if cache.clip_quantile != clip_quantile:
+            raise ValueError(f"template_cache was prepared with clip_quantile={cache.clip_quantile}, "
+                             f"not {clip_quantile}")
         return cache
     if cache is None:
         raise ValueError("pass a template or a template_cache")
@@ -39,6 +43,7 @@ def _block_cache(
         strides=strides if pw_rigid else None,
         overlaps=overlaps if pw_rigid else None,
         gSig_filt=gSig_filt,
+        clip_quantile=clip_quantile,
     )
 
 
@@ -57,6 +62,7 @@ def correct_frames(
     shifts_opencv: bool = True,
     interpolation: str = "cubic",
     gSig_filt: float | Sequence[float] | None = None,
+    clip_quantile: float | None = 0.95,
     min_mov: float | None = None,
     nonneg_movie: bool = True,
     template_cache: TemplateCache | None = None,
@@ -70,7 +76,8 @@ def correct_frames(
     template : ndarray, shape (H, W), or TemplateCache, or None
         Template in the same (raw) space as ``frames``; None when ``template_cache`` is
         given. Prepare it once with ``prepare_template(template, strides=..., overlaps=...,
-        gSig_filt=...)`` and pass it as ``template_cache`` to reuse it across blocks.
+        gSig_filt=..., clip_quantile=...)`` and pass it as ``template_cache`` to reuse it
+        across blocks (its ``gSig_filt`` and ``clip_quantile`` must be those given here).
     pw_rigid : bool
         Piecewise-rigid correction (otherwise rigid only).
     max_shifts : (float, float)
@@ -93,6 +100,10 @@ def correct_frames(
     gSig_filt : float or (float, float), optional
         When set, shifts are estimated on high-pass filtered copies of the frames and the
         template (:func:`high_pass_filter`), and applied to the raw frames (one-photon data).
+    clip_quantile : float, optional
+        Register frames and template clipped at this quantile of the template's pixels
+        (:func:`prepare_template`), so that bright transients do not steer the shifts;
+        the raw frames are warped. None registers raw intensities, as NoRMCorre does.
     min_mov : float, optional
         Estimated minimum of the whole movie (CaImAn takes the minimum of the first 400
         frames, high-pass filtered when ``gSig_filt`` is set). Must be the same for every
@@ -124,7 +135,8 @@ def correct_frames(
     """
     stack, single = as_stack(frames, native=True)  # integers are converted frame by frame
     cache = _block_cache(
-        template, template_cache, pw_rigid=pw_rigid, strides=strides, overlaps=overlaps, gSig_filt=gSig_filt
+        template, template_cache, pw_rigid=pw_rigid, strides=strides, overlaps=overlaps, gSig_filt=gSig_filt,
+        clip_quantile=clip_quantile
     )
     reg = stack if cache.gSig_filt is None else high_pass_filter(stack, cache.gSig_filt)
     shifts, peak = register_rigid(reg, cache, max_shifts=max_shifts, upsample_factor=upsample_factor)

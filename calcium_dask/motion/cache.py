@@ -32,6 +32,9 @@ class TemplateCache:
         Patch layout (None when the cache serves rigid registration only).
     ys, xs : ndarray or None
         Patch starts (:func:`~calcium_dask.motion.grid.patch_grid`).
+    clip_quantile, ceiling : float or None
+        The template was clipped at ``ceiling``, its ``clip_quantile`` quantile, and frames
+        are clipped there too before they are registered (None: raw intensities).
     """
 
     template: np.ndarray
@@ -40,6 +43,8 @@ class TemplateCache:
     overlaps: tuple[int, int] | None = None
     ys: np.ndarray | None = None
     xs: np.ndarray | None = None
+    clip_quantile: float | None = None
+    ceiling: float | None = None
     _memo: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -105,6 +110,7 @@ def prepare_template(
     strides: Sequence[int] | None = None,
     overlaps: Sequence[int] | None = None,
     gSig_filt: float | Sequence[float] | None = None,
+    clip_quantile: float | None = None,
 ) -> TemplateCache:
     """Prepare a template for registration (filtering, patch layout, spectra on first use).
 
@@ -117,6 +123,11 @@ def prepare_template(
     gSig_filt : float or (float, float), optional
         When set the template is high-pass filtered (frames must then be registered after
         the same filtering, as :func:`correct_frames` does).
+    clip_quantile : float, optional
+        Clip the (filtered) template at this quantile of its pixels; frames registered to
+        the cache are clipped at the same value. The brightest pixels are mostly cells,
+        whose activity differs between a frame and the template: clipped, a bright
+        transient (above all in the edge taper) no longer pulls the shift towards itself.
 
     Returns
     -------
@@ -130,9 +141,15 @@ def prepare_template(
     filt = _pair_or_none(gSig_filt)
     if filt is not None:
         tmpl = high_pass_filter(tmpl, filt)
+    clip = {"clip_quantile": None, "ceiling": None}
+    if clip_quantile is not None:
+        ceiling = float(np.quantile(tmpl, clip_quantile))
+        tmpl = np.minimum(tmpl, np.float32(ceiling))
+        clip = {"clip_quantile": float(clip_quantile), "ceiling": ceiling}
     if strides is None or overlaps is None:
-        return TemplateCache(template=tmpl, gSig_filt=filt)
+        return TemplateCache(template=tmpl, gSig_filt=filt, **clip)
     strides_t = (int(strides[0]), int(strides[1]))
     overlaps_t = (int(overlaps[0]), int(overlaps[1]))
     ys, xs = patch_grid(tmpl.shape, strides=strides_t, overlaps=overlaps_t)
-    return TemplateCache(template=tmpl, gSig_filt=filt, strides=strides_t, overlaps=overlaps_t, ys=ys, xs=xs)
+    return TemplateCache(template=tmpl, gSig_filt=filt, strides=strides_t, overlaps=overlaps_t, ys=ys, xs=xs,
+                         **clip)

@@ -77,7 +77,7 @@ def kernel_options(mp: MotionParams) -> dict[str, Any]:
     return dict(pw_rigid=mp.pw_rigid, max_shifts=mp.max_shifts, strides=mp.strides, overlaps=mp.overlaps,
                 max_deviation_rigid=mp.max_deviation_rigid, upsample_factor=mp.upsample_factor,
                 upsample_factor_grid=mp.upsample_factor_grid, border_nan=mp.border_nan,
-                shifts_opencv=mp.shifts_opencv, gSig_filt=mp.gSig_filt)
+                shifts_opencv=mp.shifts_opencv, gSig_filt=mp.gSig_filt, clip_quantile=mp.clip_quantile)
 
 
 def block_frames(shape: tuple[int, int, int], chunk_frames: int | None, input_chunk: int | None = None) -> int:

@@ -57,6 +57,11 @@ def _envelope(shape: Sequence[int], width: int) -> Envelope:
     return Envelope(tuple(taper_1d(shape[0], width)), tuple(taper_1d(shape[1], width)))
 
 
+def _clipped(frames: np.ndarray, ceiling: float | None) -> np.ndarray:
+    """Frames clipped at ``ceiling`` (float32) for registration, or unchanged when None."""
+    return frames if ceiling is None else np.minimum(frames, np.float32(ceiling), dtype=np.float32)
+
+
 def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
@@ -140,7 +145,7 @@ def _rigid_pass(stack: np.ndarray, cache: TemplateCache, bound: np.ndarray, widt
     shifts = np.empty((stack.shape[0], 2), dtype=np.float32)
     peaks = np.empty(stack.shape[0], dtype=np.float32)
     for sl in _batches(stack.shape[0], shape[0] * shape[1]):
-        centred, fnorm = tapered(stack[sl], window, norm=True)
+        centred, fnorm = tapered(_clipped(stack[sl], cache.ceiling), window, norm=True)
         prod = cross_power(tspec, rfft2(centred))
         lo = np.broadcast_to(-bound, (len(fnorm), 2))
         hi = np.broadcast_to(bound, (len(fnorm), 2))
@@ -167,7 +172,8 @@ def _overlap_pass(stack: np.ndarray, cache: TemplateCache, base: np.ndarray,
         # applying (dy, dx) puts frame pixel y - dy at template pixel y
         ty, tx = slice(max(0, dy), h + min(0, dy)), slice(max(0, dx), w + min(0, dx))
         fy, fx = slice(max(0, -dy), h - max(0, dy)), slice(max(0, -dx), w - max(0, dx))
-        sub = TemplateCache(template=np.ascontiguousarray(cache.template[ty, tx]), gSig_filt=cache.gSig_filt)
+        sub = TemplateCache(template=np.ascontiguousarray(cache.template[ty, tx]), gSig_filt=cache.gSig_filt,
+                            clip_quantile=cache.clip_quantile, ceiling=cache.ceiling)
         crop = sub.shape
         res, peaks[rows] = _rigid_pass(stack[rows][:, fy, fx], sub, _search_bound(2.0, crop),
                                        taper_width(2.0, min(crop)), upsample_factor)
@@ -184,7 +190,8 @@ def _patch_cache(
         return template
     # Another layout: the cached template is already filtered, so do not filter again.
     fresh = prepare_template(template.template, strides=strides, overlaps=overlaps)
-    return dataclasses.replace(fresh, gSig_filt=template.gSig_filt)
+    return dataclasses.replace(fresh, gSig_filt=template.gSig_filt, clip_quantile=template.clip_quantile,
+                               ceiling=template.ceiling)
 
 
 def _patch_bounds(
@@ -308,7 +315,7 @@ def register_piecewise(
     out = np.empty((stack.shape[0], ny * nx, 2), dtype=np.float32)
     for sl in _batches(stack.shape[0], ny * nx * size[0] * size[1]):
         nb = sl.stop - sl.start
-        centred, norms = _tapered_patches(stack[sl], cache, base[sl], weights)
+        centred, norms = _tapered_patches(_clipped(stack[sl], cache.ceiling), cache, base[sl], weights)
         prod = cross_power(tspec, rfft2(centred)).reshape(nb * ny * nx, size[0], -1)
         found, _ = find_peak(
             prod, np.repeat(lo[sl], ny * nx, axis=0), np.repeat(hi[sl], ny * nx, axis=0),
