@@ -26,8 +26,7 @@ from ..params import MotionParams, Params
 from ..progress import compute
 from ..store import ResultsStore
 from ..summary import summary_dataset
-from ..summary.kernels import combine
-from ..summary.kernels import partial_sums
+from ..summary.kernels import combine, partial_sums
 from .kernels import apply_shift, correct_frames, patch_centers, warp_piecewise
 from .templates import corrected_sums, group_means, mean_from_sums, merge_templates
 from .filters import high_pass_filter
