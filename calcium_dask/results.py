@@ -25,11 +25,11 @@ from .store import ResultsStore
 __all__ = ["Results", "open_results", "UNIT_VARS"]
 
 #: variables the evaluate stage adds
-EVALUATION_VARS = ("snr", "r_value", "cnn_pred", "motion_corr", "border_weight", "accepted", "duplicate_of",
-                   "dff")
+EVALUATION_VARS = ("snr", "r_value", "cnn_pred", "motion_corr", "border_weight", "background_corr", "accepted",
+                   "duplicate_of", "dff")
 #: variables indexed by unit, subset together by select_components
 UNIT_VARS = ("footprints", "traces", "spikes", "residuals", "dff", "snr", "r_value", "cnn_pred", "accepted",
-             "duplicate_of", "motion_corr", "border_weight",
+             "duplicate_of", "motion_corr", "border_weight", "background_corr",
              "baseline", "initial_calcium", "neurons_sn", "ar_coefficients")
 
 
@@ -121,7 +121,7 @@ class Results:
 
     def evaluate_components(self, movie: xr.DataArray | None = None, params: Params | None = None) -> Results:
         """A copy with ``snr``, ``r_value``, ``cnn_pred``, ``motion_corr``, ``border_weight``,
-        ``accepted``, ``duplicate_of`` and ``dff`` recomputed (CaImAn's
+        ``background_corr``, ``accepted``, ``duplicate_of`` and ``dff`` recomputed (CaImAn's
         ``estimates.evaluate_components``; the motion test uses the results' ``/motion``).
 
         Parameters

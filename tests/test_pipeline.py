@@ -212,3 +212,28 @@ def test_a_unit_following_the_motion_in_the_filled_border_is_rejected(full_run):
     assert not ev["accepted"].values[k]
     kept = evaluate_components(store.movie(), ds, PARAMS.replace(**{"quality.max_motion_corr": None}), motion)
     assert kept["accepted"].values[k]
+
+
+def test_a_unit_made_of_background_is_rejected(full_run):
+    """A neuron-shaped unit whose trace is the background's drift (and no exceptional
+    event) is background CNMF took for a source: rejected; ``max_background_corr=None``
+    keeps it. The pipeline's own run records the measure for every unit."""
+    summary, _ = full_run
+    store: ResultsStore = summary.store
+    ds = store.read().load()
+    bc = ds["background_corr"].values
+    assert np.isfinite(bc).all() and (bc >= 0).all() and (bc <= 1).all()
+    k = int(np.argmax(np.where(ds["accepted"].values, ds["cnn_pred"].values, -np.inf)))
+    f = ds["background_traces"].values
+    planted = ds.copy(deep=True)
+    planted["traces"].values[k] = 0.4 * ds["traces"].values[k].max() * (f[0] - f[0].min()) / np.ptp(f[0])
+    # accepted on its shape alone, whatever its trace: the background test is the only one left
+    params = PARAMS.replace(**{"quality.min_SNR": 1e9, "quality.SNR_lowest": 0.0, "quality.rval_thr": 1.0,
+                               "quality.min_cnn_thr": float(ds["cnn_pred"].values[k]) - 1e-6})
+    ev = evaluate_components(store.movie(), planted, params)
+    assert ev["background_corr"].values[k] > 0.99 and not ev["accepted"].values[k]
+    kept = evaluate_components(store.movie(), planted, params.replace(**{"quality.max_background_corr": None}))
+    assert kept["accepted"].values[k]
+    dropped = kept["accepted"].values & ~ev["accepted"].values  # the test only ever removes units
+    assert not (ev["accepted"].values & ~kept["accepted"].values).any()
+    assert (ev["background_corr"].values[dropped] >= 0.85).all()

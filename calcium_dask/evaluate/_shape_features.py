@@ -31,31 +31,57 @@ def _as_pair(gSig: float | tuple[float, float]) -> tuple[float, float]:
     return float(g[0]), float(g[1])
 
 
+def _complete_at_edges(y: np.ndarray, x: np.ndarray, val: np.ndarray, dims: tuple[int, int],
+                       gSig: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Points of a footprint cut by the field's edge, with the missing part filled in.
+
+    A cell is taken to be symmetric about its peak (of the footprint smoothed by gSig/2,
+    so the centre of a ring, not a point on it): a position outside the field of view gets
+    the value of its mirror image through the peak. Footprints that do not reach the edge
+    are returned unchanged, so a cell near the edge looks as it would inside the field
+    (mirroring at the edge itself would add a second, reflected cell). The smoothed peak
+    of a cell cut near its centre lies a little inward of that centre, so such a cell is
+    completed a little smaller than it is.
+    """
+    H, W = dims
+    if y.min() > 0 and x.min() > 0 and y.max() < H - 1 and x.max() < W - 1:
+        return y, x, val
+    y0, x0 = int(y.min()), int(x.min())
+    img = np.zeros((int(y.max()) - y0 + 1, int(x.max()) - x0 + 1))
+    img[y - y0, x - x0] = val
+    smooth = ndimage.gaussian_filter(img, (gSig[0] / 2, gSig[1] / 2), mode="constant")
+    py, px = np.unravel_index(int(np.argmax(smooth)), smooth.shape)
+    ry, rx = 2 * (py + y0) - y, 2 * (px + x0) - x
+    out_y, out_x = (ry < 0) | (ry >= H), (rx < 0) | (rx >= W)
+    both = out_y & out_x
+    return (np.concatenate([y, ry[out_y], y[out_x], ry[both]]),
+            np.concatenate([x, x[out_y], rx[out_x], rx[both]]),
+            np.concatenate([val, val[out_y], val[out_x], val[both]]))
+
+
 def crop_image(idx: np.ndarray, val: np.ndarray, dims: tuple[int, int], *,
                gSig: float | tuple[float, float], size: int) -> np.ndarray:
     """One footprint (flat indices and values) as a ``(size, size)`` crop, maximum 1.
 
-    The crop spans ``+-ceil(3 gSig)`` pixels around the centre of mass (rounded); parts
-    outside the field of view are filled by mirroring the footprint at its edges, so a
-    cell cut by the border looks whole. Resized with area interpolation.
+    The crop spans ``+-ceil(3 gSig)`` pixels around the centre of mass (rounded). A
+    footprint cut by the field's edge is first completed by symmetry about its peak
+    (:func:`_complete_at_edges`), so a cell cut by the border looks whole; the rest of the
+    crop is zero. Resized with area interpolation.
     """
     H, W = dims
-    hy, hx = _half_widths(_as_pair(gSig))
+    g = _as_pair(gSig)
+    hy, hx = _half_widths(g)
     ok = np.isfinite(val) & (val > 0)
     idx, val = idx[ok], val[ok].astype(np.float64)
     if val.size == 0:
         return np.zeros((size, size), np.float32)
     y, x = np.divmod(idx, W)
+    y, x, val = _complete_at_edges(y, x, val, (H, W), g)
     m = val.sum()
     cy, cx = int(round(float(val @ y) / m)), int(round(float(val @ x) / m))
-    y0, y1, x0, x1 = cy - hy, cy + hy + 1, cx - hx, cx + hx + 1
-    iy0, iy1, ix0, ix1 = max(0, y0), min(H, y1), max(0, x0), min(W, x1)
-    patch = np.zeros((iy1 - iy0, ix1 - ix0), np.float32)
-    sel = (y >= iy0) & (y < iy1) & (x >= ix0) & (x < ix1)
-    patch[y[sel] - iy0, x[sel] - ix0] = val[sel]
-    pads = ((iy0 - y0, y1 - iy1), (ix0 - x0, x1 - ix1))
-    if any(p for pair in pads for p in pair):
-        patch = np.pad(patch, pads, mode="symmetric")
+    patch = np.zeros((2 * hy + 1, 2 * hx + 1), np.float32)
+    sel = (np.abs(y - cy) <= hy) & (np.abs(x - cx) <= hx)
+    patch[y[sel] - cy + hy, x[sel] - cx + hx] = val[sel]
     out = cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA)
     top = float(out.max())
     return out / top if top > 0 else out

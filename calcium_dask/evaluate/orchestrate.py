@@ -19,6 +19,7 @@ from ..params import Params
 from ..progress import compute
 from .classifier import classify
 from .dff import detrend_df_f
+from .background_residue import background_correlation
 from .duplicates import find_duplicates
 from .motion_artifacts import border_weight, border_widths, motion_correlation
 from .select import accept
@@ -94,7 +95,7 @@ def motion_residue(A: sp.csc_matrix, traces: np.ndarray, dims: tuple[int, int],
 
 def evaluate_components(movie: xr.DataArray, ds: xr.Dataset, params: Params,
                         motion: xr.Dataset | None = None) -> xr.Dataset:
-    """snr, r_value, cnn_pred, motion_corr, border_weight, accepted, duplicate_of and dff of
+    """snr, r_value, cnn_pred, motion_corr, border_weight, background_corr, accepted, duplicate_of and dff of
     the units in ``ds`` (the results' root group).
 
     Parameters
@@ -131,11 +132,14 @@ def evaluate_components(movie: xr.DataArray, ds: xr.Dataset, params: Params,
         mcorr, border = motion_residue(A, C + YrA, (H, W), motion)
         if q.max_motion_corr is not None:
             ok &= ~((mcorr >= q.max_motion_corr) & (border >= 0.5))  # NaN compares False
+        bcorr = background_correlation(C, f)
+        if q.max_background_corr is not None:
+            ok &= ~((bcorr >= q.max_background_corr) & ~(snr > q.min_SNR))
         dup = find_duplicates(A, C, snr, ok, thresh_subset=q.thresh_subset, corr_thr=q.dup_corr_thr)
         ok &= dup < 0
         dff = compute_dff(A, b, C, f, YrA, params)
     else:
-        snr = rval = cnn = mcorr = border = np.zeros(0)
+        snr = rval = cnn = mcorr = border = bcorr = np.zeros(0)
         ok = np.zeros(0, bool)
         dup = np.zeros(0, np.int64)
         dff = np.zeros((0, C.shape[1]))
@@ -144,6 +148,7 @@ def evaluate_components(movie: xr.DataArray, ds: xr.Dataset, params: Params,
     return xr.Dataset({"snr": (unit, snr.astype(np.float32)), "r_value": (unit, rval.astype(np.float32)),
                        "cnn_pred": (unit, cnn.astype(np.float32)),
                        "motion_corr": (unit, mcorr.astype(np.float32)), "border_weight": (unit, border.astype(np.float32)),
+                       "background_corr": (unit, bcorr.astype(np.float32)),
                        "accepted": (unit, ok.astype(bool)),
                        "duplicate_of": (unit, np.where(dup >= 0, units[np.maximum(dup, 0)], -1)),
                        "dff": (("unit", "frame"), dff.astype(np.float32))},

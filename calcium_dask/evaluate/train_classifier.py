@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..datasets import GroundTruth, SimulationParams
 from ..datasets.scene import build_scene
@@ -215,21 +216,17 @@ def train(*, seed: int = 0, hidden: int = 32, epochs: int = 40, n_neg: int = 120
     ``cnmf_train``: also fit on the CNMF components of ``CNMF_TRAIN_SEEDS`` (the shipped
     weights do). Without them the model has never seen the speckled estimate of a weak
     cell and vetoes it (``cnn_lowest``). On the held-out CNMF components, with them the
-    model vetoes 3.2 % of the true neurons and 87 % of the other components at
-    ``cnn_lowest`` = 0.2 (without them: 5.9 % and 84 % at CaImAn's 0.1). Measured on the
-    pipeline's results for 10 movies (8 simulated with ``benchmarks/bench_pipeline.py``,
-    seeds 2-5 of the small and hard presets, a 3000-frame medium one and the public
-    benchmark movie), evaluation kept 92.7 % of the true neurons CNMF found (90.4 %
-    before), the accepted units' precision was 0.926 (0.900) and their F1 0.909 (0.885).
+    model vetoes 3.9 % of the true neurons and 88 % of the other components at
+    ``cnn_lowest`` = 0.2 (without them: 5.9 % and 86 %).
     """
     t0 = time.process_time()
     rng = np.random.default_rng(seed)
-    paths = [os.path.join(cnmf_cache, f"cnmf_{n}.npz") if cnmf_cache else None
-             for n in ("train", "heldout")]
     data = _collect(rng, TRAIN_SEEDS, n_neg)
     if cnmf_train:
-        data = _concat(data, _cnmf_inputs(cached_cnmf(paths[0], CNMF_TRAIN_SEEDS), augment=True))
-    cnmf_held = _cnmf_inputs(cached_cnmf(paths[1], CNMF_HELDOUT_SEEDS), augment=False)
+        data = _concat(data, _cnmf_inputs(collect_cnmf(CNMF_TRAIN_SEEDS, cache=cnmf_cache, verbose=verbose),
+                                         augment=True))
+    cnmf_held = _cnmf_inputs(collect_cnmf(CNMF_HELDOUT_SEEDS, cache=cnmf_cache, verbose=verbose),
+                             augment=False)
     held = _collect(np.random.default_rng(seed + 10_000), HELDOUT_SEEDS, n_neg // 2)
     t1 = time.process_time()
     model = _adam_fit(data.x, data.y, hidden=hidden, epochs=epochs, lr=2e-3, l2=1e-3,
@@ -266,8 +263,9 @@ def _pipeline_params(fr: float, gSig: float, max_shift: int):
     return Params.from_caiman({"fr": fr, "gSig": (gSig, gSig), "max_shifts": (max_shift, max_shift)})
 
 
-def _cnmf_movie(preset: str, kw: dict, gSig: float, seed: int) -> Dataset:
-    """Crops of the components CNMF finds in one simulated movie, labelled by matching."""
+def _cnmf_footprints(preset: str, kw: dict, gSig: float, seed: int) -> tuple[sp.csc_matrix, tuple[int, int], np.ndarray]:
+    """The components CNMF finds in one simulated movie: footprints ``(N, K)``, ``(H, W)``
+    and labels (1 = matches a true neuron)."""
     import tempfile
 
     import dask
@@ -279,7 +277,6 @@ def _cnmf_movie(preset: str, kw: dict, gSig: float, seed: int) -> Dataset:
     from ..progress import set_quiet
     from ..store import ResultsStore
     from ..validate import frame_offset, match_footprints, shift_images
-    from ._shape_features import crop_footprints
 
     p = SimulationParams.preset(preset, **kw, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -290,39 +287,55 @@ def _cnmf_movie(preset: str, kw: dict, gSig: float, seed: int) -> Dataset:
         set_quiet(True)
         with dask.config.set(scheduler="threads"):  # the pipeline's motion and CNMF stages
             shifts = motion_correct(movie, params, store=store).motion["shifts"].values
-            A = cnmf(store.movie(), params).A
+            A = sp.csc_matrix(cnmf(store.movie(), params).A)
     found = A.toarray().T.reshape(-1, p.H, p.W)
     true = shift_images(truth.footprints, frame_offset(shifts, truth.shifts))
     y = np.zeros(len(found), np.float32)
     y[match_footprints(true, found)[:, 1]] = 1
-    crops = crop_footprints(A, (p.H, p.W), gSig=gSig, size=SIZE)
+    return A, (p.H, p.W), y
+
+
+def _cached_footprints(cache: str | None, preset: str, kw: dict, gSig: float,
+                       seed: int) -> tuple[sp.csc_matrix, tuple[int, int], np.ndarray]:
+    """:func:`_cnmf_footprints`, kept in the folder ``cache`` if given. The footprints
+    are kept, not their crops, so a cache stays valid when the crops change."""
+    name = f"{preset}_{'_'.join(f'{k}{v}' for k, v in sorted(kw.items()))}_g{gSig}_s{seed}.npz"
+    path = os.path.join(cache, name.replace(" ", "").replace(",", "-")) if cache else None
+    if path and os.path.exists(path):
+        with np.load(path, allow_pickle=False) as z:
+            A = sp.csc_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
+            return A, (int(z["dims"][0]), int(z["dims"][1])), z["y"]
+    A, dims, y = _cnmf_footprints(preset, kw, gSig, seed)
+    if path:
+        os.makedirs(cache, exist_ok=True)
+        np.savez_compressed(path, data=A.data, indices=A.indices, indptr=A.indptr,
+                            shape=np.asarray(A.shape), dims=np.asarray(dims), y=y)
+    return A, dims, y
+
+
+def _cnmf_movie(preset: str, kw: dict, gSig: float, seed: int, cache: str | None = None) -> Dataset:
+    """Crops of the components CNMF finds in one simulated movie, labelled by matching."""
+    from ._shape_features import crop_footprints
+
+    A, dims, y = _cached_footprints(cache, preset, kw, gSig, seed)
+    crops = crop_footprints(A, dims, gSig=gSig, size=SIZE)
     kind = np.where(y > 0, "cnmf_neuron", "cnmf_other")
     return Dataset(x=crops.reshape(len(crops), -1), y=y, kind=kind)
 
 
-def collect_cnmf(seeds: tuple[int, ...], *, verbose: bool = True) -> Dataset:
-    """Labelled CNMF components (crops, flattened) of every movie in ``CNMF_MOVIES``."""
+def collect_cnmf(seeds: tuple[int, ...], *, cache: str | None = None, verbose: bool = True) -> Dataset:
+    """Labelled CNMF components (crops, flattened) of every movie in ``CNMF_MOVIES``
+    (harvested once into the folder ``cache`` if given)."""
     parts = []
     for seed in seeds:
         for preset, kw, gSig in CNMF_MOVIES:
             t0 = time.perf_counter()
-            parts.append(_cnmf_movie(preset, kw, gSig, seed))
+            parts.append(_cnmf_movie(preset, kw, gSig, seed, cache))
             if verbose:
                 d = parts[-1]
                 print(f"  cnmf {preset} gSig={gSig} seed {seed}: {len(d.y)} components, "
                       f"{int(d.y.sum())} neurons ({time.perf_counter() - t0:.0f} s)")
     return _concat(*parts)
-
-
-def cached_cnmf(path: str | None, seeds: tuple[int, ...]) -> Dataset:
-    """:func:`collect_cnmf`, read from / written to the ``.npz`` at ``path`` if given."""
-    if path and os.path.exists(path):
-        with np.load(path, allow_pickle=False) as z:
-            return Dataset(x=z["x"], y=z["y"], kind=z["kind"])
-    data = collect_cnmf(seeds)
-    if path:
-        np.savez_compressed(path, x=data.x, y=data.y, kind=data.kind)
-    return data
 
 
 def _dihedral(crops: np.ndarray) -> np.ndarray:
