@@ -3,12 +3,18 @@
 A stage writes its data first and its completion mark last (``stages`` in the root
 attributes), so a crashed run never looks complete and a rerun resumes at the first
 unfinished stage. DESIGN.md section 2 is the contract for what each group holds.
+
+Every write that adds, removes or replaces arrays refreshes the store's consolidated
+metadata, so ``xarray.open_zarr(url, group=...)`` reads the whole hierarchy in one request
+(instead of one per array, which is slow on object storage) and without a warning. This
+package's own reads do not use it: they list the store, so they never see a stale view.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,24 +64,37 @@ class ResultsStore:
         return zarr.open_array(self.url, path=path, mode=mode, **self._kw())
 
     def write(self, ds: xr.Dataset, group: str | None = None, **kwargs: Any) -> Any:
-        """Write an xarray Dataset into ``group`` (overwriting that group only)."""
+        """Write an xarray Dataset into ``group`` (overwriting that group only).
+
+        With ``compute=False`` the arrays are created now and their chunks written when
+        the returned delayed object is computed."""
         kwargs.setdefault("mode", "w")
-        return ds.to_zarr(self.url, group=group, storage_options=self.storage_options or None,
-                          consolidated=False, **kwargs)
+        out = ds.to_zarr(self.url, group=group, storage_options=self.storage_options or None,
+                         consolidated=False, **kwargs)
+        self.consolidate()
+        return out
 
     def clear_root_arrays(self) -> None:
         """Delete every array of the root group (not the subgroups nor the attributes)."""
         root = self.root()
         for name in list(root.array_keys()):
             del root[name]
+        self.consolidate()
 
     def write_root(self, ds: xr.Dataset) -> None:
         """Write variables into the root group, keeping the other groups and root attributes."""
         keep = dict(self.root().attrs)  # xarray replaces a group's attributes with ds.attrs
         for name in list(ds.variables):
-            self.remove(str(name))
+            self._remove(str(name))
         ds.to_zarr(self.url, mode="a", storage_options=self.storage_options or None, consolidated=False)
         self.root().attrs.put({**keep, **json.loads(json.dumps(ds.attrs))})
+        self.consolidate()
+
+    def consolidate(self) -> None:
+        """Write the consolidated metadata of the whole store (see the module docstring)."""
+        with warnings.catch_warnings():  # zarr: "not part of the Zarr format 3 specification" (yet)
+            warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+            zarr.consolidate_metadata(self.root().store)
 
     def read(self, group: str | None = None) -> xr.Dataset:
         """Open a group lazily as a Dataset."""
@@ -87,6 +106,10 @@ class ResultsStore:
 
     def remove(self, path: str) -> None:
         """Delete an array or group of the store if it is there."""
+        self._remove(path)
+        self.consolidate()
+
+    def _remove(self, path: str) -> None:
         root = self.root()
         parent, _, name = path.rpartition("/")
         node = root[parent] if parent and parent in root else (root if not parent else None)

@@ -15,6 +15,8 @@ from calcium_dask.pipeline import run_pipeline
 from calcium_dask.store import ResultsStore
 from calcium_dask.validate import frame_offset, score_sources, shift_images
 
+from .test_store import _views_agree
+
 PARAMS = demo_params(30.0).replace(**{"motion.strides": (32, 32), "motion.overlaps": (16, 16)})
 
 
@@ -42,6 +44,8 @@ def test_every_stage_runs_and_finds_the_neurons(full_run):
     attrs = dict(store.root(mode="r").attrs)
     assert attrs["params"] == PARAMS.to_dict() and attrs["input"] == str(movie)
     assert set(attrs["stages"]) == {"motion", "cnmf", "evaluate"}
+    # as DESIGN.md says users open it: xarray.open_zarr, on consolidated metadata
+    _views_agree(store.url, [None, "motion", "summary", "summary_raw", "movie"])
 
 
 def test_rerun_resumes_and_refuses_other_parameters(full_run):

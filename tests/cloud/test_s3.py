@@ -19,6 +19,8 @@ import pytest
 from calcium_dask import open_movie
 from calcium_dask.store import ResultsStore
 
+from ..test_store import _views_agree
+
 pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
 
@@ -261,6 +263,8 @@ def test_full_run_writes_the_estimates_into_the_bucket(full_store):
     n = root.sizes["unit"]
     assert root["footprints"].shape == (n, H, W) and root["traces"].shape == (n, T)
     assert full_store.read("motion")["shifts"].shape == (T, 2)
+    # opened as DESIGN.md says, on the consolidated metadata: one request, no warning
+    _views_agree(full_store.url, [None, "motion", "summary", "movie"], full_store.storage_options)
 
 
 def test_full_run_keeps_the_root_attributes(full_store):
