@@ -20,7 +20,7 @@ Three defaults differ from the demo:
   the other components (0.1: 2.9 % and 82 %; see
   :mod:`calcium_dask.evaluate.train_classifier`). Re-evaluating the pipeline's results on
   28 simulated movies, 0.2 keeps 95.4 % of the true neurons CNMF found at a mean precision
-  of 0.970 (0.1: 96.5 % at 0.952, and precision under 0.90 on one movie).
+  of 0.969 (0.1: 96.5 % at 0.951, and precision 0.87 on one movie).
 - ``rval_thr`` is 0.8, CaImAn's library default, not the demo's 0.85. Re-evaluating the
   pipeline's results on 10 simulated movies, 0.8 keeps 94.5 % of the true neurons CNMF
   found instead of 92.7 % (on the public benchmark movie 37 of 38 instead of 35, no false
@@ -38,7 +38,7 @@ residue of motion correction's border fill (``max_motion_corr``), background CNM
 a source (``max_background_corr``) and a duplicate of a stronger unit (``thresh_subset``,
 0.5 here, 0.6 in CaImAn's ``remove_duplicates``). On the 28 simulated movies above, the
 background test and ``thresh_subset`` 0.5 (against none and 0.6) raise the accepted units'
-mean precision from 0.959 to 0.970 and the lowest from 0.884 to 0.905; evaluation keeps
+mean precision from 0.959 to 0.969 and the lowest from 0.884 to 0.905; evaluation keeps
 95.4 % of the true neurons CNMF found instead of 95.5 %.
 """
 

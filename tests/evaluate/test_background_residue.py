@@ -16,8 +16,8 @@ def _background(rng: np.random.Generator) -> np.ndarray:
 
 
 def _orthogonal(rng: np.random.Generator, f: np.ndarray) -> np.ndarray:
-    """A random trace with nothing in common with f or a constant."""
-    basis, _ = np.linalg.qr(np.column_stack([np.ones(T), f.T]))
+    """A random trace with nothing in common with f or a quadratic trend."""
+    basis, _ = np.linalg.qr(np.column_stack([np.vander(np.linspace(-1, 1, T), 3), f.T]))
     g = rng.standard_normal(T)
     return g - basis @ (basis.T @ g)
 
@@ -26,9 +26,10 @@ def test_known_shares_are_measured_exactly():
     rng = np.random.default_rng(0)
     f = _background(rng)
     mix = 2.0 * f[0] - 0.5 * f[1]
-    mix_c = mix - mix.mean()
     g = _orthogonal(rng, f)
-    g *= np.linalg.norm(mix_c) / np.linalg.norm(g)  # as much variance as the background part
+    trend, _ = np.linalg.qr(np.vander(np.linspace(-1, 1, T), 3))
+    mix_d = mix - trend @ (trend.T @ mix)
+    g *= np.linalg.norm(mix_d) / np.linalg.norm(g)  # as much variance beyond the trend as mix
     traces = np.stack([mix + 7.0, mix + g, g, np.full(T, 3.0)])
     r = background_correlation(traces, f)
     np.testing.assert_allclose(r, [1.0, np.sqrt(0.5), 0.0, 0.0], atol=1e-9)
@@ -44,6 +45,17 @@ def test_calcium_transients_are_not_explained_by_a_drifting_background():
     assert background_correlation(drift[None], f)[0] > 0.95
 
 
+def test_a_trend_that_every_trace_shares_is_not_background():
+    """Bleaching: the unit and the background decay together over the recording."""
+    rng = np.random.default_rng(4)
+    t = np.linspace(0, 1, T)
+    f = np.stack([100 * np.exp(-t) + rng.standard_normal(T)])
+    s = (rng.random(T) < 0.02).astype(float)
+    cell = 30 * np.exp(-t) + np.convolve(s, np.exp(-np.arange(60) / 12.0))[:T]
+    assert background_correlation(cell[None], f)[0] < 0.3
+    assert background_correlation(cell[None], f, detrend=0)[0] > 0.5  # the trend alone would veto it
+
+
 def test_repeated_or_flat_background_traces_add_nothing():
     rng = np.random.default_rng(2)
     f = _background(rng)
@@ -57,6 +69,7 @@ def test_without_a_varying_background_there_is_nothing_to_measure():
     traces = np.random.default_rng(3).standard_normal((3, T))
     assert np.isnan(background_correlation(traces, np.zeros((0, T)))).all()
     assert np.isnan(background_correlation(traces, np.ones((2, T)))).all()
+    assert np.isnan(background_correlation(traces, np.linspace(0, 5, T)[None] ** 2)).all()  # a trend
 
 
 def test_frame_counts_must_agree():
