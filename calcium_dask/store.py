@@ -4,10 +4,11 @@ A stage writes its data first and its completion mark last (``stages`` in the ro
 attributes), so a crashed run never looks complete and a rerun resumes at the first
 unfinished stage. DESIGN.md section 2 is the contract for what each group holds.
 
-Every write that adds, removes or replaces arrays refreshes the store's consolidated
-metadata, so ``xarray.open_zarr(url, group=...)`` reads the whole hierarchy in one request
-(instead of one per array, which is slow on object storage) and without a warning. This
-package's own reads do not use it: they list the store, so they never see a stale view.
+Every write (arrays or attributes) refreshes the store's consolidated metadata, so
+``xarray.open_zarr(url, group=...)`` reads the whole hierarchy in one request (instead of
+one per array, which is slow on object storage) and without a warning. This package's own
+reads do not use it: they list the store, so a run killed before a refresh never makes
+them see a stale view.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ class ResultsStore:
     def root(self, mode: str = "a") -> zarr.Group:
         """The root group (``mode='a'`` creates it)."""
         try:
-            return zarr.open_group(self.url, mode=mode, **self._kw())
+            # listed, never from the consolidated metadata, which a killed run can leave stale
+            return zarr.open_group(self.url, mode=mode, use_consolidated=False, **self._kw())
         except (FileNotFoundError, zarr.errors.GroupNotFoundError) as e:
             raise StoreError(f"{self.url}: no results store here ({e})") from None
 
@@ -133,7 +135,7 @@ class ResultsStore:
         if not fs.isdir(path):
             return "a file"
         try:
-            group = zarr.open_group(self.url, mode="r", **self._kw())
+            group = zarr.open_group(self.url, mode="r", use_consolidated=False, **self._kw())
         except Exception:  # noqa: BLE001 - not a group: an array, or plain files
             try:
                 zarr.open_array(self.url, mode="r", **self._kw())
@@ -166,6 +168,7 @@ class ResultsStore:
         stages = dict(root.attrs.get("stages", {}))
         if stages.pop(stage, None) is not None:
             root.attrs["stages"] = stages
+            self.consolidate()  # the group was opened without it: its rewrite dropped it
 
     def mark_complete(self, stage: str, seconds: float, **info: Any) -> None:
         """Record ``stage`` as finished: the last write of a stage."""
@@ -174,8 +177,10 @@ class ResultsStore:
         stages[stage] = {"seconds": round(float(seconds), 3), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
                          "version": __version__, **info}
         root.attrs["stages"] = stages
+        self.consolidate()
 
     def set_attrs(self, **attrs: Any) -> None:
         """Root attributes (values must be JSON-serialisable)."""
         root = self.root()
         root.attrs.update(json.loads(json.dumps(attrs)))
+        self.consolidate()

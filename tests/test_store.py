@@ -41,3 +41,16 @@ def test_every_write_refreshes_the_consolidated_metadata(tmp_path):
     with pytest.raises((FileNotFoundError, KeyError, OSError)):
         xr.open_zarr(store.url, group="motion")
     _views_agree(store.url, [None])
+
+
+def test_the_store_itself_never_reads_the_consolidated_metadata(tmp_path):
+    """A run killed between a write and the refresh leaves stale consolidated metadata;
+    the store's own listing (what a rerun removes or replaces) must not follow it."""
+    store = ResultsStore(str(tmp_path / "r.zarr"))
+    store.write(xr.Dataset({"shifts": ("frame", np.zeros(8))}), group="motion")
+    # written behind the store's back, as by a run killed before its refresh
+    xr.Dataset({"extra": ("frame", np.ones(8))}).to_zarr(store.url, group="motion", mode="a", consolidated=False)
+    assert "extra" in store.root()["motion"]
+    store.remove("motion/extra")
+    assert set(xr.open_zarr(store.url, group="motion", consolidated=False).data_vars) == {"shifts"}
+    _views_agree(store.url, [None, "motion"])
