@@ -17,9 +17,9 @@ import xarray as xr
 from ..cnmf.source import time_blocks
 from ..params import Params
 from ..progress import compute
+from .background_residue import background_correlation
 from .classifier import classify
 from .dff import detrend_df_f
-from .background_residue import background_correlation
 from .duplicates import find_duplicates
 from .motion_artifacts import border_weight, border_widths, motion_correlation
 from .select import accept
@@ -95,8 +95,12 @@ def motion_residue(A: sp.csc_matrix, traces: np.ndarray, dims: tuple[int, int],
 
 def evaluate_components(movie: xr.DataArray, ds: xr.Dataset, params: Params,
                         motion: xr.Dataset | None = None) -> xr.Dataset:
-    """snr, r_value, cnn_pred, motion_corr, border_weight, background_corr, accepted, duplicate_of and dff of
-    the units in ``ds`` (the results' root group).
+    """snr, r_value, cnn_pred, motion_corr, border_weight, background_corr, accepted,
+    duplicate_of and dff of the units in ``ds`` (the results' root group).
+
+    A unit is accepted by CaImAn's thresholds, then rejected if it is a residue of motion
+    correction's border fill, background CNMF took for a source
+    (:mod:`~calcium_dask.evaluate.background_residue`) or a duplicate of a stronger unit.
 
     Parameters
     ----------

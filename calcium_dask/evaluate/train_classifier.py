@@ -263,7 +263,8 @@ def _pipeline_params(fr: float, gSig: float, max_shift: int):
     return Params.from_caiman({"fr": fr, "gSig": (gSig, gSig), "max_shifts": (max_shift, max_shift)})
 
 
-def _cnmf_footprints(preset: str, kw: dict, gSig: float, seed: int) -> tuple[sp.csc_matrix, tuple[int, int], np.ndarray]:
+def _cnmf_footprints(preset: str, kw: dict, gSig: float,
+                     seed: int) -> tuple[sp.csc_matrix, tuple[int, int], np.ndarray]:
     """The components CNMF finds in one simulated movie: footprints ``(N, K)``, ``(H, W)``
     and labels (1 = matches a true neuron)."""
     import tempfile
