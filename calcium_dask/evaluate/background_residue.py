@@ -49,14 +49,18 @@ def background_correlation(traces: np.ndarray, f: np.ndarray, *, detrend: int = 
     Returns
     -------
     ndarray (K,) float64
-        In [0, 1]; 0 for a trace that is only a trend, NaN for every unit if no
-        background trace varies beyond its trend (nothing to compare with).
+        In [0, 1]; 0 for a trace that is only a trend; NaN for a trace with non-finite
+        values, and for every unit if no finite background trace varies beyond its trend
+        (nothing to compare with).
     """
     C = np.asarray(traces, np.float64)
     F = np.asarray(f, np.float64)
     if C.ndim != 2 or F.ndim != 2 or F.shape[1] != C.shape[1]:
         raise ValueError(f"traces {np.shape(traces)} and background traces {np.shape(f)} "
                          "must have the same number of frames")
+    F = F[np.isfinite(F).all(axis=1)]  # a broken background trace says nothing
+    finite = np.isfinite(C).all(axis=1)
+    C = np.where(finite[:, None], C, 0.0)
     Fd = _detrended(F, detrend)
     # an orthonormal basis of the span of f beyond its trend (SVD, not QR: a zero,
     # repeated or pure-trend background trace must not add a direction)
@@ -69,4 +73,4 @@ def background_correlation(traces: np.ndarray, f: np.ndarray, *, detrend: int = 
     total = np.sum(Cd**2, axis=1)
     varies = total > 1e-12 * np.sum(C**2, axis=1)  # more than round-off beyond the trend
     share = np.divide(explained, total, out=np.zeros(len(C)), where=varies)
-    return np.sqrt(np.clip(share, 0.0, 1.0))
+    return np.where(finite, np.sqrt(np.clip(share, 0.0, 1.0)), np.nan)

@@ -72,6 +72,18 @@ def test_without_a_varying_background_there_is_nothing_to_measure():
     assert np.isnan(background_correlation(traces, np.linspace(0, 5, T)[None] ** 2)).all()  # a trend
 
 
+def test_non_finite_values_give_nan_not_an_error():
+    rng = np.random.default_rng(5)
+    f = _background(rng)
+    traces = np.stack([f[0] + rng.standard_normal(T), rng.standard_normal(T)])
+    traces[1, 10] = np.nan
+    r = background_correlation(traces, f)
+    assert r[0] > 0.95 and np.isnan(r[1])
+    broken = np.vstack([f, np.full((1, T), np.inf)])
+    np.testing.assert_allclose(background_correlation(traces, broken), r, equal_nan=True)
+    assert np.isnan(background_correlation(traces, np.full((1, T), np.nan))).all()
+
+
 def test_frame_counts_must_agree():
     with pytest.raises(ValueError, match="same number of frames"):
         background_correlation(np.zeros((2, T)), np.zeros((1, T - 1)))
