@@ -11,16 +11,25 @@ from .errors import CalciumDaskError, MovieError, ParamsError, StoreError
 from .io import open_movie
 from .params import Params
 
-__all__ = ["__version__", "open_movie", "Params", "connect", "CalciumDaskError", "MovieError",
-           "ParamsError", "StoreError"]
-
 # heavier entry points load on first use, so `import calcium_dask` and the CLI start fast
-_LAZY = {"connect": ".cluster"}
+_LAZY = {"connect": ".cluster", "motion_correct": ".motion", "apply_shifts": ".motion",
+         "summary_images": ".summary", "cnmf": ".cnmf", "Results": ".results", "open_results": ".results",
+         "run_pipeline": ".pipeline"}
+
+__all__ = ["__version__", "open_movie", "Params", "CalciumDaskError", "MovieError", "ParamsError",
+           "StoreError", *_LAZY]
 
 
 def __getattr__(name: str):
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+        module = importlib.import_module(_LAZY[name], __name__)
+        # `calcium_dask.cnmf` is also a subpackage, which its import binds here; the
+        # subpackage is callable as its `cnmf` function (see cnmf/__init__.py)
+        return module if name == "cnmf" else getattr(module, name)
     raise AttributeError(f"module 'calcium_dask' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -69,3 +71,30 @@ def test_bench_motion_warm_runs_reuse_the_cluster_and_are_summarised_apart(tmp_p
     median, lo, hi = (float(v) for v in rows[4][5:8])
     assert (lo, hi) == (round(min(later), 1), round(max(later), 1))
     assert list(out.iterdir()) == []  # every run's output is deleted
+
+
+def test_bench_motion_accuracy_scores_a_simulated_movie_against_its_ceiling(tmp_path, capsys):
+    from calcium_dask.datasets import GroundTruth
+    from calcium_dask.io import open_movie
+    from calcium_dask.validate import score_mean_image
+
+    bench = _load("bench_motion_accuracy")
+    sim = ["--set", "T=200", "--set", "H=80", "--set", "W=80", "--set", "K=8", "--set", "nr_mean_free=false",
+           "--set", "nr_timescale_s=4"]
+    rows = bench.main(["--preset", "small", "--seeds", "3", *sim, "--dir", str(tmp_path)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("command: python ") and "nr_mean_free=false" in lines[0]
+    (row,) = rows
+    preset, seed, rmse, crisp, corr, ceiling, gap = lines[-1].split()[:7]
+    assert (preset, seed) == ("small", "3") and float(rmse) == round(row["rmse"], 3) and row["rmse"] < 0.2
+    assert float(gap) == round(row["ceiling"] - row["corr"], 5)
+    assert abs(row["crisp"] - 1) < 0.03 and abs(row["ceiling"] - row["corr"]) < 0.001
+    # the ceiling keeps the movie's mean deformation: the true motion undone entirely does
+    # better, and this movie's mean deformation is not negligible
+    (movie_dir,) = [d for d in tmp_path.iterdir() if d.name.startswith("small_3_")]
+    with np.load(movie_dir / "truth.npz") as z:
+        truth = {k: z[k] for k in ("shifts", "nr_field", "nr_By", "nr_Bx", "clean_mean")}
+    raw = open_movie(str(movie_dir / "movie.tif")).data
+    exact = score_mean_image(bench.truth_mean(raw, truth, keep_static=False), truth["clean_mean"])["corr"]
+    assert exact > 0.9995 and exact - row["ceiling"] > 1e-3  # here 0.9998 and 0.004
+    assert GroundTruth.load(movie_dir / "truth.npz").params.nr_mean_free is False

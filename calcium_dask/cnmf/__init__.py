@@ -2,12 +2,15 @@
 
 As in CaImAn's demo notebook: :func:`fit` runs CNMF on patches and merges their
 components; :func:`refit` runs the seeded CNMF on the whole field of view; :func:`cnmf`
-does both and, given a results store, writes the estimates to it.
+does both and, given a results store, writes the estimates to it. The package itself is
+callable as :func:`cnmf`: ``calcium_dask.cnmf(movie, params)``.
 """
 
 from __future__ import annotations
 
+import sys
 import time
+import types
 
 import xarray as xr
 
@@ -43,3 +46,14 @@ def cnmf(movie: xr.DataArray, params: Params, *, store: ResultsStore | str | Non
         store.clear_root_arrays()  # units of an earlier run (and their evaluation) go
         store.write_root(ds)
     return est
+
+
+class _CallableModule(types.ModuleType):
+    """This package, callable as :func:`cnmf` (``calcium_dask.cnmf`` names both)."""
+
+    def __call__(self, movie: xr.DataArray, params: Params, *,
+                 store: ResultsStore | str | None = None) -> CNMFEstimates:
+        return cnmf(movie, params, store=store)
+
+
+sys.modules[__name__].__class__ = _CallableModule

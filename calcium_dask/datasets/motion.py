@@ -71,12 +71,13 @@ def _motion_events(rng: np.random.Generator, T: int, fr: float, rate_hz: float,
 
 
 def nonrigid_field(rng: np.random.Generator, *, T: int, fr: float, grid: tuple[int, int],
-                   nonrigid_max: float, breath: np.ndarray,
-                   shape: tuple[int, int] | None = None) -> np.ndarray:
+                   nonrigid_max: float, breath: np.ndarray, shape: tuple[int, int] | None = None,
+                   timescale_s: float = 1.5, mean_free: bool = True) -> np.ndarray:
     """Non-rigid displacement at the nodes of a coarse grid.
 
-    Each node moves slowly (seconds) and partly in step with breathing; values are
-    soft-limited by ``nonrigid_max * tanh``. Nodes are smoothed together (tissue deforms
+    Each node moves slowly (``timescale_s``) and partly in step with breathing; values are
+    soft-limited by ``nonrigid_max * tanh``. With ``mean_free`` each node's slow motion
+    averages to zero over the movie; without, it keeps the mean of its finite sample. Nodes are smoothed together (tissue deforms
     smoothly). With ``shape`` (H, W), the field's mean over the frame's pixels (through
     :func:`spline_basis`) is zero in every frame, so the rigid part of the motion is
     exactly ``shifts``: the frame-average displacement; without it, the mean over the
@@ -88,7 +89,7 @@ def nonrigid_field(rng: np.random.Generator, *, T: int, fr: float, grid: tuple[i
         Component 0 is the y displacement, 1 the x displacement, pixels.
     """
     gy, gx = grid
-    slow = np.stack([smooth_noise_1d(rng, T, 1.5 * fr) for _ in range(2 * gy * gx)], 1)
+    slow = np.stack([_slow_motion(rng, T, timescale_s * fr, mean_free) for _ in range(2 * gy * gx)], 1)
     pattern = rng.standard_normal(2 * gy * gx)
     z = (0.6 * slow + 0.8 * breath[:, None] * pattern).reshape(T, 2, gy, gx)
     # tissue deforms smoothly: neighbouring nodes move together (a node-to-node
@@ -104,6 +105,15 @@ def nonrigid_field(rng: np.random.Generator, *, T: int, fr: float, grid: tuple[i
         wy, wx = spline_basis(shape[0], gy).mean(0), spline_basis(shape[1], gx).mean(0)
         field -= np.einsum("i,tcij,j->tc", wy, field, wx)[:, :, None, None]
     return field.astype(np.float32)
+
+
+def _slow_motion(rng: np.random.Generator, n: int, sigma: float, mean_free: bool) -> np.ndarray:
+    """Unit-SD low-pass noise (``sigma`` in samples); ``mean_free``: exactly zero mean."""
+    if mean_free:
+        return smooth_noise_1d(rng, n, sigma)
+    # scaled by the process's SD, not the sample's, so a sample keeps its chance mean
+    f = gaussian_filter1d(rng.standard_normal(n), max(sigma, 1e-3), mode="reflect")
+    return f * np.sqrt(2.0 * np.sqrt(np.pi) * max(sigma, 1e-3))
 
 
 def spline_basis(n: int, n_nodes: int) -> np.ndarray:

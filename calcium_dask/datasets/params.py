@@ -107,6 +107,14 @@ class SimulationParams:
         Bound on the non-rigid displacement at the grid nodes, pixels; 0 for none.
     nr_grid : (int, int)
         Nodes (rows, columns) of the coarse non-rigid grid.
+    nr_timescale_s : float
+        Time scale (Gaussian SD), seconds, of the nodes' slow random motion.
+    nr_mean_free : bool
+        True: each node's slow motion averages to exactly zero over the movie, so the
+        movie's mean deformation is nil. False: it is a sample of a stationary process
+        whose mean over a finite movie is not zero, as in real tissue and in the public
+        benchmark's movie; that mean deformation is in every frame, so no correction
+        can see it (the motion-free frame is not observable).
     pad : int or None
         Margin, pixels, of the canvas drawn around the field of view so that motion
         never pulls in undefined pixels; ``None`` derives the smallest safe value.
@@ -147,6 +155,8 @@ class SimulationParams:
     event_amp_range: tuple[float, float] = (1.5, 4.0)
     nonrigid_max: float = 2.0
     nr_grid: tuple[int, int] = (5, 5)
+    nr_timescale_s: float = 1.5
+    nr_mean_free: bool = True
     pad: int | None = None
 
     def __post_init__(self) -> None:
@@ -175,6 +185,8 @@ class SimulationParams:
             raise ValueError("fr and gain must be > 0 and read_sd >= 0")
         if self.rigid_max < 0 or self.nonrigid_max < 0:
             raise ValueError("rigid_max and nonrigid_max must be >= 0 (0: no such motion)")
+        if self.nr_timescale_s <= 0:
+            raise ValueError(f"nr_timescale_s must be > 0, got {self.nr_timescale_s}")
         if min(self.nr_grid) < 2:
             raise ValueError(f"nr_grid needs >= 2 nodes per axis, got {self.nr_grid}")
 

@@ -114,8 +114,9 @@ def _motion(p: SimulationParams) -> tuple[np.ndarray, np.ndarray]:
         rng, T=p.T, fr=p.fr, rigid_max=p.rigid_max, drift_amp_range=p.drift_amp_range,
         jitter_sd=p.jitter_sd, breath_amp=p.breath_amp, event_rate_hz=p.event_rate_hz,
         event_amp_range=p.event_amp_range)
-    nr = nonrigid_field(rng, T=p.T, fr=p.fr, grid=p.nr_grid,
-                        nonrigid_max=p.nonrigid_max, breath=breath, shape=(p.H, p.W))
+    nr = nonrigid_field(rng, T=p.T, fr=p.fr, grid=p.nr_grid, nonrigid_max=p.nonrigid_max,
+                        breath=breath, shape=(p.H, p.W), timescale_s=p.nr_timescale_s,
+                        mean_free=p.nr_mean_free)
     return shifts, nr
 
 

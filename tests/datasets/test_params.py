@@ -37,7 +37,8 @@ def test_pad_too_small_is_refused():
 
 @pytest.mark.parametrize("bad", [dict(K=0), dict(radius_range=(6.0, 4.0)),
                                  dict(pair_frac=1.5), dict(rigid_max=-1.0),
-                                 dict(tau_rise_range_s=(0.4, 0.6)), dict(nr_grid=(1, 5))])
+                                 dict(tau_rise_range_s=(0.4, 0.6)), dict(nr_grid=(1, 5)),
+                                 dict(nr_timescale_s=0.0)])
 def test_invalid_settings_are_refused(bad):
     with pytest.raises(ValueError):
         SimulationParams(**bad)

@@ -131,6 +131,23 @@ def test_rigid_shift_is_the_frame_average_displacement():
         assert np.abs(d - tr.shifts[t][:, None, None]).max() > 0.2
 
 
+def test_mean_deformation_is_nil_unless_the_field_keeps_its_chance_mean():
+    """``nr_mean_free`` (default) makes the movie's mean deformation exactly zero; without it
+    the field is a sample of a stationary process, whose mean over the movie is not zero
+    (and larger for a longer time scale: fewer independent samples). Its spread over time
+    is the same either way, and the other motion does not change."""
+    def mean_rms(**kw):
+        tr = build_scene(SimulationParams.preset("small", T=600, seed=4, **kw)).truth
+        return float(np.sqrt((tr.nr_field.mean(0) ** 2).mean())), float(tr.nr_field.std()), tr.shifts
+
+    free, sd_free, shifts = mean_rms()
+    kept, sd_kept, shifts_kept = mean_rms(nr_mean_free=False)
+    slow, _, _ = mean_rms(nr_mean_free=False, nr_timescale_s=6.0)
+    assert free < 0.01 < 0.05 < kept < slow
+    assert 0.7 < sd_kept / sd_free < 1.4
+    np.testing.assert_array_equal(shifts, shifts_kept)
+
+
 def test_no_motion_when_disabled():
     tr = build_scene(SimulationParams.preset("small", T=50, rigid_max=0.0,
                                              nonrigid_max=0.0)).truth
