@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
+from scipy import ndimage
+from scipy.optimize import linear_sum_assignment, minimize
 
 __all__ = ["match_footprints", "score_sources", "score_shifts", "shift_images", "frame_offset",
            "score_mean_image", "crispness"]
@@ -73,8 +74,6 @@ def score_sources(truth_fp: np.ndarray, truth_c: np.ndarray, found_fp: np.ndarra
 
 def shift_images(images: np.ndarray, offset: np.ndarray) -> np.ndarray:
     """Translate (K, H, W) images by a (dy, dx) offset (linear interpolation, zero fill)."""
-    from scipy import ndimage
-
     if not np.any(np.abs(offset) > 1e-3):
         return images
     return np.stack([ndimage.shift(im, offset, order=1, mode="constant") for im in images])
@@ -114,9 +113,6 @@ def score_mean_image(mean: np.ndarray, clean_mean: np.ndarray, *, offset: Sequen
         ``offset_yx``; ``corr`` (Pearson correlation); ``crispness_norm`` (:func:`crispness`
         of ``mean`` over that of the translated clean mean: below 1 is blurrier).
     """
-    from scipy import ndimage
-    from scipy.optimize import minimize
-
     inner = (slice(border, -border or None),) * 2
     m = np.asarray(mean, np.float64)[inner].ravel()
     cm = np.asarray(clean_mean, np.float64)
@@ -131,5 +127,6 @@ def score_mean_image(mean: np.ndarray, clean_mean: np.ndarray, *, offset: Sequen
     fit = minimize(neg_corr, o0, method="Nelder-Mead",
                    options=dict(xatol=0.005, fatol=1e-8, initial_simplex=[o0, o0 + [0.3, 0], o0 + [0, 0.3]]))
     best = np.asarray(fit.x if fit.fun <= neg_corr(o0) else o0, np.float64)
+    ref = moved(best)
     return {"offset_yx": best.tolist(), "corr": -neg_corr(best),
-            "crispness_norm": crispness(m.reshape(moved(best).shape)) / crispness(moved(best))}
+            "crispness_norm": crispness(m.reshape(ref.shape)) / crispness(ref)}

@@ -77,11 +77,11 @@ def nonrigid_field(rng: np.random.Generator, *, T: int, fr: float, grid: tuple[i
 
     Each node moves slowly (``timescale_s``) and partly in step with breathing; values are
     soft-limited by ``nonrigid_max * tanh``. With ``mean_free`` each node's slow motion
-    averages to zero over the movie; without, it keeps the mean of its finite sample. Nodes are smoothed together (tissue deforms
-    smoothly). With ``shape`` (H, W), the field's mean over the frame's pixels (through
-    :func:`spline_basis`) is zero in every frame, so the rigid part of the motion is
-    exactly ``shifts``: the frame-average displacement; without it, the mean over the
-    nodes is zero.
+    averages to zero over the movie; without, it keeps the mean of its finite sample.
+    Nodes are smoothed together (tissue deforms smoothly). With ``shape`` (H, W), the
+    field's mean over the frame's pixels (through :func:`spline_basis`) is zero in every
+    frame, so the rigid part of the motion is exactly ``shifts``: the frame-average
+    displacement; without it, the mean over the nodes is zero.
 
     Returns
     -------
