@@ -3,7 +3,7 @@ crispness of the corrected mean >= 0.99 of the motion-free mean's, correlation o
 mean with the motion-free mean >= 0.999).
 
     python benchmarks/bench_motion_accuracy.py --preset small --seeds 1 2 3 4 --preset hard
-    python benchmarks/bench_motion_accuracy.py --preset small --seeds 1 2 3 4 \
+    python benchmarks/bench_motion_accuracy.py --preset small --seeds 1 2 3 4 \\
         --set nr_mean_free=false --set nr_timescale_s=3 --param template_sampling=middle
     python benchmarks/bench_motion_accuracy.py --movie ../shared/bench/data/small/movie.tif \\
         --truth ../shared/bench/data/small/truth.npz
@@ -99,7 +99,8 @@ def simulated(directory: Path, presets: list[str], seeds: list[int], overrides: 
             if not (d / "movie.tif").exists():
                 write_movie(d / "movie.tif", sp)
             # as a user would: max_shifts covers the motion the preset simulates
-            yield f"{preset} {seed}", d / "movie.tif", d / "truth.npz", max(6, int(np.ceil(sp.rigid_max + sp.nonrigid_max)))
+            max_shift = max(6, int(np.ceil(sp.rigid_max + sp.nonrigid_max)))
+            yield f"{preset} {seed}", d / "movie.tif", d / "truth.npz", max_shift
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
