@@ -61,11 +61,10 @@ class ShapeModel:
     def logits(self, x: np.ndarray) -> np.ndarray:
         """Pre-sigmoid scores of inputs ``x`` (n, D)."""
         z = (np.asarray(x, np.float32) - self.x_mean) / self.x_std
-        # one product per row: a batched float32 product rounds a row differently by where
-        # it sits in the batch (BLAS tiles), and a unit's score must not depend on the others
-        pre = np.stack([row @ self.W1 for row in z]) if len(z) else np.zeros((0, len(self.b1)), np.float32)
-        h = np.maximum(pre + self.b1, 0.0)
-        return np.array([row @ self.W2 for row in h], np.float32) + self.b2[0]
+        # a stack of one-row products: a batched float32 product rounds a row differently by
+        # where it sits in the batch (BLAS tiles), and a unit's score must not depend on the others
+        h = np.maximum((z[:, None, :] @ self.W1)[:, 0] + self.b1, 0.0)
+        return (h[:, None, :] @ self.W2)[:, 0] + self.b2[0]
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Probability of being a neuron, (n,) float64."""
