@@ -15,9 +15,16 @@ def smooth_field(rng: np.random.Generator, shape: tuple[int, ...], sigma: float)
     return (f - f.mean()) / max(f.std(), 1e-12)
 
 
-def smooth_noise_1d(rng: np.random.Generator, n: int, sigma: float) -> np.ndarray:
-    """Zero-mean, unit-SD low-pass noise of length ``n`` (sigma in samples)."""
-    f = ndimage.gaussian_filter1d(rng.standard_normal(n), max(sigma, 1e-3), mode="reflect")
+def smooth_noise_1d(rng: np.random.Generator, n: int, sigma: float, *, mean_free: bool = True) -> np.ndarray:
+    """Low-pass noise of length ``n`` (Gaussian, ``sigma`` in samples), unit SD.
+
+    ``mean_free``: the sample has exactly zero mean and unit SD. Otherwise it is scaled
+    by the process's SD, not the sample's, so it keeps the chance mean of a finite sample.
+    """
+    sigma = max(sigma, 1e-3)
+    f = ndimage.gaussian_filter1d(rng.standard_normal(n), sigma, mode="reflect")
+    if not mean_free:
+        return f * np.sqrt(2.0 * np.sqrt(np.pi) * sigma)
     f = f - f.mean()
     return f / max(f.std(), 1e-12)
 

@@ -89,7 +89,8 @@ def nonrigid_field(rng: np.random.Generator, *, T: int, fr: float, grid: tuple[i
         Component 0 is the y displacement, 1 the x displacement, pixels.
     """
     gy, gx = grid
-    slow = np.stack([_slow_motion(rng, T, timescale_s * fr, mean_free) for _ in range(2 * gy * gx)], 1)
+    slow = np.stack([smooth_noise_1d(rng, T, timescale_s * fr, mean_free=mean_free)
+                     for _ in range(2 * gy * gx)], 1)
     pattern = rng.standard_normal(2 * gy * gx)
     z = (0.6 * slow + 0.8 * breath[:, None] * pattern).reshape(T, 2, gy, gx)
     # tissue deforms smoothly: neighbouring nodes move together (a node-to-node
@@ -105,15 +106,6 @@ def nonrigid_field(rng: np.random.Generator, *, T: int, fr: float, grid: tuple[i
         wy, wx = spline_basis(shape[0], gy).mean(0), spline_basis(shape[1], gx).mean(0)
         field -= np.einsum("i,tcij,j->tc", wy, field, wx)[:, :, None, None]
     return field.astype(np.float32)
-
-
-def _slow_motion(rng: np.random.Generator, n: int, sigma: float, mean_free: bool) -> np.ndarray:
-    """Unit-SD low-pass noise (``sigma`` in samples); ``mean_free``: exactly zero mean."""
-    if mean_free:
-        return smooth_noise_1d(rng, n, sigma)
-    # scaled by the process's SD, not the sample's, so a sample keeps its chance mean
-    f = gaussian_filter1d(rng.standard_normal(n), max(sigma, 1e-3), mode="reflect")
-    return f * np.sqrt(2.0 * np.sqrt(np.pi) * max(sigma, 1e-3))
 
 
 def spline_basis(n: int, n_nodes: int) -> np.ndarray:
