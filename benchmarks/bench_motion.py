@@ -79,7 +79,7 @@ def run_one(movie_path: Path, out: Path, pw_rigid: bool, workers: int, memory_li
     (each run to its own output, deleted after it unless ``keep``): one record per run."""
     import calcium_dask as cd
     from calcium_dask.motion import motion_correct
-    from calcium_dask.progress import set_quiet
+    from calcium_dask.compute import set_quiet
     from calcium_dask.store import ResultsStore
 
     set_quiet(True)

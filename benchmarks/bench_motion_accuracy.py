@@ -10,7 +10,7 @@ mean with the motion-free mean >= 0.999).
 
 Each movie (simulated, or any movie with a ``truth.npz`` in the public benchmark's layout) is
 corrected with CaImAn's demo parameters (piecewise-rigid) on a local cluster of 2 workers and
-scored with :mod:`calcium_dask.validate` as ``../shared/bench/score.py`` scores it.
+scored with :mod:`calcium_dask.datasets.scoring` as ``../shared/bench/score.py`` scores it.
 
 Column ``ceiling`` is the best correlation any registration to the movie itself can reach:
 the movie corrected with its true per-frame motion, except for the time mean of the
@@ -42,7 +42,7 @@ def truth_mean(movie, truth: dict, *, keep_static: bool = True, block: int = 200
     ceiling of a correction that registers the movie to a template made from itself.
     """
     from calcium_dask.datasets.motion import displacement
-    from calcium_dask.motion.warp import apply_field
+    from calcium_dask.motion.kernels.warp import apply_field
 
     nr = truth["nr_field"].astype(np.float64)
     static = nr.mean(0) if keep_static else np.zeros(nr.shape[1:])
@@ -60,7 +60,7 @@ def correct(movie_path: Path, out: Path, max_shift: int, overrides: list[str]):
     """Correct with CaImAn's demo parameters (and ``overrides``, ``key=value``) on 2 local workers."""
     import calcium_dask as cd
     from calcium_dask.cli import demo_params
-    from calcium_dask.progress import set_quiet
+    from calcium_dask.compute import set_quiet
 
     set_quiet(True)
     params = demo_params(30.0).replace(**{"motion.max_shifts": (max_shift, max_shift)}).with_overrides(overrides)
@@ -74,7 +74,7 @@ def correct(movie_path: Path, out: Path, max_shift: int, overrides: list[str]):
 def score(movie_path: Path, truth_path: Path, out: Path, max_shift: int, overrides: list[str]) -> dict:
     """RMSE, crispness, mean-image correlation and its ceiling for one movie."""
     import calcium_dask as cd
-    from calcium_dask.validate import frame_offset, score_mean_image, score_shifts
+    from calcium_dask.datasets.scoring import frame_offset, score_mean_image, score_shifts
 
     with np.load(truth_path, allow_pickle=False) as z:
         truth = {k: z[k] for k in ("shifts", "nr_field", "nr_By", "nr_Bx", "clean_mean")}

@@ -6,7 +6,7 @@ units >= 0.90; accepted F1 >= 0.85 with precision >= 0.90).
     python benchmarks/bench_pipeline.py --preset small --seeds 1 2 3 4 --preset hard
 
 Each movie is simulated (ground truth beside it), run with CaImAn's demo-notebook parameters
-on a local cluster of 2 workers, and scored with calcium_dask.validate (the truth is moved
+on a local cluster of 2 workers, and scored with calcium_dask.datasets.scoring (the truth is moved
 into the motion-corrected frame first).
 """
 
@@ -26,7 +26,7 @@ def run(movie: Path, out: Path, max_shift: int) -> tuple[list[dict], float]:
     import calcium_dask as cd
     from calcium_dask.cli import demo_params
     from calcium_dask.pipeline import run_pipeline
-    from calcium_dask.progress import set_quiet
+    from calcium_dask.compute import set_quiet
 
     set_quiet(True)
     with cd.connect(n_workers=2, dashboard_address=None, quiet=True) as client:

@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> None:
 def cluster() -> Iterator[Any]:
     """One LocalCluster for every run: 2 worker processes of 1 thread, 2 GB each."""
     from calcium_dask.cluster import connect
-    from calcium_dask.progress import set_quiet
+    from calcium_dask.compute import set_quiet
 
     set_quiet(True)
     client = connect(n_workers=N_WORKERS, memory_limit=MEMORY_LIMIT, dashboard_address="127.0.0.1:0", quiet=True)

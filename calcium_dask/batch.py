@@ -533,12 +533,12 @@ def batch_command(ctx: click.Context, manifest: str, scheduler: str | None, n_wo
     resumes the others.
     """
     from .cluster import connect
-    from . import progress
+    from .compute import is_quiet, set_quiet
 
     m = load_manifest(manifest)
     echo = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
-    was_quiet = progress.is_quiet()
-    progress.set_quiet(True)  # concurrent bars would interleave: one line per stage instead
+    was_quiet = is_quiet()
+    set_quiet(True)  # concurrent bars would interleave: one line per stage instead
     try:
         with connect(scheduler, n_workers=n_workers, quiet=quiet) as client:
             echo(f"{len(m.sessions)} sessions, at most {max_concurrent} at once")
@@ -546,7 +546,7 @@ def batch_command(ctx: click.Context, manifest: str, scheduler: str | None, n_wo
             if client.cluster is not None:
                 client.cluster.close()
     finally:
-        progress.set_quiet(was_quiet)
+        set_quiet(was_quiet)
     print_table(results)
     if summary_path:
         write_summary(results, summary_path, m.storage_options)

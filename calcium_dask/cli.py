@@ -147,7 +147,7 @@ def run(movie: tuple[str, ...], out: str, params_file: str | None, assignments: 
     """Run the pipeline on MOVIE and write the results store OUT (resumable)."""
     from .cluster import connect
     from .pipeline import run_pipeline
-    from .progress import set_quiet
+    from .compute import set_quiet
 
     params = load_params(params_file, assignments)
     so = parse_storage_options(storage_options)
@@ -221,7 +221,7 @@ def demo(out_dir: str, preset: str, scheduler: str | None, n_workers: int | None
     from .cluster import connect
     from .datasets import GroundTruth, SimulationParams, write_movie
     from .pipeline import run_pipeline
-    from .progress import set_quiet
+    from .compute import set_quiet
 
     set_quiet(quiet)
     out = Path(out_dir)
@@ -255,7 +255,7 @@ def demo_params(fr: float):
 
 def score_lines(store, truth) -> list[str]:
     """One line per stage present in the store, scored against the ground truth."""
-    from .validate import frame_offset, match_footprints, score_shifts, score_sources, shift_images
+    from .datasets.scoring import frame_offset, match_footprints, score_shifts, score_sources, shift_images
 
     lines: list[str] = []
     stages = store.stages()

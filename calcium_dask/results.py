@@ -152,7 +152,7 @@ class Results:
         ``use_residuals`` adds the residuals to the denoised traces (the raw traces), as
         CaImAn does when its ``use_residuals`` is True.
         """
-        from .evaluate.dff import detrend_df_f
+        from .evaluate.kernels.dff import detrend_df_f
         from .evaluate.orchestrate import footprints_matrix
 
         fp = self.ds["footprints"]

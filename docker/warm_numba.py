@@ -27,8 +27,8 @@ def ar_trace(g: tuple[float, ...], n: int = 600, seed: int = 0) -> np.ndarray:
 def warm() -> None:
     """Run every numba-compiled path (deconvolution, seeding, refit products, summary
     images, motion registration and warping) once."""
-    from calcium_dask.cnmf.deconvolution import constrained_foopsi
-    from calcium_dask.cnmf.oasis import oasis_ar1, oasis_ar2
+    from calcium_dask.cnmf.kernels.deconvolution import constrained_foopsi
+    from calcium_dask.cnmf.kernels.oasis import oasis_ar1, oasis_ar2
 
     y1, y2 = ar_trace((0.9,)), ar_trace((1.3, -0.4))
     constrained_foopsi(y1, p=1)
@@ -45,8 +45,8 @@ def _warm_patch_kernels() -> None:
     """The numba kernels of CNMF seeding and the refit's products over time chunks."""
     import scipy.sparse as sp
 
-    from calcium_dask.cnmf.init import greedy_roi
-    from calcium_dask.cnmf.products import frames_dot_footprints, frames_dot_traces
+    from calcium_dask.cnmf.kernels.init import greedy_roi
+    from calcium_dask.cnmf.kernels.products import frames_dot_footprints, frames_dot_traces
 
     rng = np.random.default_rng(0)
     movie = (5 + rng.standard_normal((200, 16, 16))).astype(np.float32)
@@ -68,8 +68,8 @@ def _warm_summary_kernels() -> None:
 def _warm_motion_kernels() -> None:
     """Registration's taper and the separable bicubic shift (frames arrive as float32 or
     as the movie's integers)."""
-    from calcium_dask.motion._cubic import shift_cubic
-    from calcium_dask.motion._spectral import NATIVE, taper, tapered
+    from calcium_dask.motion.kernels._cubic import shift_cubic
+    from calcium_dask.motion.kernels._spectral import NATIVE, taper, tapered
 
     frames = np.arange(2 * 16 * 16).reshape(2, 16, 16)
     for dtype in NATIVE:

@@ -76,7 +76,7 @@ def test_bench_motion_warm_runs_reuse_the_cluster_and_are_summarised_apart(tmp_p
 def test_bench_motion_accuracy_scores_a_simulated_movie_against_its_ceiling(tmp_path, capsys):
     from calcium_dask.datasets import GroundTruth
     from calcium_dask.io import open_movie
-    from calcium_dask.validate import score_mean_image
+    from calcium_dask.datasets.scoring import score_mean_image
 
     bench = _load("bench_motion_accuracy")
     sim = ["--set", "T=200", "--set", "H=80", "--set", "W=80", "--set", "K=8", "--set", "nr_mean_free=false",

@@ -87,7 +87,7 @@ def test_urgent_objects_run_ahead_and_results_keep_their_order(client):
 
     import dask
 
-    from calcium_dask.progress import compute
+    from calcium_dask.compute import compute
 
     def stamp(x):
         time.sleep(0.02)

@@ -13,7 +13,7 @@ from calcium_dask.evaluate import r_values_in_memory
 from calcium_dask.evaluate.orchestrate import evaluate_components, footprints_matrix
 from calcium_dask.pipeline import run_pipeline
 from calcium_dask.store import ResultsStore
-from calcium_dask.validate import frame_offset, score_sources, shift_images
+from calcium_dask.datasets.scoring import frame_offset, score_sources, shift_images
 
 from .test_store import _views_agree
 

@@ -18,8 +18,8 @@ from ..params import Params
 from ..store import ResultsStore
 from .output import estimates_dataset
 from .patches import PatchSet, fit_patches
-from .seeded import CNMFEstimates
-from .seeded import refit as _refit
+from .refit import CNMFEstimates
+from .refit import refit as _refit
 
 __all__ = ["cnmf", "fit", "refit", "CNMFEstimates", "PatchSet", "estimates_dataset"]
 

@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 import xarray as xr
 
-from .seeded import CNMFEstimates
+from .refit import CNMFEstimates
 
 __all__ = ["estimates_dataset", "dense_footprints"]
 

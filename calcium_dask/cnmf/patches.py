@@ -1,8 +1,8 @@
 """CNMF on patches as dask tasks, and the reduction of their results to one set of components.
 
-Each patch runs :func:`~calcium_dask.cnmf.fit.fit_patch` on numpy data and returns, as
+Each patch runs :func:`~calcium_dask.cnmf.kernels.fit.fit_patch` on numpy data and returns, as
 sparse footprints in global pixel coordinates, only the components centred in its own tile
-(:func:`~calcium_dask.cnmf.grid.own_boxes`): a neuron in the overlap of two patches is
+(:func:`~calcium_dask.cnmf.kernels.grid.own_boxes`): a neuron in the overlap of two patches is
 reported once, and the K seeds of a patch are not spent on its neighbours' neurons.
 Neighbouring patches are fitted by one task that reads their union once. The components are
 then merged where they overlap and correlate, and the patches' backgrounds (averaged where
@@ -13,7 +13,7 @@ The seeding departs from CaImAn's ``greedyROI`` where its failures were found on
 movies with exact ground truth: seeds are taken by significance of their transients in a
 detrended movie, with the neuropil shared by the patch and the flicker of residual motion
 removed, and seeding stops when nothing stands out of the noise
-(:func:`~calcium_dask.cnmf.init.greedy_roi`).
+(:func:`~calcium_dask.cnmf.kernels.init.greedy_roi`).
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ import xarray as xr
 
 from ..errors import MovieError
 from ..params import Params
-from ..progress import compute
-from .background import low_rank_background
-from .fit import fit_patch
-from .grid import own_boxes, patch_boxes
-from .merge import merge_until_stable
-from .source import ZarrMovie, patch_input
+from ..compute import compute
+from .kernels.background import low_rank_background
+from .kernels.fit import fit_patch
+from .kernels.grid import own_boxes, patch_boxes
+from .kernels.merge import merge_until_stable
+from ..movie_blocks import ZarrMovie, patch_input
 
 __all__ = ["fit_patches", "PatchSet", "patch_options", "patch_memory_tsub", "patch_groups"]
 

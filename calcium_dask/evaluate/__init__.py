@@ -8,11 +8,11 @@ The functions here are numpy kernels; the dask orchestration over a movie lives 
 
 from __future__ import annotations
 
-from .classifier import ShapeModel, classify, load_model
-from .dff import detrend_df_f
-from .select import accept
-from .snr import event_exceptionality, fitness_to_snr, frames_per_event, trace_snr
-from .spatial import (FootprintWindows, active_frames, background_window_means,
+from .kernels.classifier import ShapeModel, classify, load_model
+from .kernels.dff import detrend_df_f
+from .kernels.select import accept
+from .kernels.snr import event_exceptionality, fitness_to_snr, frames_per_event, trace_snr
+from .kernels.spatial import (FootprintWindows, active_frames, background_window_means,
                       footprint_window, peak_window, r_values, r_values_in_memory,
                       window_sums)
 

@@ -14,17 +14,17 @@ import numpy as np
 import scipy.sparse as sp
 import xarray as xr
 
-from ..cnmf.source import time_blocks
+from ..movie_blocks import time_blocks
 from ..params import Params
-from ..progress import compute
-from .background_residue import background_correlation
-from .classifier import classify
-from .dff import detrend_df_f
-from .duplicates import find_duplicates
-from .motion_artifacts import border_weight, border_widths, motion_correlation
-from .select import accept
-from .snr import trace_snr
-from .spatial import (active_frames, background_window_means, footprint_window, peak_window, r_values,
+from ..compute import compute
+from .kernels.background_residue import background_correlation
+from .kernels.classifier import classify
+from .kernels.dff import detrend_df_f
+from .kernels.duplicates import find_duplicates
+from .kernels.motion_artifacts import border_weight, border_widths, motion_correlation
+from .kernels.select import accept
+from .kernels.snr import trace_snr
+from .kernels.spatial import (active_frames, background_window_means, footprint_window, peak_window, r_values,
                       window_sums)
 
 __all__ = ["evaluate_components", "footprints_matrix", "compute_dff", "motion_residue"]
@@ -100,7 +100,7 @@ def evaluate_components(movie: xr.DataArray, ds: xr.Dataset, params: Params,
 
     A unit is accepted by CaImAn's thresholds, then rejected if it is a residue of motion
     correction's border fill, background CNMF took for a source
-    (:mod:`~calcium_dask.evaluate.background_residue`) or a duplicate of a stronger unit.
+    (:mod:`~calcium_dask.evaluate.kernels.background_residue`) or a duplicate of a stronger unit.
 
     Parameters
     ----------

@@ -1,10 +1,10 @@
 """Train the shape classifier on simulated footprints and write its weights.
 
-    python -m calcium_dask.evaluate.train_classifier --out calcium_dask/evaluate/shape_classifier.npz
+    python -m calcium_dask.evaluate.train_classifier --out calcium_dask/evaluate/kernels/shape_classifier.npz
 
 Examples are drawn shapes: the true footprints of simulated movies (several presets,
 soma radii and seeds) degraded like CNMF estimates, against the false positives of
-:mod:`calcium_dask.evaluate.shapes`; seeds in ``HELDOUT_SEEDS`` and a separate random
+:mod:`calcium_dask.evaluate.kernels.shapes`; seeds in ``HELDOUT_SEEDS`` and a separate random
 stream are kept for the report. The classifier is also scored on what it meets in use:
 the pipeline (motion correction, CNMF on patches, refit) runs on simulated movies with
 motion (``CNMF_HELDOUT_SEEDS``), and each component is a positive if it matches a true
@@ -29,9 +29,9 @@ import scipy.sparse as sp
 
 from ..datasets import GroundTruth, SimulationParams
 from ..datasets.scene import build_scene
-from . import shapes
-from ._shape_features import crop_image
-from .classifier import ShapeModel, model_inputs
+from .kernels import shapes
+from .kernels._shape_features import crop_image
+from .kernels.classifier import ShapeModel, model_inputs
 
 TRAIN_SEEDS = tuple(range(1, 13))
 HELDOUT_SEEDS = tuple(range(101, 107))
@@ -275,9 +275,9 @@ def _cnmf_footprints(preset: str, kw: dict, gSig: float,
     from ..datasets import write_movie
     from ..io import open_movie
     from ..motion import motion_correct
-    from ..progress import set_quiet
+    from ..compute import set_quiet
     from ..store import ResultsStore
-    from ..validate import frame_offset, match_footprints, shift_images
+    from ..datasets.scoring import frame_offset, match_footprints, shift_images
 
     p = SimulationParams.preset(preset, **kw, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -316,7 +316,7 @@ def _cached_footprints(cache: str | None, preset: str, kw: dict, gSig: float,
 
 def _cnmf_movie(preset: str, kw: dict, gSig: float, seed: int, cache: str | None = None) -> Dataset:
     """Crops of the components CNMF finds in one simulated movie, labelled by matching."""
-    from ._shape_features import crop_footprints
+    from .kernels._shape_features import crop_footprints
 
     A, dims, y = _cached_footprints(cache, preset, kw, gSig, seed)
     crops = crop_footprints(A, dims, gSig=gSig, size=SIZE)

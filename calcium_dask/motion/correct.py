@@ -21,15 +21,15 @@ import dask
 import numpy as np
 import xarray as xr
 
-from ..missing import fill_missing_lazy
+from ..movie_blocks import fill_missing_lazy
 from ..params import MotionParams, Params
-from ..progress import compute
+from ..compute import compute
 from ..store import ResultsStore
 from ..summary import summary_dataset
 from ..summary.kernels import combine, partial_sums
 from .kernels import apply_shift, correct_frames, patch_centers, warp_piecewise
-from .templates import corrected_sums, group_means, mean_from_sums, merge_templates
-from .filters import high_pass_filter
+from .kernels.templates import corrected_sums, group_means, mean_from_sums, merge_templates
+from .kernels.filters import high_pass_filter
 
 __all__ = ["motion_correct", "apply_shifts", "kernel_options", "MotionResult", "block_frames",
            "TEMPLATE_BYTES"]

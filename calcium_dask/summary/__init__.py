@@ -8,7 +8,7 @@ import dask
 import numpy as np
 import xarray as xr
 
-from ..progress import compute
+from ..compute import compute
 from .kernels import combine, finalize, partial_sums
 
 __all__ = ["summary_images", "summary_dataset"]

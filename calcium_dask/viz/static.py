@@ -186,7 +186,7 @@ def _boxes_from_centres(cy: np.ndarray, cx: np.ndarray) -> tuple[np.ndarray, np.
 def _motion_boxes(mot: xr.Dataset | None, shape: tuple[int, int], strides: Sequence[int] | None,
                   overlaps: Sequence[int] | None) -> tuple[np.ndarray, np.ndarray, int, int] | None:
     if strides is not None and overlaps is not None:
-        from ..motion.grid import patch_grid, patch_size  # on use: the motion package is heavy to import
+        from ..motion.kernels.grid import patch_grid, patch_size  # on use: the motion package is heavy to import
 
         ys, xs = patch_grid(shape, strides=strides, overlaps=overlaps)
         return (ys, xs, *patch_size(shape, strides=strides, overlaps=overlaps))
@@ -273,7 +273,7 @@ def view_quilt(source: Any, *, rf: int | None = None, stride: int | None = None,
         if "patch" not in loaded.params:
             return _note(ax, MISSING["params"] + " (pass rf and stride)")
         rf, stride = loaded.param("patch", "rf"), loaded.param("patch", "stride")
-    from ..cnmf.grid import patch_boxes  # on use: the cnmf package is heavy to import
+    from ..cnmf.kernels.grid import patch_boxes  # on use: the cnmf package is heavy to import
 
     boxes = patch_boxes(img.shape, rf, stride)
     _show_image(ax, img)

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from numpy.testing import assert_allclose
 
-from calcium_dask.cnmf.deconvolution import FoopsiResult, constrained_foopsi
-from calcium_dask.cnmf.noise import ar_from_time_constants
-from calcium_dask.cnmf.oasis import ar_roots, oasis_ar1, oasis_ar2
+from calcium_dask.cnmf.kernels.deconvolution import FoopsiResult, constrained_foopsi
+from calcium_dask.cnmf.kernels.noise import ar_from_time_constants
+from calcium_dask.cnmf.kernels.oasis import ar_roots, oasis_ar1, oasis_ar2
 
 reference = pytest.importorskip("oasis.oasis_methods")  # GPL, tests only
 GCAMP6F = ar_from_time_constants(0.05, 0.4, 30.0)  # rise 50 ms, decay 400 ms at 30 Hz

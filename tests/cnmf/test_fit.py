@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from calcium_dask.cnmf.fit import PatchResult, fit_patch, sufficient_statistics
-from calcium_dask.cnmf.init import _centers
-from calcium_dask.cnmf.merge import merge_until_stable
+from calcium_dask.cnmf.kernels.fit import PatchResult, fit_patch, sufficient_statistics
+from calcium_dask.cnmf.kernels.init import _centers
+from calcium_dask.cnmf.kernels.merge import merge_until_stable
 
 from .cnmf_sim import corr, match, simulate
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from calcium_dask.cnmf.hals import (
+from calcium_dask.cnmf.kernels.hals import (
     dilate_support,
     greedy_groups,
     hals,
@@ -14,8 +14,8 @@ from calcium_dask.cnmf.hals import (
     hals_footprints,
     hals_traces,
 )
-from calcium_dask.cnmf.init import greedy_roi
-from calcium_dask.cnmf.nnls import nnls_small
+from calcium_dask.cnmf.kernels.init import greedy_roi
+from calcium_dask.cnmf.kernels.nnls import nnls_small
 
 from .cnmf_sim import corr, match, simulate
 

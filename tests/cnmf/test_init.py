@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from calcium_dask.cnmf.init import (
+from calcium_dask.cnmf.kernels.init import (
     _block_mean,
     _detrend,
     _remove_motion,

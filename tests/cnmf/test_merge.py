@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from calcium_dask.cnmf.merge import merge_components, remove_empty
+from calcium_dask.cnmf.kernels.merge import merge_components, remove_empty
 
 from .cnmf_sim import corr, simulate
 

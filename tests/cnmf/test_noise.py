@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from numpy.testing import assert_allclose
 
-from calcium_dask.cnmf.noise import (
+from calcium_dask.cnmf.kernels.noise import (
     ar_from_time_constants,
     estimate_ar,
     noise_movie,

@@ -10,10 +10,10 @@ import scipy.sparse as sp
 import xarray as xr
 
 from calcium_dask.cnmf import fit, refit
-from calcium_dask.cnmf.grid import interior, own_boxes, patch_boxes
+from calcium_dask.cnmf.kernels.grid import interior, own_boxes, patch_boxes
 from calcium_dask.cnmf.patches import _collect, patch_groups
 from calcium_dask.params import Params
-from calcium_dask.progress import set_quiet
+from calcium_dask.compute import set_quiet
 
 from .cnmf_sim import _calcium, corr, footprint
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from calcium_dask.cnmf.products import (
+from calcium_dask.cnmf.kernels.products import (
     add_compensated,
     frames_dot_footprints,
     frames_dot_traces,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from calcium_dask.cnmf.spatial import (
+from calcium_dask.cnmf.kernels.spatial import (
     masked_YCt,
     search_area,
     threshold_footprints,
@@ -163,7 +163,7 @@ def test_background_error_goes_into_the_background_not_the_footprints(sim):
 
 
 def test_hals_footprints_with_free_background_solves_each_pixel_jointly(sim):
-    from calcium_dask.cnmf.hals import hals_footprints
+    from calcium_dask.cnmf.kernels.hals import hals_footprints
 
     YCt, CCt = _stats(sim, sim.C)
     mask = search_area(sim.A, DIMS, expand=2)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from calcium_dask.cnmf.temporal import residual_traces, update_temporal
+from calcium_dask.cnmf.kernels.temporal import residual_traces, update_temporal
 
 from .cnmf_sim import corr, simulate
 

@@ -9,8 +9,8 @@ from numpy.testing import assert_array_equal
 
 from calcium_dask.datasets import SimulationParams
 from calcium_dask.datasets.scene import build_scene
-from calcium_dask.evaluate import shapes
-from calcium_dask.evaluate.classifier import (ShapeModel, classify, default_model_path,
+from calcium_dask.evaluate.kernels import shapes
+from calcium_dask.evaluate.kernels.classifier import (ShapeModel, classify, default_model_path,
                                               load_model)
 from calcium_dask.evaluate.train_classifier import HELDOUT_SEEDS, TRAIN_SEEDS
 

@@ -227,7 +227,7 @@ def test_niter_els_refines_the_template_piecewise_before_the_pass(sim_small):
     registers the frames sampled over the movie piecewise to it and averages them."""
     from calcium_dask.motion.correct import (_frame_blocks, _sample_runs, _template_graph, block_frames,
                                              kernel_options)
-    from calcium_dask.motion.templates import refine_template
+    from calcium_dask.motion.kernels.templates import refine_template
 
     movie = open_movie(sim_small, chunk_frames=50)
     templates = {}

@@ -215,7 +215,7 @@ def test_a_frame_does_not_depend_on_its_block(pw_rigid):
 def test_template_from_parts_equals_the_template_of_the_whole():
     """The distributed template: group means and registered sums computed per part of the
     frames give the single-task template."""
-    from calcium_dask.motion.templates import corrected_sums, group_means, mean_from_sums
+    from calcium_dask.motion.kernels.templates import corrected_sums, group_means, mean_from_sums
 
     frames = RIGID_MOVIE.astype(np.float32)
     assert len(frames) >= 12
@@ -230,7 +230,7 @@ def test_template_from_parts_equals_the_template_of_the_whole():
 
 
 def test_group_means_of_integer_frames_equal_those_of_their_float_copy():
-    from calcium_dask.motion.templates import group_means
+    from calcium_dask.motion.kernels.templates import group_means
 
     frames = np.random.default_rng(3).integers(0, 4000, (25, 6, 7)).astype(np.uint16)
     got = group_means(frames, 10)
@@ -240,7 +240,7 @@ def test_group_means_of_integer_frames_equal_those_of_their_float_copy():
 
 
 def test_group_means_of_short_stacks():
-    from calcium_dask.motion.templates import group_means
+    from calcium_dask.motion.kernels.templates import group_means
 
     frames = np.arange(4 * 2 * 2, dtype=np.float32).reshape(4, 2, 2)
     assert_allclose(group_means(frames, 10), frames.mean(0, keepdims=True))  # one group of all

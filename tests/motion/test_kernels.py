@@ -199,7 +199,7 @@ def test_piecewise_odd_frame_size_and_border_patches():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.uint16])
 def test_taper_removes_the_weighted_mean_frame_by_frame(dtype):
-    from calcium_dask.motion._spectral import taper, tapered
+    from calcium_dask.motion.kernels._spectral import taper, tapered
 
     rng = np.random.default_rng(4)
     frames = (rng.random((3, 2, 30, 37)) * 1000).astype(dtype)
@@ -217,7 +217,7 @@ def test_taper_removes_the_weighted_mean_frame_by_frame(dtype):
 
 
 def test_tapered_windows_equal_the_taper_of_each_cut_out_window():
-    from calcium_dask.motion._spectral import taper, tapered, tapered_windows
+    from calcium_dask.motion.kernels._spectral import taper, tapered, tapered_windows
 
     rng = np.random.default_rng(5)
     frames = (rng.random((2, 40, 50)) * 100).astype(np.float32)
@@ -238,8 +238,8 @@ def test_tapered_windows_equal_the_taper_of_each_cut_out_window():
 
 def test_envelope_table_gives_the_cosine_sum():
     """The peak searches read the taper's autocorrelation from a table of their grid."""
-    from calcium_dask.motion._envelope import Envelope, _autocorr
-    from calcium_dask.motion._spectral import taper_1d
+    from calcium_dask.motion.kernels._envelope import Envelope, _autocorr
+    from calcium_dask.motion.kernels._spectral import taper_1d
 
     env = Envelope(tuple(taper_1d(72, 5)), tuple(taper_1d(61, 7)))
     rng = np.random.default_rng(6)

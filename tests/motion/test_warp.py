@@ -172,7 +172,7 @@ def test_separable_bicubic_shift_is_opencvs_warp(shift):
     OpenCV's 1/32-pixel rounding of the fraction, borders and far shifts included."""
     import cv2
 
-    from calcium_dask.motion._cubic import shift_cubic
+    from calcium_dask.motion.kernels._cubic import shift_cubic
 
     dy, dx = shift
     expected = cv2.warpAffine(IMG, np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]]), IMG.shape[::-1],
@@ -183,7 +183,7 @@ def test_separable_bicubic_shift_is_opencvs_warp(shift):
 
 
 def test_separable_bicubic_whole_pixel_shift_is_exact():
-    from calcium_dask.motion._cubic import shift_cubic
+    from calcium_dask.motion.kernels._cubic import shift_cubic
 
     got = shift_cubic(IMG[None].copy(), np.array([[2.0, -3.0]]))[0]
     assert_array_equal(got[2:, :-3], IMG[:-2, 3:])

@@ -10,7 +10,7 @@ import pytest
 
 from calcium_dask.cli import demo_params
 from calcium_dask.pipeline import run_pipeline
-from calcium_dask.progress import set_quiet
+from calcium_dask.compute import set_quiet
 from calcium_dask.store import ResultsStore
 
 #: CaImAn's demo values (piecewise-rigid motion, rf=15 patches, evaluation) on the 96x96 movie

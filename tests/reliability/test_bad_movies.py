@@ -26,7 +26,7 @@ from scipy.ndimage import gaussian_filter
 from calcium_dask import CalciumDaskError, Params
 from calcium_dask.datasets import SimulationParams, simulate
 from calcium_dask.pipeline import run_pipeline
-from calcium_dask.progress import set_quiet
+from calcium_dask.compute import set_quiet
 from calcium_dask.results import open_results
 
 from .conftest import PARAMS
@@ -175,7 +175,7 @@ def test_register_rigid_small_frames_are_unbiased():
 @given(y=arrays(np.float64, st.integers(8, 300), elements=st.floats(-1e3, 1e3, allow_nan=False)),
        p=st.sampled_from([0, 1, 2]), bas_nonneg=st.booleans())
 def test_deconvolution_is_finite_and_non_negative(y, p, bas_nonneg):
-    from calcium_dask.cnmf.deconvolution import constrained_foopsi
+    from calcium_dask.cnmf.kernels.deconvolution import constrained_foopsi
 
     r = constrained_foopsi(y, p=p, bas_nonneg=bas_nonneg)
     scale = max(1.0, float(np.abs(y).max()))

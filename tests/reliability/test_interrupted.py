@@ -23,7 +23,7 @@ import pytest
 
 from calcium_dask import StoreError
 from calcium_dask.pipeline import run_pipeline
-from calcium_dask.progress import set_quiet
+from calcium_dask.compute import set_quiet
 from calcium_dask.results import open_results
 
 from .conftest import COMPARED, PARAMS, assert_same_results, snapshot

@@ -20,7 +20,7 @@ import zarr
 from calcium_dask import StoreError
 from calcium_dask.cli import main
 from calcium_dask.pipeline import run_pipeline
-from calcium_dask.progress import set_quiet
+from calcium_dask.compute import set_quiet
 from calcium_dask.store import ResultsStore
 
 from ._faultfs import FAIL_EVERY, RegisterFaultFS, failures, register

@@ -17,7 +17,7 @@ from dask.utils import key_split
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from calcium_dask.pipeline import run_pipeline
-from calcium_dask.progress import set_quiet
+from calcium_dask.compute import set_quiet
 
 from ..conftest import local_cluster
 from .conftest import PARAMS, assert_same_results, snapshot

@@ -9,7 +9,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.colors import to_rgba
 from matplotlib.patches import Rectangle
 
-from calcium_dask.cnmf.grid import patch_boxes
+from calcium_dask.cnmf.kernels.grid import patch_boxes
 from calcium_dask.results import open_results
 from calcium_dask.viz import (plot_contours, plot_metrics, plot_patch_grid, plot_shifts, plot_summary, plot_traces,
                               view_quilt)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from calcium_dask.validate import crispness, score_mean_image
+from calcium_dask.datasets.scoring import crispness, score_mean_image
 
 
 def _cells(seed: int = 0, shape=(96, 96)) -> np.ndarray:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ._spectral import as_stack
-from .blockwise import correct_frames
+from .frames import correct_frames
 
 __all__ = ["corrected_sums", "group_means", "make_template", "mean_from_sums", "merge_templates",
            "refine_template"]

@@ -73,7 +73,7 @@ def field_weights(
     ----------
     shape : (H, W)
     strides, overlaps : (int, int)
-        Patch layout (:func:`~calcium_dask.motion.grid.patch_grid`).
+        Patch layout (:func:`~calcium_dask.motion.kernels.grid.patch_grid`).
     upsample_factor_grid : int
         1: bilinear interpolation between patch centres. k > 1: the grid of patch values is
         first refined k times with Catmull-Rom cubic interpolation, then interpolated

@@ -18,7 +18,7 @@ Opt Lett 33:156-158, doi:10.1364/OL.33.000156.
 
 from __future__ import annotations
 
-from .blockwise import correct_frames
+from .frames import correct_frames
 from .cache import TemplateCache, prepare_template
 from .field import field_weights, mean_shift, shift_field, warp_piecewise
 from .filters import high_pass_filter, high_pass_kernel

@@ -563,7 +563,7 @@ def initialize_components(
     The movie is divided by its mean image plus the median of that image, so that bright
     and dim pixels count alike (skipped for movies without a positive baseline),
     downsampled by ``ssub``/``tsub``, seeded by :func:`greedy_roi`, refined by
-    :func:`~calcium_dask.cnmf.hals.hals` (``maxIter`` iterations, each footprint within
+    :func:`~calcium_dask.cnmf.kernels.hals.hals` (``maxIter`` iterations, each footprint within
     its support dilated by one pixel), then upsampled and multiplied back by the
     normalising image.
 

@@ -129,9 +129,9 @@ def fit_patch(
     Y : (T, h, w) array
         Patch movie, time first.
     K, gSig, gSiz, ssub, tsub, nIter, maxIter, rolling_sum, rolling_length, normalize_init
-        Initialisation options (see :func:`~calcium_dask.cnmf.init.initialize_components`).
+        Initialisation options (see :func:`~calcium_dask.cnmf.kernels.init.initialize_components`).
     p, bas_nonneg, noise_range, noise_method, lags, fudge_factor, temporal_iterations
-        Temporal-update options (see :func:`~calcium_dask.cnmf.temporal.update_temporal`);
+        Temporal-update options (see :func:`~calcium_dask.cnmf.kernels.temporal.update_temporal`);
         ``noise_range``/``noise_method`` also give the pixel noise.
     nb : int
         Background components.
@@ -148,11 +148,11 @@ def fit_patch(
     n_iter : int
         Rounds of (spatial update, temporal update), with a merge after each but the last.
     spatial_options, temporal_options : dict, optional
-        Extra keywords of :func:`~calcium_dask.cnmf.spatial.update_spatial` and
-        :func:`~calcium_dask.cnmf.temporal.update_temporal`.
+        Extra keywords of :func:`~calcium_dask.cnmf.kernels.spatial.update_spatial` and
+        :func:`~calcium_dask.cnmf.kernels.temporal.update_temporal`.
     detrend_window, min_snr_init, decay_frames, remove_common, remove_motion : optional
         Seeding options ``detrend_window``, ``min_snr``, ``decay_frames``,
-        ``remove_common`` and ``remove_motion`` of :func:`~calcium_dask.cnmf.init.greedy_roi`.
+        ``remove_common`` and ``remove_motion`` of :func:`~calcium_dask.cnmf.kernels.init.greedy_roi`.
     own : (y0, y1, x0, x1), optional
         The patch's own tile: up to K seeds are taken inside it (seeds outside are fitted
         as well, to explain the neurons of the overlaps), and only the components whose

@@ -1,4 +1,5 @@
-"""Where CNMF tasks read the movie from: a zarr array (tiles) or any dask-backed movie."""
+"""The movie as blocks that tasks read: time chunks of any dask-backed movie, or the tiles of a
+stored (zarr) movie that each task opens itself; missing pixels are filled as blocks are read."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from ..missing import fill_missing, fill_missing_lazy
+from .io.kernels.missing_pixels import fill_missing
 
-__all__ = ["ZarrMovie", "zarr_movie", "time_blocks", "patch_input"]
+__all__ = ["ZarrMovie", "zarr_movie", "time_blocks", "patch_input", "fill_missing_lazy"]
 
 
 @dataclass(frozen=True)
@@ -88,3 +89,25 @@ def patch_input(movie: xr.DataArray, box: tuple[int, int, int, int]) -> Any:
     y0, y1, x0, x1 = box
     patch = fill_missing_lazy(movie.data[:, y0:y1, x0:x1], _check_nan(movie), movie.attrs.get("source", "movie"))
     return patch.rechunk(-1).to_delayed().ravel()[0]
+
+
+def fill_missing_lazy(data: Any, check_nan: bool = True, source: Any = "movie", first: int = 0) -> Any:
+    """A dask array of frames with missing pixels filled chunk by chunk (lazily).
+
+    Integer movies pass through untouched (they cannot hold NaN); float movies come out
+    as float32. ``source`` is the movie's file or URL, or its list of files (the first is
+    named); ``first`` is the movie's frame number of ``data``'s first frame (errors name
+    the movie's frames).
+    """
+    if data.dtype.kind != "f":
+        return data
+    if isinstance(source, (list, tuple)):
+        source = source[0] if source else "movie"
+    return data.map_blocks(_fill_block, check_nan=check_nan, source=str(source), first=int(first),
+                           dtype=np.float32)
+
+
+def _fill_block(block: np.ndarray, check_nan: bool, source: str, first: int = 0,
+                block_info: dict | None = None) -> np.ndarray:
+    t0 = first + (int(block_info[0]["array-location"][0][0]) if block_info else 0)
+    return fill_missing(block, fill=check_nan, t0=t0, source=source).astype(np.float32, copy=False)

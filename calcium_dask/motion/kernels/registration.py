@@ -264,7 +264,7 @@ def register_piecewise(
         Reference image, or its prepared form (``prepare_template(template,
         strides=..., overlaps=...)``, to reuse the template patches' spectra).
     strides, overlaps : (int, int)
-        Patch layout (:func:`~calcium_dask.motion.grid.patch_grid`); patches are
+        Patch layout (:func:`~calcium_dask.motion.kernels.grid.patch_grid`); patches are
         ``strides + overlaps`` pixels wide.
     max_shifts : (float, float)
         Bound of the rigid shifts (computed when ``rigid_shifts`` is None); also bounds

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from calcium_dask.errors import MovieError
-from calcium_dask.missing import fill_missing, fill_missing_lazy
+from calcium_dask.io.kernels.missing_pixels import fill_missing
+from calcium_dask.movie_blocks import fill_missing_lazy
 
 
 def test_finite_frames_are_returned_as_they_are():

@@ -9,14 +9,12 @@ CaImAn's ``check_nan`` does the same job by interpolating each pixel over time.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from scipy import ndimage
 
-from .errors import MovieError
+from ...errors import MovieError
 
-__all__ = ["fill_missing", "fill_missing_lazy"]
+__all__ = ["fill_missing"]
 
 
 def fill_missing(frames: np.ndarray, *, fill: bool = True, t0: int = 0, source: str = "movie") -> np.ndarray:
@@ -66,25 +64,3 @@ def fill_missing(frames: np.ndarray, *, fill: bool = True, t0: int = 0, source: 
         full = np.setdiff1d(np.arange(len(out)), empty)
         out[empty] = out[full].mean(axis=0) if len(full) else 0.0
     return out
-
-
-def fill_missing_lazy(data: Any, check_nan: bool = True, source: Any = "movie", first: int = 0) -> Any:
-    """A dask array of frames with missing pixels filled chunk by chunk (lazily).
-
-    Integer movies pass through untouched (they cannot hold NaN); float movies come out
-    as float32. ``source`` is the movie's file or URL, or its list of files (the first is
-    named); ``first`` is the movie's frame number of ``data``'s first frame (errors name
-    the movie's frames).
-    """
-    if data.dtype.kind != "f":
-        return data
-    if isinstance(source, (list, tuple)):
-        source = source[0] if source else "movie"
-    return data.map_blocks(_fill_block, check_nan=check_nan, source=str(source), first=int(first),
-                           dtype=np.float32)
-
-
-def _fill_block(block: np.ndarray, check_nan: bool, source: str, first: int = 0,
-                block_info: dict | None = None) -> np.ndarray:
-    t0 = first + (int(block_info[0]["array-location"][0][0]) if block_info else 0)
-    return fill_missing(block, fill=check_nan, t0=t0, source=source).astype(np.float32, copy=False)

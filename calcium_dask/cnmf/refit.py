@@ -17,13 +17,13 @@ import scipy.sparse as sp
 import xarray as xr
 
 from ..params import Params
-from ..progress import compute
-from .grid import interior
-from .merge import merge_until_stable, remove_empty
-from .products import add_compensated, frames_dot_footprints, frames_dot_traces_parts
-from .source import time_blocks
-from .spatial import search_area, update_spatial
-from .temporal import TemporalResult, update_temporal
+from ..compute import compute
+from .kernels.grid import interior
+from .kernels.merge import merge_until_stable, remove_empty
+from .kernels.products import add_compensated, frames_dot_footprints, frames_dot_traces_parts
+from ..movie_blocks import time_blocks
+from .kernels.spatial import search_area, update_spatial
+from .kernels.temporal import TemporalResult, update_temporal
 
 __all__ = ["refit", "CNMFEstimates", "temporal_options"]
 

@@ -31,7 +31,7 @@ class TemplateCache:
     strides, overlaps : tuple of int or None
         Patch layout (None when the cache serves rigid registration only).
     ys, xs : ndarray or None
-        Patch starts (:func:`~calcium_dask.motion.grid.patch_grid`).
+        Patch starts (:func:`~calcium_dask.motion.kernels.grid.patch_grid`).
     clip_quantile, ceiling : float or None
         The template was clipped at ``ceiling``, its ``clip_quantile`` quantile, and frames
         are clipped there too before they are registered (None: raw intensities).

@@ -4,7 +4,7 @@ Finds the sparsest non-negative spike train whose calcium fits the trace to
 within the noise: ``min sum(s)`` subject to ``||y - b - c||^2 <= sn^2 T``,
 ``s = G c >= 0``, with the baseline ``b`` and the initial calcium ``c1``
 estimated too. The dual problem, ``min 1/2 ||y - b - c||^2 + lam sum(s)``, is
-solved by OASIS (:mod:`calcium_dask.cnmf.oasis`) while ``lam`` is tuned.
+solved by OASIS (:mod:`calcium_dask.cnmf.kernels.oasis`) while ``lam`` is tuned.
 """
 
 from __future__ import annotations

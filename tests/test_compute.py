@@ -1,4 +1,4 @@
-"""``progress.compute``: sums reduced as their parts finish, on a client or without one."""
+"""``compute.compute``: sums reduced as their parts finish, on a client or without one."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import time
 import dask
 import pytest
 
-from calcium_dask import progress
-from calcium_dask.progress import compute
+from calcium_dask import compute as engine
+from calcium_dask.compute import compute
 
 _ALIVE = {"now": 0, "max": 0}
 _LOCK = threading.Lock()
@@ -69,7 +69,7 @@ def test_sums_are_combined_as_their_parts_finish_whatever_the_order():
 
 @pytest.mark.parametrize("n", [1, 2, 9, 20])
 def test_sums_without_a_client_use_a_fixed_tree(monkeypatch, n):
-    monkeypatch.setattr(progress, "_client", lambda: None)
+    monkeypatch.setattr(engine, "_client", lambda: None)
     parts = [dask.delayed(lambda i: i * i)(i) for i in range(n)]
     twice = [dask.delayed(lambda i: 2 * i)(i) for i in range(n)]
     out = compute([dask.delayed(len)("abc")], label="test", sums=[(parts, sum), (twice, sum)])

@@ -1,0 +1,1 @@
+"""Kernels applied to frames as they are read: pure functions of numpy arrays."""
