@@ -180,15 +180,15 @@ def _print_summary(summary) -> None:
 
 @cli.command()
 @click.argument("out")
-@click.option("--preset", type=click.Choice(["small", "medium", "large", "hard"]), default="small",
-              show_default=True, help="Size and difficulty of the simulated movie.")
+@click.option("--preset", type=click.Choice(["small", "medium", "large", "hard", "miniscope"]), default="small",
+              show_default=True, help="Size and difficulty of the simulated movie (miniscope: one-photon).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Override a simulation parameter, e.g. --set T=3000 --set seed=3.")
 @click.option("--format", "fmt", type=click.Choice(["tiff", "zarr"]), default=None,
               help="Output format (default: from OUT's suffix).")
 @click.option("--chunk-frames", type=int, default=500, show_default=True, help="Frames held in memory at once.")
 def simulate(out: str, preset: str, assignments: tuple[str, ...], fmt: str | None, chunk_frames: int) -> None:
-    """Simulate a two-photon movie with ground truth (OUT: movie.tif or movie.zarr; truth.npz beside it)."""
+    """Simulate a movie with ground truth (OUT: movie.tif or movie.zarr; truth.npz beside it)."""
     import yaml
 
     from .datasets import SimulationParams, write_movie

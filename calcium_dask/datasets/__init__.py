@@ -1,14 +1,18 @@
-"""Simulated two-photon calcium-imaging movies with exact ground truth.
+"""Simulated two-photon and one-photon (miniscope) calcium-imaging movies with exact ground truth.
 
 GCaMP somata (soft ellipses, some with a dark nucleus, some in overlapping pairs) fire
 spikes (some in bursts) through AR(2) calcium dynamics on top of static
 autofluorescence crossed by blood vessels and a low-rank neuropil; the brain drifts,
 jitters, breathes and deforms smoothly; photons get Poisson shot noise and the camera
-adds Gaussian read noise around an offset.
+adds Gaussian read noise around an offset. The ``miniscope`` preset adds what one-photon
+imaging brings: scattering blurs the tissue, out-of-focus neurons flash under the cells
+(a bright background that fluctuates in space and time), the optics vignette the frame
+(fixed to the sensor, so the brain moves under it), and the brain moves more.
 
 >>> from calcium_dask.datasets import SimulationParams, simulate, write_movie
 >>> movie, truth = simulate(SimulationParams.preset("small", T=100))  # doctest: +SKIP
 >>> write_movie("sim/movie.zarr", SimulationParams.preset("medium"))  # doctest: +SKIP
+>>> write_movie("mini/movie.tif", SimulationParams.preset("miniscope"))  # doctest: +SKIP
 
 Conventions (shared with the public benchmark movie):
 

@@ -1,4 +1,5 @@
-"""Static autofluorescence (with vessels) and the low-rank neuropil background."""
+"""Static autofluorescence (with vessels), the neuropil background, out-of-focus neurons and
+the sensor's vignetting."""
 
 from __future__ import annotations
 
@@ -27,6 +28,60 @@ def smooth_noise_1d(rng: np.random.Generator, n: int, sigma: float, *, mean_free
         return f * np.sqrt(2.0 * np.sqrt(np.pi) * sigma)
     f = f - f.mean()
     return f / max(f.std(), 1e-12)
+
+
+def sensor_gain(shape: tuple[int, int], depth: float) -> np.ndarray:
+    """Vignetting of the optics, fixed to the sensor: ``1 - depth * r**2`` (float32).
+
+    ``r`` is the distance to the frame's centre over half its diagonal (1 at the corners).
+    """
+    H, W = shape
+    yy, xx = np.mgrid[0:H, 0:W]
+    r2 = ((yy - (H - 1) / 2) ** 2 + (xx - (W - 1) / 2) ** 2) / (0.25 * ((H - 1) ** 2 + (W - 1) ** 2))
+    return (1.0 - float(depth) * r2).astype(np.float32)
+
+
+def support_box(image: np.ndarray) -> tuple[slice, slice]:
+    """The bounding box of the non-zero pixels of a 2-D image (empty slices if none)."""
+    rows, cols = np.flatnonzero(image.any(1)), np.flatnonzero(image.any(0))
+    if not rows.size:
+        return slice(0, 0), slice(0, 0)
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+
+def blurred_neurons(rng: np.random.Generator, shape: tuple[int, int], n: int,
+                    sigma_range: tuple[float, float], level: float,
+                    atten: np.ndarray) -> np.ndarray:
+    """Out-of-focus neurons: Gaussian blobs of light, photons at rest, zero beyond 3 SD.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Canvas shape; the centres are uniform over it.
+    n : int
+    sigma_range : (float, float)
+        Range of the blobs' SD, pixels (uniform).
+    level : float
+        Median resting light at a blob's centre (log-normal, SD 0.5 in log units).
+    atten : ndarray
+        Vessel transmission (vessels shade them too).
+
+    Returns
+    -------
+    ndarray (n, Hc, Wc) float32
+    """
+    H, W = shape
+    out = np.zeros((n, H, W), np.float32)
+    centres = rng.uniform((0, 0), (H, W), (n, 2))
+    sigmas = rng.uniform(*sigma_range, n)
+    levels = level * np.exp(rng.normal(0.0, 0.5, n))
+    for j, ((cy, cx), sig, lev) in enumerate(zip(centres, sigmas, levels)):
+        r = int(np.ceil(3 * sig))
+        ys, xs = slice(max(0, int(cy) - r), min(H, int(cy) + r + 1)), slice(max(0, int(cx) - r), min(W, int(cx) + r + 1))
+        yy, xx = np.mgrid[ys, xs]
+        d2 = ((yy - cy) ** 2 + (xx - cx) ** 2) / sig**2
+        out[j][ys, xs] = np.where(d2 <= 9.0, lev * np.exp(-0.5 * d2), 0.0) * atten[ys, xs]
+    return out
 
 
 def baseline_image(rng: np.random.Generator, shape: tuple[int, int], level: float,

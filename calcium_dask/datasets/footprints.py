@@ -13,13 +13,14 @@ from .layout import ECC_MAX, Layout
 EDGE_PX = 0.7
 
 
-def patch_half_width(r_max: float) -> int:
-    """Half-width of the square patch that holds a soma of radius up to ``r_max``."""
-    return int(math.ceil(r_max * (1 + ECC_MAX) + 3))
+def patch_half_width(r_max: float, blur: float = 0.0) -> int:
+    """Half-width of the square patch that holds a soma of radius up to ``r_max``, blurred
+    by a Gaussian of SD ``blur``."""
+    return int(math.ceil(r_max * (1 + ECC_MAX) + 3)) + int(math.ceil(3 * blur))
 
 
 def make_patches(rng: np.random.Generator, layout: Layout,
-                 half: int) -> tuple[np.ndarray, np.ndarray]:
+                 half: int, *, blur: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Draw every neuron's footprint on a ``(2 half + 1)`` square patch.
 
     A footprint is a soft-edged ellipse with a faint texture; ring neurons have a
@@ -32,6 +33,8 @@ def make_patches(rng: np.random.Generator, layout: Layout,
     layout : Layout
     half : int
         Patch half-width, see :func:`patch_half_width`.
+    blur : float
+        SD, pixels, of a Gaussian blur of each soma (out-of-focus light); 0: none.
 
     Returns
     -------
@@ -47,7 +50,16 @@ def make_patches(rng: np.random.Generator, layout: Layout,
         offset = layout.centers[k] - origins[k]  # centre inside the patch
         patches[k] = _soma(rng, P, offset, layout.radii[k], layout.ecc[k],
                            layout.angle[k], bool(layout.ring[k]))
+        if blur > 0:
+            patches[k] = _blurred(patches[k], blur)
     return patches, origins
+
+
+def _blurred(a: np.ndarray, blur: float) -> np.ndarray:
+    """A footprint blurred by a Gaussian, support kept compact, maximum 1."""
+    a = ndimage.gaussian_filter(a.astype(np.float64), blur, mode="constant")
+    a[a < 1e-3 * a.max()] = 0
+    return (a / a.max()).astype(np.float32)
 
 
 def _soma(rng: np.random.Generator, P: int, center: np.ndarray, r: float, ecc: float,

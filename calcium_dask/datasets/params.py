@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-PresetName = Literal["small", "medium", "large", "hard"]
+PresetName = Literal["small", "medium", "large", "hard", "miniscope"]
 
 # Presets only list what differs from the defaults (which are the "small" movie).
 _PRESETS: dict[str, dict[str, Any]] = {
@@ -33,6 +33,45 @@ _PRESETS: dict[str, dict[str, Any]] = {
         event_rate_hz=0.1,
         event_amp_range=(2.0, 6.0),
         nonrigid_max=3.5,
+    ),
+    # a head-mounted one-photon microscope: somata, vessels and autofluorescence blurred
+    # by scattering, under a bright background that fluctuates in space and time
+    # (out-of-focus neurons), vignetting of the optics, larger motion, 20 Hz
+    "miniscope": dict(
+        T=2400,
+        H=256,
+        W=256,
+        K=160,
+        fr=20.0,
+        dxy=2.0,
+        radius_range=(3.5, 5.0),
+        blur_px=2.5,
+        pair_frac=0.1,
+        ring_frac=0.2,
+        min_gap=1.0,
+        snr_range=(2.0, 20.0),
+        dff_median=5.0,
+        dff_logsd=0.4,
+        baseline_level=20.0,
+        neuropil_levels=(6.0, 4.0),
+        n_blurred=500,
+        blurred_sigma_range_px=(5.0, 10.0),
+        blurred_level=25.0,
+        blurred_dff=3.0,
+        n_vessels=5,
+        vessel_contrast=0.1,
+        vignette=0.5,
+        offset=200.0,
+        read_sd=40.0,
+        rigid_max=10.0,
+        drift_amp_range=(1.0, 3.0),
+        jitter_sd=0.15,
+        breath_amp=0.2,
+        event_rate_hz=0.08,
+        event_amp_range=(2.0, 5.0),
+        nonrigid_max=1.5,
+        nr_grid=(4, 4),
+        nr_timescale_s=3.0,
     ),
 }
 
@@ -118,6 +157,31 @@ class SimulationParams:
     pad : int or None
         Margin, pixels, of the canvas drawn around the field of view so that motion
         never pulls in undefined pixels; ``None`` derives the smallest safe value.
+    blur_px : float
+        SD, pixels, of the Gaussian blur that light scattered by the tissue adds to
+        everything in it (somata, autofluorescence, vessels, neuropil): one-photon
+        imaging. Footprints stay max-normalised. 0: none.
+    vessel_contrast : float
+        Scale of the vessels' depth: at 1 a vessel absorbs 50-85 % of the light at its
+        axis (two-photon); lower for one-photon movies, where the light of the tissue
+        above and below the vessel fills its shadow.
+    vignette : float
+        Depth of the optics' vignetting, fixed to the sensor (it does not move with the
+        brain): every pixel's light is multiplied by ``1 - vignette * r**2``, ``r`` the
+        distance to the centre over half the diagonal (see ``GroundTruth.sensor_gain``).
+        0: none.
+    n_blurred : int
+        Out-of-focus neurons: Gaussian blobs of light (SD drawn from
+        ``blurred_sigma_range_px``) that flash with calcium transients of their own, the
+        background that fluctuates in space and time in one-photon movies. They are part
+        of the background (``bg_spatial``, ``bg_temporal``, after the neuropil), not of
+        the neurons to find.
+    blurred_sigma_range_px : (float, float)
+        Range of their size (Gaussian SD), pixels.
+    blurred_level : float
+        Median resting light at an out-of-focus neuron's centre, photons (log-normal).
+    blurred_dff : float
+        Median dF/F of one spike of an out-of-focus neuron (log-normal).
     """
 
     T: int = 1000
@@ -158,6 +222,13 @@ class SimulationParams:
     nr_timescale_s: float = 1.5
     nr_mean_free: bool = True
     pad: int | None = None
+    blur_px: float = 0.0
+    vessel_contrast: float = 1.0
+    vignette: float = 0.0
+    n_blurred: int = 0
+    blurred_sigma_range_px: tuple[float, float] = (6.0, 12.0)
+    blurred_level: float = 20.0
+    blurred_dff: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("T", "H", "W", "K"):
@@ -189,6 +260,15 @@ class SimulationParams:
             raise ValueError(f"nr_timescale_s must be > 0, got {self.nr_timescale_s}")
         if min(self.nr_grid) < 2:
             raise ValueError(f"nr_grid needs >= 2 nodes per axis, got {self.nr_grid}")
+        if not 0.0 <= self.vignette < 1.0:
+            raise ValueError(f"vignette must lie in [0, 1), got {self.vignette}")
+        if min(self.blur_px, self.n_blurred, self.blurred_level, self.blurred_dff) < 0:
+            raise ValueError("blur_px, n_blurred, blurred_level and blurred_dff must be >= 0")
+        if not 0.0 <= self.vessel_contrast <= 1.0:
+            raise ValueError(f"vessel_contrast must lie in [0, 1], got {self.vessel_contrast}")
+        if not 0 < self.blurred_sigma_range_px[0] <= self.blurred_sigma_range_px[1]:
+            raise ValueError(f"blurred_sigma_range_px must be (lo, hi) with 0 < lo <= hi, "
+                             f"got {self.blurred_sigma_range_px}")
 
     def _check_motion(self) -> None:
         need = self.min_pad
@@ -214,14 +294,16 @@ class SimulationParams:
     @classmethod
     def preset(cls, name: PresetName, **overrides: Any) -> SimulationParams:
         """Named settings: ``small`` (128x128x1000, K=40, like the public benchmark),
-        ``medium`` (256x256x2000, the demo), ``large`` (512x512x20000) and ``hard``
+        ``medium`` (256x256x2000, the demo), ``large`` (512x512x20000), ``hard``
         (192x192x2000, K=100: denser, twice the overlap, lower SNR, more noise and
-        neuropil, stronger motion).
+        neuropil, stronger motion) and ``miniscope`` (256x256x2400 at 20 Hz, K=160: a
+        one-photon movie with blurred somata under a bright background that fluctuates
+        in space and time, vignetting, vessels and larger motion).
 
         Parameters
         ----------
         name : str
-            One of ``small``, ``medium``, ``large``, ``hard``.
+            One of ``small``, ``medium``, ``large``, ``hard``, ``miniscope``.
         **overrides
             Fields to change, e.g. ``seed=3`` or ``T=500``.
         """

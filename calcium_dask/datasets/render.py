@@ -1,4 +1,4 @@
-"""Render frames of a scene: clean canvas -> motion (one remap) -> noise -> uint16.
+"""Render frames of a scene: clean canvas -> motion (one remap) -> vignetting -> noise -> uint16.
 
 Every frame depends only on the scene and its own index (its noise generator is seeded
 with ``[seed, NOISE_STREAM, t]``), so any chunking, order or thread count gives
@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 
+from .background import sensor_gain
 from .footprints import add_patch
 from .motion import displacement
 from .scene import NOISE_STREAM, Scene
@@ -26,9 +27,14 @@ def clean_canvas(scene: Scene, t0: int, t1: int) -> np.ndarray:
     tr = scene.truth
     out = np.empty((t1 - t0, *scene.base.shape), np.float32)
     out[:] = scene.base
-    for j in range(len(scene.bg)):
+    full = scene.base.size
+    for j, (ys, xs) in enumerate(scene.bg_boxes):  # only where the component has light
+        piece = scene.bg[j, ys, xs]
+        if piece.size < full // 16:  # a small box (out-of-focus neuron): the whole block at once
+            out[:, ys, xs] += tr.bg_temporal[j, t0:t1, None, None] * piece
+            continue
         for i, f in enumerate(tr.bg_temporal[j, t0:t1]):  # frame by frame: no block temp
-            out[i] += f * scene.bg[j]
+            out[i, ys, xs] += f * piece
     for k in range(tr.K):
         add_patch(out, tr.footprint_patches[k], scene.origins[k], tr.f0[k] + tr.C[k, t0:t1])
     return out
@@ -50,9 +56,11 @@ class FrameRenderer:
         self.grid_y, self.grid_x = yy + p.pad, xx + p.pad
         self.gain, self.offset = np.float32(p.gain), np.float32(p.offset)
         self.read_sd = np.float32(p.read_sd)
+        self.vignette = sensor_gain((p.H, p.W), p.vignette) if p.vignette else None
 
     def photons(self, canvas: np.ndarray, t: int) -> np.ndarray:
-        """Displaced clean frame: ``clean(t, p - d(t, p))``, photons float32 (H, W).
+        """Displaced clean frame: ``clean(t, p - d(t, p))``, photons float32 (H, W), times
+        the sensor's vignetting (fixed to the sensor, so applied after the motion).
 
         Bicubic interpolation by ``cv2.remap``, which resolves positions to 1/32 pixel.
         """
@@ -62,6 +70,8 @@ class FrameRenderer:
         map_x = self.grid_x - d[1]
         out = cv2.remap(canvas, map_x, map_y, cv2.INTER_CUBIC,
                         borderMode=cv2.BORDER_REPLICATE)
+        if self.vignette is not None:
+            out *= self.vignette
         return np.maximum(out, 0, out=out)  # cubic overshoot must not go negative
 
     def observe(self, photons: np.ndarray, t: int, out: np.ndarray) -> int:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from .activity import simulate_activity
-from .background import baseline_image, neuropil_spatial, neuropil_temporal
+from .background import blurred_neurons, baseline_image, neuropil_spatial, neuropil_temporal, support_box
 from .footprints import add_patch, make_patches, patch_half_width
 from .layout import Layout, place_neurons, vessel_attenuation
 from .motion import nonrigid_field, rigid_shifts, spline_basis
@@ -20,7 +21,7 @@ from .truth import GroundTruth
 
 # One independent random stream per concept: changing one setting leaves the others.
 _STREAMS = {"vessels": 1, "layout": 2, "shapes": 3, "activity": 4, "brightness": 5,
-            "background": 6, "motion": 7, "neuropil": 8}
+            "background": 6, "motion": 7, "neuropil": 8, "blurred": 9}
 NOISE_STREAM = 100  # per-frame noise uses [seed, NOISE_STREAM, t]
 WORLD_STEP = 32
 
@@ -40,15 +41,18 @@ class Scene:
     base : ndarray (Hc, Wc) float32
         Baseline on the canvas (FOV grown by ``pad``), photons.
     bg : ndarray (nb, Hc, Wc) float32
-        Neuropil spatial components on the canvas.
+        Background spatial components on the canvas: neuropil, then out-of-focus neurons.
     origins : ndarray (K, 2) int64
         Canvas coordinates of each footprint patch.
+    bg_boxes : list of (slice, slice)
+        Where each background component is not zero on the canvas.
     """
 
     truth: GroundTruth
     base: np.ndarray
     bg: np.ndarray
     origins: np.ndarray
+    bg_boxes: list[tuple[slice, slice]]
 
     @property
     def params(self) -> SimulationParams:
@@ -59,13 +63,16 @@ def build_scene(p: SimulationParams) -> Scene:
     """Draw neurons, activity, background and motion for ``p`` (no pixels yet)."""
     layout, base, bg = _tissue(p)
     patches, origins = make_patches(stream(p.seed, "shapes"), layout,
-                                    patch_half_width(p.radius_range[1]))
+                                    patch_half_width(p.radius_range[1], p.blur_px), blur=p.blur_px)
     act = simulate_activity(
         stream(p.seed, "activity"), K=p.K, T=p.T, fr=p.fr, rate_range_hz=p.rate_range_hz,
         burst_frac=p.burst_frac, tau_rise_range_s=p.tau_rise_range_s,
         tau_decay_range_s=p.tau_decay_range_s, amp_logsd=p.spike_amp_logsd)
     bg_t = neuropil_temporal(stream(p.seed, "neuropil"), len(bg), p.T, p.fr,
                              act.C.mean(axis=0))
+    if p.n_blurred:
+        more, more_t = _out_of_focus(p)
+        bg, bg_t = np.concatenate([bg, more]), np.concatenate([bg_t, more_t])
     shifts, nr = _motion(p)
     pad = int(p.pad)
     fov = (slice(pad, pad + p.H), slice(pad, pad + p.W))
@@ -82,20 +89,23 @@ def build_scene(p: SimulationParams) -> Scene:
         shifts=shifts, nr_field=nr, nr_By=spline_basis(p.H, p.nr_grid[0]),
         nr_Bx=spline_basis(p.W, p.nr_grid[1]), clean_mean=np.zeros((p.H, p.W), np.float32))
     _set_amplitudes(truth, act.C, act.S, stream(p.seed, "brightness"))
-    return Scene(truth=truth, base=base, bg=bg, origins=origins + pad)
+    return Scene(truth=truth, base=base, bg=bg, origins=origins + pad, bg_boxes=[support_box(b) for b in bg])
+
+
+def _world(p: SimulationParams) -> tuple[tuple[int, int], int]:
+    """Shape and margin of the "world" that spatial randomness is drawn on: larger than
+    the canvas, its margin only changes in steps of WORLD_STEP, so that changing the motion
+    (hence ``pad``) keeps the same tissue, neurons and brightness."""
+    margin = WORLD_STEP * int(np.ceil(int(p.pad) / WORLD_STEP))
+    return (p.H + 2 * margin, p.W + 2 * margin), margin
 
 
 def _tissue(p: SimulationParams) -> tuple[Layout, np.ndarray, np.ndarray]:
-    """Vessels, neuron positions, baseline and neuropil images on the padded canvas.
-
-    Spatial randomness is drawn on a "world" larger than the canvas, whose margin only
-    changes in steps of WORLD_STEP, so that changing the motion (hence ``pad``) keeps
-    the same tissue, neurons and brightness.
-    """
+    """Vessels, neuron positions, baseline and neuropil images on the padded canvas
+    (drawn on the world, see :func:`_world`), blurred by scattering when ``blur_px``."""
     pad = int(p.pad)
-    margin = WORLD_STEP * int(np.ceil(pad / WORLD_STEP))
-    world = (p.H + 2 * margin, p.W + 2 * margin)
-    atten, clearance = vessel_attenuation(stream(p.seed, "vessels"), world, p.n_vessels)
+    world, margin = _world(p)
+    atten, clearance = vessel_attenuation(stream(p.seed, "vessels"), world, p.n_vessels, p.vessel_contrast)
     layout = place_neurons(
         stream(p.seed, "layout"), K=p.K, shape=(p.H, p.W), radius_range=p.radius_range,
         pair_frac=p.pair_frac, ring_frac=p.ring_frac, min_gap=p.min_gap,
@@ -104,7 +114,27 @@ def _tissue(p: SimulationParams) -> tuple[Layout, np.ndarray, np.ndarray]:
     crop = (slice(margin - pad, margin + pad + p.H), slice(margin - pad, margin + pad + p.W))
     base = baseline_image(rng, world, p.baseline_level, atten)[crop]
     bg = neuropil_spatial(rng, world, tuple(p.neuropil_levels), atten)[(slice(None), *crop)]
+    if p.blur_px:
+        base = ndimage.gaussian_filter(base, p.blur_px)
+        bg = ndimage.gaussian_filter(bg, (0, p.blur_px, p.blur_px))
     return layout, np.ascontiguousarray(base), np.ascontiguousarray(bg)
+
+
+def _out_of_focus(p: SimulationParams) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-focus neurons on the canvas, ``(n, Hc, Wc)``, and their light over time,
+    ``(n, T)``, 1 at rest: blobs that flash with calcium transients of their own."""
+    rng = stream(p.seed, "blurred")
+    world, margin = _world(p)
+    atten, _ = vessel_attenuation(stream(p.seed, "vessels"), world, p.n_vessels, p.vessel_contrast)
+    off = margin - int(p.pad)
+    blobs = blurred_neurons(rng, world, p.n_blurred, p.blurred_sigma_range_px, p.blurred_level, atten)
+    blobs = blobs[:, off:world[0] - off, off:world[1] - off]
+    act = simulate_activity(
+        rng, K=p.n_blurred, T=p.T, fr=p.fr, rate_range_hz=p.rate_range_hz, burst_frac=p.burst_frac,
+        tau_rise_range_s=p.tau_rise_range_s, tau_decay_range_s=p.tau_decay_range_s,
+        amp_logsd=p.spike_amp_logsd)
+    dff = p.blurred_dff * np.exp(rng.normal(0.0, 0.4, p.n_blurred))
+    return np.ascontiguousarray(blobs), (1.0 + dff[:, None] * act.C).astype(np.float32)
 
 
 def _motion(p: SimulationParams) -> tuple[np.ndarray, np.ndarray]:
@@ -127,7 +157,8 @@ def _set_amplitudes(truth: GroundTruth, C_unit: np.ndarray, S_unit: np.ndarray,
     Each neuron's SNR is drawn log-uniformly from ``snr_range``. Its resting
     fluorescence ``f0`` and per-spike dF/F are drawn log-normally and then scaled by a
     common factor until ``gain * max C / noise_sd`` equals the target (the noise grows
-    with ``f0``, hence the fixed-point iteration).
+    with ``f0``, hence the fixed-point iteration). Under vignetting, signal and noise are
+    those the sensor sees at the neuron's place (both scaled by its gain there).
     """
     p = truth.params
     K = truth.K
@@ -139,21 +170,25 @@ def _set_amplitudes(truth: GroundTruth, C_unit: np.ndarray, S_unit: np.ndarray,
     other = np.array([rest[y, x] for y, x in peaks])
     overlap = _overlap_at(truth, peaks)  # footprint j at neuron k's peak pixel
     c_max = C_unit.max(axis=1)
+    # the sensor's vignetting scales light, signal and shot noise alike, at each neuron's place
+    v = np.array([truth.sensor_gain[y, x] for y, x in peaks], np.float64) if p.vignette else 1.0
 
     def noise(f0: np.ndarray) -> np.ndarray:
-        return np.sqrt(p.gain**2 * (other + overlap @ f0) + p.read_sd**2)
+        return np.sqrt(p.gain**2 * (v * (other + overlap @ f0)) + p.read_sd**2)
 
     for _ in range(50):
-        scale = np.sqrt(target * noise(f0) / (p.gain * c_max) / (f0 * dff))
+        scale = np.sqrt(target * noise(f0) / (p.gain * v * c_max) / (f0 * dff))
         f0, dff = f0 * scale, dff * scale
-    alpha = target * noise(f0) / (p.gain * c_max)  # photons of a median spike's peak
+    alpha = target * noise(f0) / (p.gain * v * c_max)  # photons of a median spike's peak
     truth.f0[:] = f0
     truth.C[:] = alpha[:, None] * C_unit
     truth.S[:] = alpha[:, None] * S_unit
     truth.noise_sd[:] = noise(truth.f0.astype(np.float64))
-    truth.snr[:] = p.gain * truth.C.max(axis=1).astype(np.float64) / truth.noise_sd
+    truth.snr[:] = p.gain * v * truth.C.max(axis=1).astype(np.float64) / truth.noise_sd
     truth.dff_amp[:] = alpha / truth.f0
     photons = _mean_image(truth, truth.f0, truth.C.mean(axis=1, dtype=np.float64))
+    if p.vignette:
+        photons *= truth.sensor_gain
     truth.clean_mean[:] = p.offset + p.gain * photons
 
 

@@ -11,6 +11,7 @@ from typing import IO
 
 import numpy as np
 
+from .background import sensor_gain, support_box
 from .footprints import add_patch, dense_footprints
 from .motion import displacement
 from .params import SimulationParams
@@ -23,8 +24,9 @@ class GroundTruth:
     The noise-free, motion-free movie in photons is
     ``baseline + sum_j bg_spatial[j] * bg_temporal[j, t] + sum_k footprints[k] * (f0[k] + C[k, t])``
     and in ADU ``offset + gain * photons``. The observed movie is that, displaced by
-    :meth:`displacement` (``observed(t, p) = clean(t, p - d(t, p))``), with Poisson shot
-    noise on the photons and Gaussian read noise, rounded to uint16.
+    :meth:`displacement` (``observed(t, p) = clean(t, p - d(t, p))``), times the sensor's
+    vignetting :attr:`sensor_gain` (1 without), with Poisson shot noise on the photons and
+    Gaussian read noise, rounded to uint16.
 
     Attributes
     ----------
@@ -41,7 +43,7 @@ class GroundTruth:
     partner : ndarray (K,) int64
         Index of the overlapping partner, -1 for neurons that overlap no other.
     C : ndarray (K, T) float32
-        Calcium, photons at the footprint maximum above ``f0``.
+        Calcium, photons at the footprint maximum above ``f0`` (before vignetting).
     S : ndarray (K, T) float32
         Spikes as AR(2) innovations: ``C = lfilter([1], [1, -g1, -g2], S)``.
     f0 : ndarray (K,) float32
@@ -64,7 +66,8 @@ class GroundTruth:
         Static autofluorescence, photons.
     bg_spatial : ndarray (nb, H, W) float32
     bg_temporal : ndarray (nb, T) float32
-        Low-rank neuropil, photons.
+        Background, photons: the neuropil (``len(params.neuropil_levels)`` components),
+        then the ``params.n_blurred`` out-of-focus neurons.
     shifts : ndarray (T, 2) float32
         Rigid ``(y, x)`` displacement of the content; a correction applies ``-shifts``.
     nr_field : ndarray (T, 2, gy, gx) float32
@@ -73,7 +76,7 @@ class GroundTruth:
         Natural cubic-spline bases: the field at full resolution is
         ``nr_By @ nr_field[t, c] @ nr_Bx.T``.
     clean_mean : ndarray (H, W) float32
-        Temporal mean of the motion-free, noise-free movie, ADU.
+        Temporal mean of the motion-free, noise-free movie, ADU (vignetting included).
     observed_mean : ndarray (H, W) float32 or None
         Temporal mean of the movie, ADU (set once the movie has been generated).
     clipped_pixels : int
@@ -133,20 +136,34 @@ class GroundTruth:
         """
         return dense_footprints(self.footprint_patches, self.footprint_origins, self.shape)
 
+    @property
+    def sensor_gain(self) -> np.ndarray:
+        """The optics' vignetting, ``(H, W)`` float32: what the sensor sees of each
+        pixel's light (fixed to the sensor, so the brain moves under it); ones without."""
+        return sensor_gain(self.shape, self.params.vignette)
+
     def displacement(self, t: int) -> np.ndarray:
         """Displacement ``d(t, p)`` of frame ``t``, ``(2, H, W)`` float32 (y, x)."""
         return displacement(self.shifts[t], self.nr_field[t], self.nr_By, self.nr_Bx)
 
     def clean_frames(self, t0: int, t1: int) -> np.ndarray:
-        """Motion-free, noise-free frames ``t0:t1`` in photons, ``(t1 - t0, H, W)`` float32."""
+        """Motion-free, noise-free frames ``t0:t1`` in photons, ``(t1 - t0, H, W)`` float32,
+        as the sensor sees them (vignetting included)."""
         out = np.empty((t1 - t0, *self.shape), np.float32)
         out[:] = self.baseline
         for j in range(len(self.bg_spatial)):
+            ys, xs = support_box(self.bg_spatial[j])  # out-of-focus neurons are local
+            piece = self.bg_spatial[j, ys, xs]
+            if piece.size < out[0].size // 16:
+                out[:, ys, xs] += self.bg_temporal[j, t0:t1, None, None] * piece
+                continue
             for i, f in enumerate(self.bg_temporal[j, t0:t1]):
-                out[i] += f * self.bg_spatial[j]
+                out[i, ys, xs] += f * piece
         for k in range(self.K):
             add_patch(out, self.footprint_patches[k], self.footprint_origins[k],
                       self.f0[k] + self.C[k, t0:t1])
+        if self.params.vignette:
+            out *= self.sensor_gain
         return out
 
     def save(self, path: str | os.PathLike) -> Path:

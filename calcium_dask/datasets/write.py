@@ -23,8 +23,9 @@ TRUTH_NAME, PARAMS_NAME = "truth.npz", "params.json"
 CONVENTIONS = {
     "shifts": "(T,2) (y,x) displacement of content in frame t relative to the motion-free "
               "movie; a correction applies -shifts[t]",
-    "observed": "observed(t,p) = clean(t, p - d(t,p)), d = shifts[t] + "
-                "nr_By @ nr_field[t,c] @ nr_Bx.T (c=0: y, c=1: x)",
+    "observed": "observed(t,p) = V(p) clean(t, p - d(t,p)), d = shifts[t] + "
+                "nr_By @ nr_field[t,c] @ nr_Bx.T (c=0: y, c=1: x); V = 1 - vignette*r^2, the "
+                "sensor's vignetting (r = 1 at the corners; V = 1 when vignette = 0)",
     "clean_adu": "offset + gain*(baseline + sum_j bg_spatial_j*bg_temporal_j(t) + "
                  "sum_k footprints_k*(f0_k + C_k(t)))",
     "movie": "uint16 round(offset + gain*Poisson(clean photons displaced) + N(0, read_sd))",
