@@ -96,6 +96,14 @@ class MotionParams:
         0.95, "register frames and template clipped at this quantile of the template's pixels, so "
         "that a bright cell's transients do not steer the shifts (not in CaImAn; None: raw "
         "intensities, as NoRMCorre)", lo=0.5, hi=1.0)
+    smooth_sigma_time: float = _f(
+        0.0, "register frames smoothed in time by a Gaussian of this SD, frames (suite2p's name; the raw "
+        "frames are warped): for noisy one-photon frames, whose single-frame correlation peak is "
+        "unreliable (0: none)", lo=0.0, hi=20.0)
+    snr_thresh: float | None = _f(
+        None, "a frame whose correlation peak stands out of the correlation beyond the template's "
+        "autocorrelation lobe by less than this ratio takes the shift interpolated between its "
+        "significant neighbours in time (suite2p's name; None: trust every peak)", lo=1.0, hi=10.0)
     num_frames_template: int = _f(500, "frames used to build the first template", lo=10)
     template_sampling: Literal["middle", "spread"] = _f(
         "spread", "frames that refine a piecewise-rigid template: runs spread over the whole movie, "

@@ -28,8 +28,9 @@ from ..store import ResultsStore
 from ..summary import summary_dataset
 from ..summary.kernels import combine, partial_sums
 from .kernels import apply_shift, correct_frames, patch_centers, warp_piecewise
-from .kernels.templates import corrected_sums, group_means, mean_from_sums, merge_templates
+from .kernels.templates import alike_template, corrected_sums, group_means, mean_from_sums, merge_templates
 from .kernels.filters import high_pass_filter
+from .kernels.temporal import halo_frames
 
 __all__ = ["motion_correct", "apply_shifts", "kernel_options", "MotionResult", "block_frames",
            "TEMPLATE_BYTES"]
@@ -40,7 +41,8 @@ BLOCK_BYTES = 128 * 2**20  # float32 frames of one correction block
 # noise compresses by ~15 % and zstd cost ~0.7 ms per 512x512 frame to write.
 _RAW = {"compressors": None}
 # what each block reports besides its frames (shifts_rig: piecewise mode only)
-_RECORD = ("shifts", "shifts_rig", "patch_shifts", "peak")
+_RECORD = ("shifts", "shifts_rig", "patch_shifts", "peak", "peak_snr")
+SNR_HALO = 8  # frames of each neighbour a block reads to interpolate its unreliable shifts
 
 
 @dataclass
@@ -76,7 +78,8 @@ def kernel_options(mp: MotionParams) -> dict[str, Any]:
     return dict(pw_rigid=mp.pw_rigid, max_shifts=mp.max_shifts, strides=mp.strides, overlaps=mp.overlaps,
                 max_deviation_rigid=mp.max_deviation_rigid, upsample_factor=mp.upsample_factor,
                 upsample_factor_grid=mp.upsample_factor_grid, border_nan=mp.border_nan,
-                shifts_opencv=mp.shifts_opencv, gSig_filt=mp.gSig_filt, clip_quantile=mp.clip_quantile)
+                shifts_opencv=mp.shifts_opencv, gSig_filt=mp.gSig_filt, clip_quantile=mp.clip_quantile,
+                smooth_sigma_time=mp.smooth_sigma_time, snr_thresh=mp.snr_thresh)
 
 
 def block_frames(shape: tuple[int, int, int], chunk_frames: int | None, input_chunk: int | None = None) -> int:
@@ -117,11 +120,14 @@ def _part_stats(pieces: list, gSig_filt: Any, first: bool) -> dict[str, Any]:
     return {"means": group_means(frames, GROUP, partial=first), "min": float(low)}
 
 
-def _first_template(stats: list[dict], min_mov: float | None) -> dict[str, Any]:
-    """Median of all group means (CaImAn's bin_median) and the movie minimum."""
+def _first_template(stats: list[dict], min_mov: float | None, gSig_filt: Any = None) -> dict[str, Any]:
+    """Median of all group means (CaImAn's bin_median) and the movie minimum; with
+    ``gSig_filt`` (one-photon: little detail in each frame, a median of groups at
+    different places smears it) the mean of the groups most alike (:func:`alike_template`)."""
     means = np.concatenate([st["means"] for st in stats])
     lowest = min(st["min"] for st in stats) if min_mov is None else min_mov
-    return {"template": merge_templates(means), "min_mov": float(lowest)}
+    first = merge_templates(means) if gSig_filt is None else alike_template(means, gSig_filt)
+    return {"template": first, "min_mov": float(lowest)}
 
 
 def _part_sums(pieces: list, template: dict[str, Any], opts: dict[str, Any]) -> tuple:
@@ -220,9 +226,11 @@ def _template_graph(movie: xr.DataArray, blocks: list, starts: np.ndarray, lengt
     cuts = _template_parts(starts, lengths, start, n, size, edges)
     parts = [[(blocks[i], lo, hi) for i, lo, hi in part] for part in cuts]
     stats = [dask.delayed(_part_stats, pure=True)(p, mp.gSig_filt, i == 0) for i, p in enumerate(parts)]
-    template = dask.delayed(_first_template, pure=True)(stats, mp.min_mov)
+    template = dask.delayed(_first_template, pure=True)(stats, mp.min_mov, mp.gSig_filt)
     if opts["pw_rigid"] and mp.template_sampling == "spread":
         parts = _sample_parts(movie, _sample_runs(t, n, edges), edges, check_nan)
+        # runs from far apart in time, put end to end: no smoothing or interpolation across them
+        opts = {**opts, "smooth_sigma_time": 0.0, "snr_thresh": None}
     # CaImAn registers piecewise-rigidly against the rigid template (niter_els = 1)
     pw_rounds = mp.niter_els - 1 if opts["pw_rigid"] else 0
     rounds = [{**opts, "pw_rigid": False}] * mp.niter_rig + [opts] * pw_rounds
@@ -232,13 +240,38 @@ def _template_graph(movie: xr.DataArray, blocks: list, starts: np.ndarray, lengt
     return template
 
 
+def halo_width(mp: MotionParams) -> int:
+    """Frames of each neighbouring block a correction block reads: what its temporal
+    smoothing spans, and a few more to interpolate unreliable shifts across block edges."""
+    return max(halo_frames(mp.smooth_sigma_time), SNR_HALO if mp.snr_thresh is not None else 0)
+
+
+def _edge(block: np.ndarray, n: int) -> np.ndarray:
+    """The first ``n`` frames of a block (the last ``-n`` when negative)."""
+    return block[n:] if n < 0 else block[:n]
+
+
+def _halos(blocks: list, h: int) -> list[tuple[Any, Any]]:
+    """Per block, the delayed last ``h`` frames of the block before it and the first ``h``
+    of the block after it (None at the movie's ends, or without a halo)."""
+    if h <= 0:
+        return [(None, None)] * len(blocks)
+    edge = dask.delayed(_edge, pure=True)
+    return [(edge(blocks[i - 1], -h) if i > 0 else None, edge(blocks[i + 1], h) if i + 1 < len(blocks) else None)
+            for i in range(len(blocks))]
+
+
 def _correct_block(frames: np.ndarray, template: dict[str, Any], *, t0: int, opts: dict[str, Any],
                    nonneg: bool, out: tuple[ResultsStore, str] | None, given: dict | None = None,
-                   sums: bool = True) -> dict[str, Any]:
-    """Correct one block, write it, and return its shifts and summary partial sums."""
+                   sums: bool = True, halo: tuple[Any, Any] = (None, None)) -> dict[str, Any]:
+    """Correct one block (registered with ``halo``, its neighbours' edge frames), write it,
+    and return its shifts and summary partial sums."""
     min_mov = template["min_mov"] if nonneg else None
     if given is None:
-        res = correct_frames(frames, template["template"], min_mov=min_mov, **opts)
+        before, after = (np.zeros((0, *frames.shape[1:]), frames.dtype) if h is None else np.asarray(h)
+                         for h in halo)
+        stack = np.concatenate([before, frames, after]) if len(before) or len(after) else frames
+        res = correct_frames(stack, template["template"], min_mov=min_mov, halo=(len(before), len(after)), **opts)
     else:
         res = _apply_given(frames, given, opts, min_mov)
     corrected = res["corrected"]
@@ -316,6 +349,8 @@ def _motion_dataset(recs: list[dict], template: np.ndarray, mp: MotionParams, sh
     data = {"shifts": (("frame", "axis"), shifts),
             "peak": (("frame",), np.concatenate([r["peak"] for r in recs]).astype(np.float32)),
             "template": (("y", "x"), template.astype(np.float32))}
+    if recs[0].get("peak_snr") is not None:
+        data["peak_snr"] = (("frame",), np.concatenate([r["peak_snr"] for r in recs]).astype(np.float32))
     coords: dict[str, Any] = {"axis": np.array(["y", "x"], dtype=object)}  # vlen strings: zarr v3 spec
     if recs[0]["patch_shifts"] is not None:
         ps = np.concatenate([r["patch_shifts"] for r in recs]).astype(np.float32)
@@ -343,9 +378,10 @@ def _run(movie: xr.DataArray, params: Params, store: ResultsStore | None, path: 
         _prepare_output(store, path, movie.shape, tc, cp.tile,
                         {"source": str(movie.attrs.get("source", "")), "fr": movie.attrs.get("fr")})
         out = (store, path)
+    halos = _halos(blocks, halo_width(mp) if given is None else 0)
     recs = [dask.delayed(_correct_block, pure=True)(b, template_d, t0=int(t0), opts=opts, nonneg=mp.nonneg_movie,
-                                                    out=out, given=_given_slice(given, t0, tc))
-            for b, t0 in zip(blocks, starts)]
+                                                    out=out, given=_given_slice(given, t0, tc), halo=halo)
+            for b, t0, halo in zip(blocks, starts, halos)]
     small = [dask.delayed(_strip, pure=True)(r) for r in recs]
     sums = [([r[k] for r in recs], combine) for k in ("raw", "corrected")]
     tmpl, *recs_out, raw_t, cor_t = compute([template_d] + small, label="motion correction", urgent=1, sums=sums)
@@ -432,10 +468,12 @@ def _lazy_corrected(movie: xr.DataArray, params: Params, tmpl: dict, tc: int,
 
     opts = kernel_options(params.motion)
     blocks = []
-    for b, t0, n in zip(*_frame_blocks(movie, params, tc)):
+    frames, starts, lengths = _frame_blocks(movie, params, tc)
+    halos = _halos(frames, halo_width(params.motion) if given is None else 0)
+    for b, t0, n, halo in zip(frames, starts, lengths, halos):
         rec = dask.delayed(_correct_block, pure=True)(b, tmpl, t0=int(t0), opts=opts, out=None, sums=False,
                                                       nonneg=params.motion.nonneg_movie,
-                                                      given=_given_slice(given, t0, n))
+                                                      given=_given_slice(given, t0, n), halo=halo)
         blocks.append(da.from_delayed(rec["frames"], (n,) + movie.shape[1:], dtype=np.float32))
     return xr.DataArray(da.concatenate(blocks), dims=("frame", "y", "x"), name="corrected",
                         attrs=dict(movie.attrs))

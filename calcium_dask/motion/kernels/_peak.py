@@ -10,6 +10,7 @@ exponentials per image, and float32 phases stay accurate for any frame size.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -17,7 +18,7 @@ import scipy.fft
 
 from ._envelope import Envelope
 
-__all__ = ["correlation_grid", "find_peak"]
+__all__ = ["correlation_grid", "find_peak", "find_peak_contrast"]
 
 _FINE_HALF_WIDTH = 0.3  # pixels searched either side of the integer-stage estimate
 _DIRECT_LIMIT = 400  # beyond this many integer candidates an inverse FFT is cheaper
@@ -162,13 +163,40 @@ def _integer_stage(
         vals = correlation_grid(prod, start, oy, ox, shape=shape)
     if envelope is not None:
         vals = envelope.score_integer(vals, my, mx)
+    everywhere = vals
     valid_y = (my >= lo_i[:, :1]) & (my <= hi_i[:, :1])
     valid_x = (mx >= lo_i[:, 1:]) & (mx <= hi_i[:, 1:])
     vals = np.where(valid_y[:, :, None] & valid_x[:, None, :], vals, -np.inf)
     jy, jx = _argmax2(vals)
     best = np.stack([my[rows, jy], mx[rows, jx]], axis=1)
     offset = np.stack([_parabolic_offset(vals[rows, :, jx], jy), _parabolic_offset(vals[rows, jy, :], jx)], axis=1)
-    return best, np.clip(best + offset, lo, hi), vals[rows, jy, jx]
+    return _Integer(best, np.clip(best + offset, lo, hi), vals[rows, jy, jx], everywhere, my, mx)
+
+
+@dataclass
+class _Integer:
+    """The integer stage: best shift (within the bounds), its parabolic estimate and score,
+    and the scores of every integer shift of the window (bounds or not), at ``my`` x ``mx``."""
+
+    best: np.ndarray
+    estimate: np.ndarray
+    value: np.ndarray
+    scores: np.ndarray
+    my: np.ndarray
+    mx: np.ndarray
+
+    def contrast(self, radius: int) -> np.ndarray:
+        """Peak score over the best score of the window farther than ``radius`` pixels
+        (Chebyshev) from it, allowed shift or not: about 1 when noise made the peak, large
+        when the match stands out; ``inf`` when nothing farther was searched or scored above
+        0, 0 for a peak at or below 0."""
+        near_y = np.abs(self.my - self.best[:, :1]) <= radius
+        near_x = np.abs(self.mx - self.best[:, 1:]) <= radius
+        far = np.where(near_y[:, :, None] & near_x[:, None, :], -np.inf, self.scores)
+        rival = far.reshape(len(far), -1).max(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(rival > 0, self.value / np.where(rival > 0, rival, 1.0), np.inf)
+        return np.where(self.value > 0, ratio, 0.0)
 
 
 def _fine_scores(
@@ -282,7 +310,50 @@ def find_peak(
     """
     lo = np.asarray(lo, dtype=np.float64)
     hi = np.asarray(hi, dtype=np.float64)
-    best, estimate, value = _integer_stage(prod, lo, hi, shape, envelope, window)
+    stage = _integer_stage(prod, lo, hi, shape, envelope, window)
     if upsample_factor <= 1:
-        return best.astype(np.float64), value
-    return _fine_stage(prod, estimate, lo, hi, shape, int(upsample_factor), envelope)
+        return stage.best.astype(np.float64), stage.value
+    return _fine_stage(prod, stage.estimate, lo, hi, shape, int(upsample_factor), envelope)
+
+
+def find_peak_contrast(
+    prod: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    *,
+    shape: tuple[int, int],
+    radius: int,
+    upsample_factor: int = 10,
+    envelope: Envelope | None = None,
+    window: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`find_peak`, and how far the peak stands out of the correlation around it.
+
+    Parameters
+    ----------
+    radius : int
+        Half-width, pixels, of the peak's main lobe (the template's autocorrelation),
+        left out when looking for the peak's best rival.
+    window : array-like (2, 2) of int, optional
+        As in :func:`find_peak`; rivals are looked for in the whole window, also beyond
+        ``lo`` and ``hi`` (give a window wider than the bounds so that the correlation
+        around a peak near the bounds is seen).
+    prod, lo, hi, shape, upsample_factor, envelope
+        As in :func:`find_peak`.
+
+    Returns
+    -------
+    shifts, peak : as :func:`find_peak`
+    contrast : ndarray, shape (N,)
+        Score of the best integer shift over the best score among the integer shifts
+        farther than ``radius`` from it (suite2p's peak-to-noise ratio of a block's phase
+        correlation): near 1 when the peak is one of many that noise made.
+    """
+    lo = np.asarray(lo, dtype=np.float64)
+    hi = np.asarray(hi, dtype=np.float64)
+    stage = _integer_stage(prod, lo, hi, shape, envelope, window)
+    contrast = stage.contrast(int(radius))
+    if upsample_factor <= 1:
+        return stage.best.astype(np.float64), stage.value, contrast
+    shifts, peak = _fine_stage(prod, stage.estimate, lo, hi, shape, int(upsample_factor), envelope)
+    return shifts, peak, contrast

@@ -95,6 +95,28 @@ class TemplateCache:
         return self._memo[key]
 
 
+    def lobe_radius(self, width: int, level: float = 0.2) -> int:
+        """Half-width, pixels, of the main lobe of the template's autocorrelation (taper
+        ``width``): the Chebyshev distance at which its largest value falls below ``level``
+        times its value at 0, or stops falling. A correlation peak spreads this far even
+        without noise; what lies beyond competes with it only by chance."""
+        key = ("lobe", int(width), float(level))
+        if key not in self._memo:
+            spec, _ = self.spectra(False, width)
+            acf = np.fft.fftshift(np.fft.irfft2(np.abs(spec[0]) ** 2, s=self.shape))
+            acf /= max(float(acf.max()), np.finfo(np.float64).tiny)
+            cy, cx = self.shape[0] // 2, self.shape[1] // 2
+            yy, xx = np.indices(self.shape)
+            ring = np.maximum(np.abs(yy - cy), np.abs(xx - cx)).ravel()
+            profile = np.full(ring.max() + 1, -np.inf)
+            np.maximum.at(profile, ring, acf.ravel())
+            r = 1
+            while r + 1 < len(profile) and profile[r] >= level and profile[r + 1] < profile[r]:
+                r += 1
+            self._memo[key] = r
+        return self._memo[key]
+
+
 def _pair_or_none(value: float | Sequence[float] | None) -> tuple[float, float] | None:
     if value is None:
         return None

@@ -11,7 +11,8 @@ from ._spectral import as_stack
 from .cache import TemplateCache, prepare_template
 from .field import mean_shift, warp_piecewise
 from .filters import high_pass_filter
-from .registration import register_piecewise, register_rigid
+from .registration import register_piecewise, register_rigid, register_rigid_fit
+from .temporal import fill_unreliable, smooth_frames
 from .warp import BorderNan, apply_shift
 
 __all__ = ["correct_frames"]
@@ -66,6 +67,9 @@ def correct_frames(
     min_mov: float | None = None,
     nonneg_movie: bool = True,
     template_cache: TemplateCache | None = None,
+    smooth_sigma_time: float = 0.0,
+    snr_thresh: float | None = None,
+    halo: tuple[int, int] = (0, 0),
 ) -> dict[str, Any]:
     """Register a block of frames to a template and warp them (rigid or piecewise rigid).
 
@@ -115,6 +119,21 @@ def correct_frames(
         template and the shifts are unaffected.
     template_cache : TemplateCache, optional
         Prepared template (see ``template``); takes precedence over ``template``.
+    smooth_sigma_time : float
+        Register frames smoothed in time by a Gaussian of this SD, frames
+        (:func:`~calcium_dask.motion.kernels.temporal.smooth_frames`, suite2p's name): for
+        noisy frames (one-photon), whose single-frame correlation peak is unreliable. The
+        raw frames are warped. 0: each frame on its own.
+    snr_thresh : float, optional
+        A frame whose correlation peak stands out of the correlation around it by less
+        than this ratio (see :func:`~calcium_dask.motion.kernels.registration.register_rigid_fit`)
+        takes the shift interpolated between its nearest significant neighbours in time
+        (suite2p's name, there for the blocks of its non-rigid registration). None: every
+        peak is trusted.
+    halo : (int, int)
+        Frames at the start and end of ``frames`` that only serve the smoothing and the
+        interpolation of their neighbours (copied from the adjacent blocks): they are
+        registered but neither warped nor returned.
 
     Returns
     -------
@@ -124,8 +143,9 @@ def correct_frames(
         applied field (:func:`mean_shift`); ``shifts_rig`` (T, 2) float32, the rigid
         stage's estimate the patches were bounded around, or None in rigid mode;
         ``patch_shifts`` (T, ny, nx, 2) float32 or None in rigid mode; ``peak`` (T,)
-        float32, the rigid correlation coefficient with the template. A single (H, W)
-        frame gives arrays without the T axis.
+        float32, the rigid correlation coefficient with the template; ``peak_snr`` (T,)
+        float32, how far that peak stands out (see ``snr_thresh``; None without). A single (H, W) frame
+        gives arrays without the T axis. ``T`` counts the frames without the ``halo``.
 
     Notes
     -----
@@ -139,7 +159,16 @@ def correct_frames(
         clip_quantile=clip_quantile
     )
     reg = stack if cache.gSig_filt is None else high_pass_filter(stack, cache.gSig_filt)
-    shifts, peak = register_rigid(reg, cache, max_shifts=max_shifts, upsample_factor=upsample_factor)
+    reg = smooth_frames(reg, smooth_sigma_time) if smooth_sigma_time > 0 else reg
+    snr = None
+    if snr_thresh is None:
+        shifts, peak = register_rigid(reg, cache, max_shifts=max_shifts, upsample_factor=upsample_factor)
+    else:
+        fit = register_rigid_fit(reg, cache, max_shifts=max_shifts, upsample_factor=upsample_factor)
+        shifts, peak, snr = fill_unreliable(fit.shifts, fit.snr >= snr_thresh), fit.peak, fit.snr
+    core = slice(int(halo[0]), len(stack) - int(halo[1]))
+    if halo != (0, 0):
+        stack, reg, shifts, peak = stack[core], reg[core], shifts[core], peak[core]
     patch_shifts = None
     if pw_rigid:
         patch_shifts = register_piecewise(
@@ -167,7 +196,7 @@ def correct_frames(
     if nonneg_movie and min_mov is not None:
         corrected -= np.float32(min_mov)
     result = {"corrected": corrected, "shifts": shifts, "patch_shifts": patch_shifts, "peak": peak,
-              "shifts_rig": None}
+              "shifts_rig": None, "peak_snr": None if snr is None else snr[core]}
     if pw_rigid:
         result["shifts_rig"] = shifts
         result["shifts"] = mean_shift(patch_shifts, stack.shape[1:], strides=strides, overlaps=overlaps,

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from ._envelope import Envelope, taper_width
-from ._peak import find_peak
+from ._peak import find_peak, find_peak_contrast
 from ._spectral import as_stack, cross_power, rfft2, taper, taper_1d, tapered, tapered_windows
 from .cache import TemplateCache, prepare_template
 
-__all__ = ["register_piecewise", "register_rigid"]
+__all__ = ["RigidFit", "register_piecewise", "register_rigid", "register_rigid_fit"]
 
 # Pixels per FFT batch: large enough to amortise Python overhead, small enough that a
 # batch's images and spectra stay in a core's cache (2 frames of 512x512, or one frame's
@@ -114,11 +115,68 @@ def register_rigid(
     taper can still bias large shifts (it is weighted differently in frame and template).
     """
     stack, single = as_stack(frames, native=True)
+    shifts, peaks, _ = _register_rigid(stack, template, max_shifts, upsample_factor, template_fft, False)
+    if single:
+        return shifts[0], peaks[0]
+    return shifts, peaks
+
+
+@dataclass
+class RigidFit:
+    """Rigid registration of a stack of frames (see :func:`register_rigid_fit`).
+
+    Attributes
+    ----------
+    shifts : ndarray (T, 2) float32
+        (dy, dx) to apply to each frame.
+    peak : ndarray (T,) float32
+        Correlation coefficient with the template at that shift.
+    snr : ndarray (T,) float32
+        How far the peak stands out: its score over that of the best integer shift
+        outside the main lobe of the template's autocorrelation (near 1: noise made it).
+    """
+
+    shifts: np.ndarray
+    peak: np.ndarray
+    snr: np.ndarray
+
+
+def register_rigid_fit(
+    frames: np.ndarray,
+    template: np.ndarray | TemplateCache,
+    *,
+    max_shifts: Sequence[float] = (6, 6),
+    upsample_factor: int = 10,
+    template_fft: TemplateCache | None = None,
+) -> RigidFit:
+    """:func:`register_rigid` of a (T, H, W) stack, with the significance of each peak.
+
+    Returns
+    -------
+    RigidFit
+
+    Notes
+    -----
+    The significance is suite2p's test of a block's phase-correlation peak (Pachitariu et
+    al. 2017, doi:10.1101/061507) applied to the tapered correlation: the peak's score
+    over the best score found beyond the main lobe of the template's autocorrelation
+    (:meth:`TemplateCache.lobe_radius`), which a correct peak spreads over even without
+    noise. On a frame whose correlation noise made the peak, a rival of about the same
+    height lies elsewhere in the search window and the ratio is near 1.
+    """
+    stack, _ = as_stack(frames, native=True)
+    shifts, peaks, snr = _register_rigid(stack, template, max_shifts, upsample_factor, template_fft, True)
+    return RigidFit(shifts, peaks, snr)
+
+
+def _register_rigid(stack: np.ndarray, template: np.ndarray | TemplateCache, max_shifts: Sequence[float] | float,
+                    upsample_factor: int, template_fft: TemplateCache | None,
+                    with_snr: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     cache = _rigid_cache(template, template_fft)
     _check_shape(stack, cache)
     bound = _search_bound(max_shifts, cache.shape)
     width = taper_width(bound.max(), min(cache.shape))
-    shifts, peaks = _rigid_pass(stack, cache, bound, width, upsample_factor)
+    shifts, peaks, snr = _rigid_pass(stack, cache, bound, width, upsample_factor, with_snr)
     if min(cache.shape) < SMALL_FRAME and len(stack):
         # The taper weighs frame and template alike, which pulls shifts of small frames
         # towards 0. Registered again on the region they share at the integer shift found,
@@ -130,34 +188,47 @@ def register_rigid(
             base = np.rint(shifts).astype(np.int64)
             shifts, peaks = _overlap_pass(stack, cache, base, upsample_factor)
         shifts = np.clip(shifts, -bound, bound).astype(np.float32)
-    if single:
-        return shifts[0], peaks[0]
-    return shifts, peaks
+    return shifts, peaks, snr
 
 
 def _rigid_pass(stack: np.ndarray, cache: TemplateCache, bound: np.ndarray, width: int,
-                upsample_factor: int) -> tuple[np.ndarray, np.ndarray]:
-    """One FFT registration of every frame within ``bound`` (taper ``width``): shifts, peaks."""
+                upsample_factor: int, with_snr: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """One FFT registration of every frame within ``bound`` (taper ``width``): shifts,
+    peaks and, ``with_snr``, their significance (see :class:`RigidFit`)."""
     shape = cache.shape
     window = taper(shape, width)
     envelope = _envelope(shape, width)
     tspec, tnorm = cache.spectra(False, width)
     shifts = np.empty((stack.shape[0], 2), dtype=np.float32)
     peaks = np.empty(stack.shape[0], dtype=np.float32)
+    snr = np.empty(stack.shape[0], dtype=np.float32) if with_snr else None
+    search = np.stack([-np.ceil(bound - 1e-9), np.floor(bound + 1e-9)]).astype(np.int64)
+    if with_snr:
+        # rivals of a peak are looked for beyond its lobe, also past the bounds: room enough
+        # that noise has several chances to rival it even when max_shifts is small
+        radius = cache.lobe_radius(width)
+        reach = _search_bound(np.maximum(bound, 2 * radius + 2), shape)
+        search = np.stack([-np.ceil(reach - 1e-9), np.floor(reach + 1e-9)]).astype(np.int64)
     for sl in _batches(stack.shape[0], shape[0] * shape[1]):
         centred, fnorm = tapered(_clipped(stack[sl], cache.ceiling), window, norm=True)
         prod = cross_power(tspec, rfft2(centred))
         lo = np.broadcast_to(-bound, (len(fnorm), 2))
         hi = np.broadcast_to(bound, (len(fnorm), 2))
-        found, score = find_peak(
-            prod, lo, hi, shape=shape, upsample_factor=upsample_factor, envelope=envelope,
-            window=np.stack([-np.ceil(bound - 1e-9), np.floor(bound + 1e-9)]).astype(np.int64),
-        )
+        if with_snr:
+            found, score, contrast = find_peak_contrast(prod, lo, hi, shape=shape, radius=radius,
+                                                        upsample_factor=upsample_factor, envelope=envelope,
+                                                        window=search)
+        else:
+            found, score = find_peak(prod, lo, hi, shape=shape, upsample_factor=upsample_factor,
+                                     envelope=envelope, window=search)
         # a featureless (constant) frame has no correlation peak: no evidence of motion
-        shifts[sl] = np.where(fnorm[:, None] > FLAT * tnorm[0], found, 0)
+        flat = fnorm <= FLAT * tnorm[0]
+        shifts[sl] = np.where(~flat[:, None], found, 0)
+        if with_snr:
+            snr[sl] = np.where(flat, 0.0, contrast)
         # back from score = c / A(s) to the correlation coefficient c / (|f| |t|)
         peaks[sl] = _safe_ratio(score * envelope.autocorr(found), fnorm * tnorm[0])
-    return shifts, peaks
+    return shifts, peaks, snr
 
 
 def _overlap_pass(stack: np.ndarray, cache: TemplateCache, base: np.ndarray,
@@ -175,8 +246,8 @@ def _overlap_pass(stack: np.ndarray, cache: TemplateCache, base: np.ndarray,
         sub = TemplateCache(template=np.ascontiguousarray(cache.template[ty, tx]), gSig_filt=cache.gSig_filt,
                             clip_quantile=cache.clip_quantile, ceiling=cache.ceiling)
         crop = sub.shape
-        res, peaks[rows] = _rigid_pass(stack[rows][:, fy, fx], sub, _search_bound(2.0, crop),
-                                       taper_width(2.0, min(crop)), upsample_factor)
+        res, peaks[rows], _ = _rigid_pass(stack[rows][:, fy, fx], sub, _search_bound(2.0, crop),
+                                          taper_width(2.0, min(crop)), upsample_factor)
         shifts[rows] = res + np.array([dy, dx], np.float32)
     return shifts, peaks
 

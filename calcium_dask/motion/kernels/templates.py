@@ -9,10 +9,11 @@ from typing import Any, Literal
 import numpy as np
 
 from ._spectral import as_stack
+from .filters import high_pass_filter
 from .frames import correct_frames
 
-__all__ = ["corrected_sums", "group_means", "make_template", "mean_from_sums", "merge_templates",
-           "refine_template"]
+__all__ = ["alike_template", "corrected_sums", "group_means", "make_template", "mean_from_sums",
+           "merge_templates", "refine_template"]
 
 
 def _quiet(func, *args, **kwargs) -> np.ndarray:
@@ -177,3 +178,45 @@ def merge_templates(
     if method == "mean":
         return _fill_nan(_nanmean(stack, axis=0))
     raise ValueError(f"method must be 'median' or 'mean', got {method!r}")
+
+
+def alike_template(means: np.ndarray, gSig_filt: float | Sequence[float] | None = None, *,
+                   share: float = 0.25, min_groups: int = 3) -> np.ndarray:
+    """A first template from the groups of frames most alike: sharp where the median of all
+    groups is smeared by the motion between them.
+
+    Parameters
+    ----------
+    means : ndarray (G, H, W)
+        Means of groups of consecutive frames (:func:`group_means`).
+    gSig_filt : float or (float, float), optional
+        Groups are compared after this high-pass filter (what registration will see).
+    share : float
+        Fraction of the groups averaged (at least ``min_groups``).
+
+    Returns
+    -------
+    ndarray (H, W) float32
+        The mean of the group most correlated with its ``k`` best matches and of those
+        ``k`` groups, in the frames' (unfiltered) units.
+
+    Notes
+    -----
+    suite2p's initial reference (Pachitariu et al. 2017, doi:10.1101/061507): the frames
+    most correlated with each other are nearly at the same place, so their mean keeps the
+    detail that registration needs, which matters when each frame holds little of it.
+    """
+    stack = np.asarray(means, dtype=np.float32)
+    G = len(stack)
+    k = int(min(G, max(min_groups, round(share * G))))
+    if G <= 2 or k >= G:
+        return merge_templates(stack, method="mean")
+    view = stack if gSig_filt is None else high_pass_filter(stack, gSig_filt)
+    flat = view.reshape(G, -1).astype(np.float64)
+    flat -= flat.mean(1, keepdims=True)
+    flat /= np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12)
+    corr = flat @ flat.T
+    best = np.sort(corr, axis=1)[:, -k:].mean(1)  # each group's k best matches (itself included)
+    seed = int(np.argmax(best))
+    members = np.argsort(corr[seed])[-k:]
+    return merge_templates(stack[members], method="mean")
