@@ -86,16 +86,23 @@ def info(movie: tuple[str, ...], engine: str | None, dataset: str | None, plane:
 
 
 params_option = click.option("--params", "params_file", type=click.Path(dir_okay=False), default=None,
-                             help="YAML or JSON parameter file (CaImAn names, flat or by group).")
+                             help="YAML or JSON parameter file (CaImAn names, flat or by group), or a preset name: "
+                                  "miniscope (one-photon, CNMF-E).")
 set_option = click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
                           help="Override one parameter, e.g. --set motion.pw_rigid=true (repeatable).")
 
 
 def load_params(params_file: str | None, assignments: tuple[str, ...]):
-    """Parameters from an optional file plus ``--set`` overrides, validated."""
-    from .params import Params
+    """Parameters from an optional file or preset name plus ``--set`` overrides, validated.
 
-    params = Params.load(params_file) if params_file else Params()
+    A name of :data:`~calcium_dask.params.PRESETS` (``miniscope``) that is not an existing
+    file gives that preset."""
+    from .params import PRESETS, Params
+
+    if params_file in PRESETS and not Path(params_file).exists():
+        params = Params.preset(params_file)
+    else:
+        params = Params.load(params_file) if params_file else Params()
     return params.with_overrides(list(assignments)) if assignments else params
 
 
@@ -213,10 +220,13 @@ def simulate(out: str, preset: str, assignments: tuple[str, ...], fmt: str | Non
 @click.option("--out", "out_dir", default="calcium-dask-demo", show_default=True,
               help="Folder for the simulated movie and the results store.")
 @click.option("--preset", type=click.Choice(["small", "medium", "hard"]), default="small", show_default=True)
+@click.option("--one-photon", is_flag=True,
+              help="A one-photon (miniscope) movie, 128x128 pixels, analysed with CNMF-E (--params miniscope).")
 @scheduler_option
 @workers_option
 @quiet_option
-def demo(out_dir: str, preset: str, scheduler: str | None, n_workers: int | None, quiet: bool) -> None:
+def demo(out_dir: str, preset: str, one_photon: bool, scheduler: str | None, n_workers: int | None,
+         quiet: bool) -> None:
     """Simulate a movie with known neurons, run every stage, and score the result against the truth."""
     from .cluster import connect
     from .datasets import GroundTruth, SimulationParams, write_movie
@@ -226,12 +236,18 @@ def demo(out_dir: str, preset: str, scheduler: str | None, n_workers: int | None
     set_quiet(quiet)
     out = Path(out_dir)
     movie_path = out / "movie.tif"
-    sp = SimulationParams.preset(preset, seed=1)
-    if not movie_path.exists():
+    if one_photon:
+        sp = SimulationParams.preset("miniscope", seed=1, **ONE_PHOTON_DEMO)
+        params = demo_params_one_photon(sp.fr)
+    else:
+        sp = SimulationParams.preset(preset, seed=1)
+        params = demo_params(sp.fr)
+    fresh = not movie_path.exists() or _simulated_with(out) != sp
+    if fresh:  # a new movie (or the other kind of demo): its results start over
         write_movie(movie_path, sp)
     click.echo(f"simulated {movie_path} ({sp.T} frames of {sp.H}x{sp.W}, {sp.K} neurons)")
     with connect(scheduler, n_workers=n_workers, quiet=quiet) as client:
-        summary = run_pipeline(str(movie_path), str(out / "results.zarr"), demo_params(sp.fr))
+        summary = run_pipeline(str(movie_path), str(out / "results.zarr"), params, force=fresh)
         if client.cluster is not None:
             client.cluster.close()
     if not quiet:
@@ -246,11 +262,34 @@ def demo(out_dir: str, preset: str, scheduler: str | None, n_workers: int | None
     click.echo(f"results store: {summary.store.url}  (open with xarray.open_zarr(path, group=...))")
 
 
+def _simulated_with(folder: Path):
+    """The simulation parameters of the movie in ``folder`` (its ``params.json``), or None."""
+    import json
+
+    from .datasets import SimulationParams
+
+    try:
+        return SimulationParams.from_dict(json.loads((folder / "params.json").read_text()), strict=False)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
 def demo_params(fr: float):
     """CaImAn's demo-notebook parameters (the library's defaults) at frame rate ``fr``."""
     from .params import Params
 
     return Params.from_caiman({"fr": fr})
+
+
+#: the one-photon demo's movie: the miniscope preset on a smaller field (same densities)
+ONE_PHOTON_DEMO = dict(T=1000, H=128, W=128, K=40, n_blurred=430)
+
+
+def demo_params_one_photon(fr: float):
+    """The ``miniscope`` preset (CaImAn's CNMF-E demo, see :meth:`Params.preset`) at frame rate ``fr``."""
+    from .params import Params
+
+    return Params.preset("miniscope", fr=fr)
 
 
 def score_lines(store, truth) -> list[str]:

@@ -58,7 +58,7 @@ import yaml
 
 from .errors import ParamsError
 
-__all__ = ["Params", "GROUPS", "describe"]
+__all__ = ["Params", "GROUPS", "PRESETS", "describe"]
 
 
 def _f(default: Any, doc: str, *, lo: float | None = None, hi: float | None = None) -> Any:
@@ -126,8 +126,19 @@ class InitParams:
     K: int | None = _f(4, "components per patch (whole field when rf is None)", lo=0)
     gSig: tuple[float, float] = _f((4.0, 4.0), "half-size of a neuron (y, x), pixels", lo=0.5)
     gSiz: tuple[int, int] | None = _f(None, "size of the box around a neuron, pixels (default 2*gSig+1)", lo=1)
-    method_init: Literal["greedy_roi"] = _f("greedy_roi", "initialisation method (two-photon; CNMF-E's "
-                                                      "corr_pnr is not offered)")
+    method_init: Literal["greedy_roi", "corr_pnr"] = _f(
+        "greedy_roi", "initialisation method: greedy_roi (two-photon) or corr_pnr (CNMF-E, one-photon: seeds "
+        "from the correlation and peak-to-noise images of the filtered movie, ring model of the background; "
+        "needs nb=0, nb_patch=0 and low_rank_background=None)")
+    min_corr: float = _f(0.85, "corr_pnr: smallest local correlation of a seed pixel (of the filtered movie)",
+                         lo=0.0, hi=1.0)
+    min_pnr: float = _f(20.0, "corr_pnr: smallest peak-to-noise ratio of a seed pixel (of the filtered movie)",
+                        lo=0.0)
+    center_psf: bool = _f(False, "corr_pnr: filter with a zero-mean Gaussian, which removes a smooth background "
+                                 "(one-photon)")
+    ring_size_factor: float = _f(1.5, "corr_pnr: radius of the background ring over gSiz", lo=0.5, hi=10.0)
+    ssub_B: int = _f(2, "corr_pnr: spatial downsampling of the ring background", lo=1, hi=8)
+    init_iter: int = _f(2, "corr_pnr: seeding rounds (later rounds seed in the residual)", lo=1, hi=5)
     nb: int = _f(2, "number of background components", lo=0, hi=20)
     ssub: int = _f(1, "spatial downsampling during initialisation", lo=1, hi=10)
     tsub: int = _f(1, "temporal downsampling during initialisation", lo=1, hi=100)
@@ -146,7 +157,10 @@ class PatchParams:
     nb_patch: int = _f(1, "background components per patch", lo=0, hi=20)
     border_pix: int = _f(0, "pixels along each edge left out of every footprint (CaImAn's demo sets the "
                             "largest shift when border_nan is not 'copy')", lo=0)
-    low_rank_background: bool = _f(True, "one low-rank background for the whole field")
+    low_rank_background: bool | None = _f(True, "one low-rank background for the whole field (None: no low-rank "
+                                                "background, as corr_pnr's ring model needs)")
+    del_duplicates: bool = _f(True, "each patch keeps only the components centred in the part of the field it "
+                                    "is nearest to (CaImAn's default: False, every component kept, then merged)")
     memory_fact: float = _f(1.0, "scale of the memory budget of a patch task", lo=0.01)
 
 
@@ -198,6 +212,9 @@ class QualityParams:
                                                 "(multiple correlation >= this) and that fails the SNR test: "
                                                 "background CNMF took for a source (None: keep them)",
                                            lo=0.0, hi=1.0)
+    max_spread: float | None = _f(None, "reject a unit whose footprint spreads (spatial SD) beyond this many gSig: "
+                                        "out-of-focus light, not a neuron of the size given (one-photon; None: keep "
+                                        "them)", lo=0.5)
     thresh_subset: float = _f(0.5, "reject an accepted unit whose mask lies this much inside a stronger "
                                    "accepted unit whose trace it follows: a duplicate (CaImAn's "
                                    "remove_duplicates: 0.6; above 1: keep them)",
@@ -240,11 +257,9 @@ GROUPS: dict[str, type] = {
 # CaImAn keys that do not change results here (processes, memory layout, solvers, GPUs):
 # accepted from a CaImAn dict and ignored, so its demo dict loads unchanged. Among them:
 # splits_rig / num_frames_split split the movie in time for CaImAn's parallel processes
-# (here the movie's dask chunks, compute.chunk_frames, do); del_duplicates chooses how
-# CaImAn resolves patch overlaps (here each patch keeps the components of the tile it
-# owns, then overlapping correlated ones merge); dist, min_corr, min_pnr and
-# ring_size_factor steer the 'ellipse' search and CNMF-E's corr_pnr initialisation,
-# which are not offered (method_exp and method_init reject them).
+# (here the movie's dask chunks, compute.chunk_frames, do); dist steers the 'ellipse'
+# search, which is not offered (method_exp rejects it); seed_method 'manual' is CaImAn's
+# clicking on seeds in a window (here seeds are always automatic).
 CAIMAN_IGNORED = frozenset(
     "n_processes n_pixels_per_process dims caiman_version last_commit mmap_F mmap_C "
     "in_memory use_cuda indices is3D memory_efficient num_blocks_per_run_spat "
@@ -252,8 +267,8 @@ CAIMAN_IGNORED = frozenset(
     "splits_els num_splits_to_process_els num_splits_to_process_rig "
     "method_ls normalize_yyt_one include_noise compute_g pixels sn p_patch p_ssub "
     "p_tsub remove_very_bad_comps skip_refinement merge_parallel max_num_samples_fft_temporal "
-    "gSig_range use_ecc max_ecc center_psf init_iter ssub_B seed_method kernel "
-    "splits_rig num_frames_split del_duplicates dist min_corr min_pnr ring_size_factor".split()
+    "gSig_range use_ecc max_ecc seed_method kernel "
+    "splits_rig num_frames_split dist".split()
 )
 
 
@@ -379,7 +394,26 @@ class Params:
     dff: DffParams = field(default_factory=DffParams)
     compute: ComputeParams = field(default_factory=ComputeParams)
 
+    def __post_init__(self) -> None:
+        _check_combinations(self)
+
     # -- construction -------------------------------------------------------------
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> Params:
+        """Named parameter sets (:data:`PRESETS`), e.g. ``Params.preset("miniscope")``.
+
+        ``miniscope``: CaImAn's CNMF-E demo (``demo_pipeline_cnmfE``) for one-photon
+        movies: rigid correction on high-pass filtered frames (``gSig_filt=3``), CNMF-E on
+        80-pixel patches (``method_init='corr_pnr'``, ring background, ``K=None``,
+        ``min_corr=0.8``, ``min_pnr=10``, ``gSig=3``, ``gSiz=13``), acceptance by SNR and
+        r_value only (``use_cnn=False``: the shape classifier is trained on two-photon
+        somata). ``overrides`` (``"group.key"`` or bare names) are applied on top; set
+        ``fr`` and ``decay_time`` for your movie.
+        """
+        if name not in PRESETS:
+            raise ParamsError(f"unknown parameter preset '{name}'; presets are: {', '.join(sorted(PRESETS))}")
+        return cls.from_dict(PRESETS[name]).replace(**overrides) if overrides else cls.from_dict(PRESETS[name])
+
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None = None, *, strict: bool = True) -> Params:
         """Build from a dict nested by group, flat with bare names, or ``"group.key"`` keys."""
@@ -465,6 +499,35 @@ class Params:
         if self.init.gSiz is not None:
             return self.init.gSiz
         return tuple(int(2 * round(g) + 1) for g in self.init.gSig)  # type: ignore[return-value]
+
+
+#: named parameter sets, CaImAn's names (see :meth:`Params.preset`)
+PRESETS: dict[str, dict[str, Any]] = {
+    "miniscope": {
+        "motion": {"pw_rigid": False, "max_shifts": (8, 8), "gSig_filt": (3, 3), "border_nan": "copy",
+                   "snr_thresh": 1.5},
+        "init": {"method_init": "corr_pnr", "K": None, "gSig": (3, 3), "gSiz": (13, 13), "center_psf": True,
+                 "min_corr": 0.8, "min_pnr": 10.0, "ssub": 1, "tsub": 2, "nb": 0, "ring_size_factor": 1.4,
+                 "ssub_B": 2, "init_iter": 2, "normalize_init": False},
+        "patch": {"rf": 40, "stride": 20, "nb_patch": 0, "low_rank_background": None, "del_duplicates": True,
+                  "only_init": True, "border_pix": 0},
+        "merging": {"merge_thr": 0.7},
+        "temporal": {"p": 1},
+        "quality": {"min_SNR": 3.0, "rval_thr": 0.85, "use_cnn": False, "max_spread": 1.8},
+    },
+}
+
+
+def _check_combinations(p: Params) -> None:
+    """Refuse parameter sets whose parts contradict each other (one line saying what to set)."""
+    if p.init.method_init != "corr_pnr":
+        return
+    bad = [f"nb={p.init.nb}" if p.init.nb else "", f"nb_patch={p.patch.nb_patch}" if p.patch.nb_patch else "",
+           "low_rank_background=True" if p.patch.low_rank_background else ""]
+    bad = [b for b in bad if b]
+    if bad:
+        raise ParamsError(f"method_init='corr_pnr' models the background with CNMF-E's ring, not with low-rank "
+                          f"components: set nb=0, nb_patch=0 and low_rank_background=None (got {', '.join(bad)})")
 
 
 def _resolve(key: str) -> tuple[str, str]:

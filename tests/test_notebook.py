@@ -1,4 +1,5 @@
-"""notebooks/demo_pipeline.ipynb runs top to bottom and ends with a sane summary."""
+"""The demo notebooks (demo_pipeline.ipynb, and demo_pipeline_cnmfE.ipynb for one-photon movies)
+run top to bottom and end with a sane summary."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "demo_pipeline.ipynb"
+NOTEBOOK_CNMFE = NOTEBOOK.with_name("demo_pipeline_cnmfE.ipynb")
 KERNEL = "calcium-dask-test"
 
 
-def test_committed_notebook_has_no_outputs():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
+@pytest.mark.parametrize("path", [NOTEBOOK, NOTEBOOK_CNMFE], ids=["two-photon", "one-photon"])
+def test_committed_notebook_has_no_outputs(path):
+    nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert not cell.outputs and cell.execution_count is None, cell.source[:80]
@@ -58,3 +61,31 @@ def test_demo_notebook_runs(tmp_path, kernel_of_this_python, monkeypatch):
     assert (tmp_path / "demo" / "report.html").stat().st_size > 10_000
     assert (tmp_path / "demo" / "movie.gif").exists()
     assert "'f1'" in text and float(re.search(r"'f1': ([\d.]+)", text).group(1)) >= 0.7
+
+
+def test_cnmfe_notebook_runs(tmp_path, kernel_of_this_python, monkeypatch):
+    monkeypatch.setenv("CALCIUM_DASK_DEMO_DIR", str(tmp_path / "demo"))
+    monkeypatch.setenv("CALCIUM_DASK_WORKERS", "2")
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(NOTEBOOK_CNMFE, as_version=4)
+    client = nbclient.NotebookClient(nb, kernel_name=kernel_of_this_python, timeout=400,
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "ParamsError: method_init='corr_pnr'" in text  # the refused combination, in one line
+    line = re.search(r"SUMMARY units=(\d+) accepted=(\d+) rejected=(\d+) frames=(\d+) max_shift=([\d.]+)", text)
+    assert line, text[-2000:]
+    units, accepted, rejected, frames, max_shift = (float(g) for g in line.groups())
+    assert frames == 600 and units == accepted + rejected
+    assert 14 <= accepted <= 30, line.group(0)  # 20 simulated neurons
+    motion = re.search(r"motion: ([\d.]+) px RMSE \(no correction: ([\d.]+) px\)", text)
+    assert float(motion.group(1)) < min(0.5, float(motion.group(2)))
+    assert float(re.search(r"'f1': ([\d.]+)", text).group(1)) >= 0.7
+    report = (tmp_path / "demo" / "report.html").read_text()
+    assert "One-photon seeding" in report and "correlation and PNR images" in report
+    pngs = [o for o in outputs if o.output_type == "display_data" and "image/png" in o.get("data", {})]
+    assert len(pngs) >= 8  # the views drew (shifts, summary, seeding images, contours, metrics, traces)

@@ -42,7 +42,7 @@ def test_strict_rejects_caiman_only_keys():
 
 
 def test_caiman_execution_keys_load_and_change_nothing():
-    keys = {"splits_rig": 7, "num_frames_split": 40, "del_duplicates": True, "min_corr": 0.8, "dist": 2}
+    keys = {"splits_rig": 7, "num_frames_split": 40, "seed_method": "auto", "dist": 2}
     assert Params.from_caiman(keys) == Params()
     with pytest.raises(ParamsError, match="splits_rig"):
         Params.from_dict({"splits_rig": 7})

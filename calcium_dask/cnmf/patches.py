@@ -128,13 +128,13 @@ def _fit_group(source: Any, union: tuple[int, int, int, int], boxes: list[tuple[
             for b, o in zip(boxes, owns)]
 
 
-def _fit_one(Y: np.ndarray, box: tuple[int, int, int, int], own: tuple[int, int, int, int],
+def _fit_one(Y: np.ndarray, box: tuple[int, int, int, int], own: tuple[int, int, int, int] | None,
              dims: tuple[int, int], opts: dict[str, Any]) -> dict[str, Any]:
     """CNMF on one patch; its own tile's components as sparse entries in global pixels."""
     y0, y1, x0, x1 = box
     h, w = y1 - y0, x1 - x0
-    res = fit_patch(np.ascontiguousarray(Y), own=(own[0] - y0, own[1] - y0, own[2] - x0, own[3] - x0),
-                    **opts)
+    local = None if own is None else (own[0] - y0, own[1] - y0, own[2] - x0, own[3] - x0)
+    res = fit_patch(np.ascontiguousarray(Y), own=local, **opts)
     local = np.arange(h * w)
     glob = (y0 + local // w) * dims[1] + (x0 + local % w)  # patch pixel -> global pixel
     A = res.A.tocoo()
@@ -217,7 +217,8 @@ def fit_patches(movie: xr.DataArray, params: Params) -> PatchSet:
     budget = PATCH_BUDGET * params.patch.memory_fact
     tsub = max(patch_memory_tsub(t, box, budget) for box in boxes)
     opts = patch_options(params)
-    tiles = own_boxes(boxes)
+    # del_duplicates: each patch returns only its own tile's components (else all, merged later)
+    tiles = own_boxes(boxes) if params.patch.del_duplicates else [None] * len(boxes)
     groups = patch_groups(boxes, t // tsub, budget)
     fit = dask.delayed(_fit_group, pure=True)
     tasks = []

@@ -51,36 +51,46 @@ def support_box(image: np.ndarray) -> tuple[slice, slice]:
 
 def blurred_neurons(rng: np.random.Generator, shape: tuple[int, int], n: int,
                     sigma_range: tuple[float, float], level: float,
-                    atten: np.ndarray) -> np.ndarray:
+                    atten: np.ndarray, crop: tuple[slice, slice] | None = None) -> np.ndarray:
     """Out-of-focus neurons: Gaussian blobs of light, photons at rest, zero beyond 3 SD.
 
     Parameters
     ----------
     shape : (int, int)
-        Canvas shape; the centres are uniform over it.
+        Shape of the world the centres are uniform over.
     n : int
     sigma_range : (float, float)
         Range of the blobs' SD, pixels (uniform).
     level : float
-        Median resting light at a blob's centre (log-normal, SD 0.5 in log units).
+        Median resting light at the centre of a blob of the smallest SD (log-normal, SD 0.5
+        in log units); a wider blob spreads the same light, so its centre is dimmer by the
+        square of the ratio of the SDs (a neuron's light, out of focus).
     atten : ndarray
-        Vessel transmission (vessels shade them too).
+        Vessel transmission on the world (vessels shade them too).
+    crop : (slice, slice), optional
+        The part of the world drawn (the canvas); default all of it.
 
     Returns
     -------
     ndarray (n, Hc, Wc) float32
     """
-    H, W = shape
-    out = np.zeros((n, H, W), np.float32)
-    centres = rng.uniform((0, 0), (H, W), (n, 2))
+    crop = crop or (slice(0, shape[0]), slice(0, shape[1]))
+    y0, x0 = crop[0].start, crop[1].start
+    Hc, Wc = crop[0].stop - y0, crop[1].stop - x0
+    out = np.zeros((n, Hc, Wc), np.float32)
+    centres = rng.uniform((0, 0), shape, (n, 2)) - (y0, x0)  # canvas coordinates
     sigmas = rng.uniform(*sigma_range, n)
-    levels = level * np.exp(rng.normal(0.0, 0.5, n))
+    levels = level * np.exp(rng.normal(0.0, 0.5, n)) * (sigma_range[0] / sigmas) ** 2
     for j, ((cy, cx), sig, lev) in enumerate(zip(centres, sigmas, levels)):
         r = int(np.ceil(3 * sig))
-        ys, xs = slice(max(0, int(cy) - r), min(H, int(cy) + r + 1)), slice(max(0, int(cx) - r), min(W, int(cx) + r + 1))
+        ys = slice(min(Hc, max(0, int(cy) - r)), min(Hc, max(0, int(cy) + r + 1)))
+        xs = slice(min(Wc, max(0, int(cx) - r)), min(Wc, max(0, int(cx) + r + 1)))
+        if ys.start == ys.stop or xs.start == xs.stop:
+            continue  # wholly outside the canvas
         yy, xx = np.mgrid[ys, xs]
         d2 = ((yy - cy) ** 2 + (xx - cx) ** 2) / sig**2
-        out[j][ys, xs] = np.where(d2 <= 9.0, lev * np.exp(-0.5 * d2), 0.0) * atten[ys, xs]
+        out[j][ys, xs] = np.where(d2 <= 9.0, lev * np.exp(-0.5 * d2), 0.0) * atten[y0 + ys.start:y0 + ys.stop,
+                                                                                  x0 + xs.start:x0 + xs.stop]
     return out
 
 

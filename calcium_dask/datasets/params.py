@@ -45,7 +45,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
         fr=20.0,
         dxy=2.0,
         radius_range=(3.5, 5.0),
-        blur_px=2.5,
+        blur_px=3.5,
         pair_frac=0.1,
         ring_frac=0.2,
         min_gap=1.0,
@@ -54,9 +54,9 @@ _PRESETS: dict[str, dict[str, Any]] = {
         dff_logsd=0.4,
         baseline_level=20.0,
         neuropil_levels=(6.0, 4.0),
-        n_blurred=500,
-        blurred_sigma_range_px=(5.0, 10.0),
-        blurred_level=25.0,
+        n_blurred=1200,
+        blurred_sigma_range_px=(8.0, 16.0),
+        blurred_level=8.0,
         blurred_dff=3.0,
         n_vessels=5,
         vessel_contrast=0.1,
@@ -179,7 +179,9 @@ class SimulationParams:
     blurred_sigma_range_px : (float, float)
         Range of their size (Gaussian SD), pixels.
     blurred_level : float
-        Median resting light at an out-of-focus neuron's centre, photons (log-normal).
+        Median resting light at the centre of an out-of-focus neuron of the smallest size,
+        photons (log-normal); wider ones spread the same light (their centre is dimmer by
+        the square of the ratio of the sizes).
     blurred_dff : float
         Median dF/F of one spike of an out-of-focus neuron (log-normal).
     """

@@ -127,8 +127,8 @@ def _out_of_focus(p: SimulationParams) -> tuple[np.ndarray, np.ndarray]:
     world, margin = _world(p)
     atten, _ = vessel_attenuation(stream(p.seed, "vessels"), world, p.n_vessels, p.vessel_contrast)
     off = margin - int(p.pad)
-    blobs = blurred_neurons(rng, world, p.n_blurred, p.blurred_sigma_range_px, p.blurred_level, atten)
-    blobs = blobs[:, off:world[0] - off, off:world[1] - off]
+    crop = (slice(off, world[0] - off), slice(off, world[1] - off))
+    blobs = blurred_neurons(rng, world, p.n_blurred, p.blurred_sigma_range_px, p.blurred_level, atten, crop)
     act = simulate_activity(
         rng, K=p.n_blurred, T=p.T, fr=p.fr, rate_range_hz=p.rate_range_hz, burst_frac=p.burst_frac,
         tau_rise_range_s=p.tau_rise_range_s, tau_decay_range_s=p.tau_decay_range_s,

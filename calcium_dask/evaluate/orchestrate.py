@@ -24,6 +24,7 @@ from .kernels.duplicates import find_duplicates
 from .kernels.motion_artifacts import border_weight, border_widths, motion_correlation
 from .kernels.select import accept
 from .kernels.snr import trace_snr
+from .kernels.spread import footprint_spread
 from .kernels.spatial import (active_frames, background_window_means, footprint_window, peak_window, r_values,
                       window_sums)
 
@@ -95,12 +96,14 @@ def motion_residue(A: sp.csc_matrix, traces: np.ndarray, dims: tuple[int, int],
 
 def evaluate_components(movie: xr.DataArray, ds: xr.Dataset, params: Params,
                         motion: xr.Dataset | None = None) -> xr.Dataset:
-    """snr, r_value, cnn_pred, motion_corr, border_weight, background_corr, accepted,
-    duplicate_of and dff of the units in ``ds`` (the results' root group).
+    """snr, r_value, cnn_pred, motion_corr, border_weight, background_corr, spread,
+    accepted, duplicate_of and dff of the units in ``ds`` (the results' root group).
 
     A unit is accepted by CaImAn's thresholds, then rejected if it is a residue of motion
     correction's border fill, background CNMF took for a source
-    (:mod:`~calcium_dask.evaluate.kernels.background_residue`) or a duplicate of a stronger unit.
+    (:mod:`~calcium_dask.evaluate.kernels.background_residue`), out-of-focus light wider
+    than a neuron (``max_spread``, :mod:`~calcium_dask.evaluate.kernels.spread`) or a
+    duplicate of a stronger unit.
 
     Parameters
     ----------
@@ -139,11 +142,14 @@ def evaluate_components(movie: xr.DataArray, ds: xr.Dataset, params: Params,
         bcorr = background_correlation(C, f)
         if q.max_background_corr is not None:
             ok &= ~((bcorr >= q.max_background_corr) & ~(snr > q.min_SNR))
+        spread = footprint_spread(A, (H, W))
+        if q.max_spread is not None:
+            ok &= ~(spread > q.max_spread * float(np.mean(params.init.gSig)))  # NaN (empty) compares False
         dup = find_duplicates(A, C, snr, ok, thresh_subset=q.thresh_subset, corr_thr=q.dup_corr_thr)
         ok &= dup < 0
         dff = compute_dff(A, b, C, f, YrA, params)
     else:
-        snr = rval = cnn = mcorr = border = bcorr = np.zeros(0)
+        snr = rval = cnn = mcorr = border = bcorr = spread = np.zeros(0)
         ok = np.zeros(0, bool)
         dup = np.zeros(0, np.int64)
         dff = np.zeros((0, C.shape[1]))
@@ -153,6 +159,7 @@ def evaluate_components(movie: xr.DataArray, ds: xr.Dataset, params: Params,
                        "cnn_pred": (unit, cnn.astype(np.float32)),
                        "motion_corr": (unit, mcorr.astype(np.float32)), "border_weight": (unit, border.astype(np.float32)),
                        "background_corr": (unit, bcorr.astype(np.float32)),
+                       "spread": (unit, spread.astype(np.float32)),
                        "accepted": (unit, ok.astype(bool)),
                        "duplicate_of": (unit, np.where(dup >= 0, units[np.maximum(dup, 0)], -1)),
                        "dff": (("unit", "frame"), dff.astype(np.float32))},

@@ -11,10 +11,11 @@ from typing import Any
 
 from .movie import play
 from .report import write_report
-from .static import plot_contours, plot_metrics, plot_patch_grid, plot_shifts, plot_summary, plot_traces, view_quilt
+from .static import (plot_contours, plot_corr_pnr, plot_metrics, plot_patch_grid, plot_shifts, plot_summary,
+                     plot_traces, view_quilt)
 
 __all__ = ["plot_contours", "plot_shifts", "plot_patch_grid", "view_quilt", "plot_summary", "plot_traces",
-           "plot_metrics", "plot_contours_interactive", "view_components", "play", "write_report"]
+           "plot_metrics", "plot_corr_pnr", "plot_contours_interactive", "view_components", "play", "write_report"]
 
 _LAZY = {"plot_contours_interactive": ".interactive", "view_components": ".interactive"}
 

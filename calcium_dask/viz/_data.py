@@ -56,6 +56,8 @@ class Loaded:
         Root variables (footprints, traces, ...); ``None`` before the cnmf stage.
     motion, summary, summary_raw : xarray.Dataset or None
         The ``/motion``, ``/summary`` and ``/summary_raw`` groups.
+    corr_pnr : xarray.Dataset or None
+        The ``/corr_pnr`` group of a one-photon (CNMF-E) run: the images seeds came from.
     attrs : dict
         Root attributes (``params``, ``stages``, ``input``, ``fr``, ``shape``, ``version``).
     url : str or None
@@ -66,6 +68,7 @@ class Loaded:
     motion: xr.Dataset | None = None
     summary: xr.Dataset | None = None
     summary_raw: xr.Dataset | None = None
+    corr_pnr: xr.Dataset | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
     url: str | None = None
 
@@ -105,7 +108,7 @@ def _from_store(store: ResultsStore) -> Loaded:
                          "`calcium-dask run`)") from None
     present = set(root_group.group_keys())
     root = _read_group(store, None, present)
-    groups = {g: _read_group(store, g, present) for g in ("motion", "summary", "summary_raw")}
+    groups = {g: _read_group(store, g, present) for g in ("motion", "summary", "summary_raw", "corr_pnr")}
     attrs = dict(root_group.attrs)
     if "movie" in present:  # the corrected movie's attributes (metadata only) fill gaps
         movie_attrs = dict(root_group["movie"].attrs)
@@ -117,12 +120,13 @@ def _from_store(store: ResultsStore) -> Loaded:
 
 
 def _from_results(res: Results) -> Loaded:
-    attrs, raw = dict(res.ds.attrs), None
+    attrs, raw, seeding = dict(res.ds.attrs), None, None
     if res.store is not None and res.store.exists():
         attrs = {**attrs, **dict(res.store.root(mode="r").attrs)}
-        raw = _read_group(res.store, "summary_raw", set(res.store.root(mode="r").group_keys()))
-    return Loaded(root=res.ds, motion=res.motion, summary=res.summary, summary_raw=raw, attrs=attrs,
-                  url=res.store.url if res.store is not None else None)
+        present = set(res.store.root(mode="r").group_keys())
+        raw, seeding = (_read_group(res.store, g, present) for g in ("summary_raw", "corr_pnr"))
+    return Loaded(root=res.ds, motion=res.motion, summary=res.summary, summary_raw=raw, corr_pnr=seeding,
+                  attrs=attrs, url=res.store.url if res.store is not None else None)
 
 
 def load(source: Any, *, storage_options: dict | None = None) -> Loaded:

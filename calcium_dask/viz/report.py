@@ -131,6 +131,19 @@ def _quilt(loaded: Loaded, max_traces: int) -> str:
     return _png(static.view_quilt(loaded).figure, "CNMF patches")
 
 
+def _seeding(loaded: Loaded, max_traces: int) -> str:
+    if loaded.corr_pnr is None:
+        method = loaded.param("init", "method_init")
+        return _note("two-photon run (method_init='greedy_roi'): no seeding images" if method == "greedy_roi"
+                     else "no correlation and PNR images (/corr_pnr) in this store")
+    ds = loaded.corr_pnr
+    text = (f"CNMF-E seeds neurons where the local correlation of the filtered movie reaches min_corr = "
+            f"{ds.attrs.get('min_corr')} and its peak-to-noise ratio min_pnr = {ds.attrs.get('min_pnr')} "
+            f"(images of the patches, per frame of the movie). Move the thresholds towards the pixels of "
+            f"the neurons you see, and away from the background's.")
+    return f"<p>{html.escape(text)}</p>" + _png(static.plot_corr_pnr(ds), "correlation and PNR images")
+
+
 def _contour_figure(loaded: Loaded) -> Figure:
     """Accepted and rejected units side by side (all units in one panel before evaluation)."""
     panels = ("accepted", "rejected") if "accepted" in loaded.root else ("all",)
@@ -229,6 +242,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("shifts", "Motion shifts", _shifts),
     Section("patch-grid", "Motion patch grid", _patch_grid),
     Section("quilt", "CNMF patches", _quilt),
+    Section("seeding", "One-photon seeding (correlation and PNR)", _seeding),
     Section("components", "Components", _components),
     Section("viewer", "Component viewer", _viewer),
     Section("traces", "Traces", _traces),
@@ -303,7 +317,8 @@ def write_report(store_url: str | ResultsStore, out_html: str | Path, *, storage
     """Write a single self-contained HTML report of a results store.
 
     Sections: summary images before and after motion correction, shifts over time, the
-    motion patch grid, the CNMF patch quilt, contours of accepted and rejected units
+    motion patch grid, the CNMF patch quilt, the correlation and PNR images CNMF-E seeded
+    on (one-photon runs), contours of accepted and rejected units
     (static and interactive), a component viewer, traces and dF/F of up to
     ``max_traces`` accepted units, histograms of the evaluation metrics with their
     thresholds, the parameters by group and the stage timings. A section whose data is

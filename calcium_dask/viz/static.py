@@ -26,7 +26,7 @@ from ._data import (MISSING, STATUS_COLORS, Loaded, Which, contour_paths, envelo
                     robust_limits, select_units, summary_image, unit_ids, unit_status)
 
 __all__ = ["plot_contours", "plot_shifts", "plot_patch_grid", "view_quilt", "plot_summary", "plot_traces",
-           "plot_metrics"]
+           "plot_metrics", "plot_corr_pnr"]
 
 #: edge colours cycled over neighbouring patches so that overlaps stay readable
 PATCH_COLORS = ("#00bfff", "#ff851b", "#f012be", "#7fdbff")
@@ -465,4 +465,61 @@ def plot_metrics(results: Any, *, bins: int = 30, fig: Figure | None = None) -> 
             keys = ()
         thresholds = {k: float(quality[k]) for k in keys if quality.get(k) is not None}
         _metric_panel(ax, values.astype(float), unit_status(loaded.root), label, thresholds, bins)
+    return fig
+
+
+# -- one-photon seeding (CNMF-E) ------------------------------------------------------------
+def _corr_pnr_images(source: Any) -> xr.Dataset | None:
+    if isinstance(source, xr.Dataset) and "pnr" in source:
+        return source
+    return load(source).corr_pnr
+
+
+def plot_corr_pnr(source: Any, *, min_corr: float | None = None, min_pnr: float | None = None,
+                  fig: Figure | None = None) -> Figure:
+    """The correlation and peak-to-noise ratio images CNMF-E seeds on, and where both pass
+    their thresholds (the view of CaImAn's CNMF-E demo that helps choose ``min_corr`` and
+    ``min_pnr``).
+
+    Parameters
+    ----------
+    source : xarray.Dataset, Results, ResultsStore or str
+        :func:`calcium_dask.cnmf.correlation_pnr` of a movie, or a results store of a
+        ``corr_pnr`` run (its ``/corr_pnr`` group, the patches' images).
+    min_corr, min_pnr : float, optional
+        Thresholds to show (default: those the images were computed with).
+    fig : Figure, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Four panels: the correlation image with its ``min_corr`` contour, the PNR image with
+        its ``min_pnr`` contour, the pixels passing both (candidate seeds) on ``corr * pnr``,
+        and the joint histogram of the two values with the thresholds (``gid='threshold'``).
+    """
+    fig = fig or plt.figure(figsize=(13, 3.6), layout="constrained")
+    axes = fig.subplots(1, 4)
+    ds = _corr_pnr_images(source)
+    if ds is None:
+        for ax in axes:
+            _note(ax, "no correlation and PNR images: not a corr_pnr (CNMF-E) run")
+        return fig
+    corr, pnr = np.asarray(ds["correlation"].values, float), np.asarray(ds["pnr"].values, float)
+    min_corr = float(ds.attrs.get("min_corr", 0.8) if min_corr is None else min_corr)
+    min_pnr = float(ds.attrs.get("min_pnr", 10.0) if min_pnr is None else min_pnr)
+    _show_image(axes[0], corr, cmap="viridis", title=f"correlation (contour: {min_corr:g})", limits=(0.0, 1.0))
+    axes[0].contour(corr, [min_corr], colors="w", linewidths=0.6)
+    _show_image(axes[1], pnr, cmap="viridis", title=f"peak-to-noise ratio (contour: {min_pnr:g})")
+    axes[1].contour(pnr, [min_pnr], colors="w", linewidths=0.6)
+    both = (corr >= min_corr) & (pnr >= min_pnr)
+    _show_image(axes[2], corr * pnr, cmap="gray", title=f"corr x pnr; {int(both.sum())} pixels pass both")
+    axes[2].imshow(np.ma.masked_where(~both, both), cmap="autumn", alpha=0.6, interpolation="nearest")
+    ax = axes[3]
+    ax.hist2d(corr.ravel(), np.clip(pnr.ravel(), 0, np.percentile(pnr, 99.9)), bins=60, cmap="Greys",
+              norm="log")
+    ax.axvline(min_corr, color="tab:red", lw=1, gid="threshold")
+    ax.axhline(min_pnr, color="tab:red", lw=1, gid="threshold")
+    ax.set_xlabel("correlation")
+    ax.set_ylabel("PNR")
+    ax.set_title("pixels; seeds come from the upper right", fontsize=10)
     return fig
