@@ -13,8 +13,10 @@ from .params import Params
 
 # heavier entry points load on first use, so `import calcium_dask` and the CLI start fast
 _LAZY = {"connect": ".cluster", "motion_correct": ".motion", "apply_shifts": ".motion",
-         "summary_images": ".summary", "cnmf": ".cnmf", "Results": ".results", "open_results": ".results",
-         "run_pipeline": ".pipeline"}
+         "corrected_movie": ".motion", "summary_images": ".summary", "cnmf": ".cnmf", "evaluate": ".pipeline",
+         "Results": ".results", "open_results": ".results", "run_pipeline": ".pipeline",
+         "viz": ".viz", "datasets": ".datasets"}
+_MODULES = {"cnmf", "viz", "datasets"}  # names that are subpackages (cnmf is also callable)
 
 __all__ = ["__version__", "open_movie", "Params", "CalciumDaskError", "MovieError", "ParamsError",
            "StoreError", *_LAZY]
@@ -27,7 +29,7 @@ def __getattr__(name: str):
         module = importlib.import_module(_LAZY[name], __name__)
         # `calcium_dask.cnmf` is also a subpackage, which its import binds here; the
         # subpackage is callable as its `cnmf` function (see cnmf/__init__.py)
-        return module if name == "cnmf" else getattr(module, name)
+        return module if name in _MODULES else getattr(module, name)
     raise AttributeError(f"module 'calcium_dask' has no attribute '{name}'")
 
 

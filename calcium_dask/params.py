@@ -18,7 +18,7 @@ Three defaults differ from the demo:
   classifier, whose scores are not those of CaImAn's network. On the CNMF components the
   classifier's training script holds out, 0.2 vetoes 3.9 % of the true neurons and 88 % of
   the other components (0.1: 2.9 % and 82 %; see
-  :mod:`calcium_dask.evaluate.train_classifier`). Re-evaluating the pipeline's results on
+  :mod:`calcium_dask.train_classifier`). Re-evaluating the pipeline's results on
   28 simulated movies, 0.2 keeps 95.4 % of the true neurons CNMF found at a mean precision
   of 0.969 (0.1: 96.5 % at 0.951, and precision 0.87 on one movie).
 - ``rval_thr`` is 0.8, CaImAn's library default, not the demo's 0.85. Re-evaluating the
@@ -58,7 +58,7 @@ import yaml
 
 from .errors import ParamsError
 
-__all__ = ["Params", "GROUPS", "describe"]
+__all__ = ["Params", "GROUPS", "STAGE_GROUPS", "describe"]
 
 
 def _f(default: Any, doc: str, *, lo: float | None = None, hi: float | None = None) -> Any:
@@ -97,6 +97,10 @@ class MotionParams:
         "that a bright cell's transients do not steer the shifts (not in CaImAn; None: raw "
         "intensities, as NoRMCorre)", lo=0.5, hi=1.0)
     num_frames_template: int = _f(500, "frames used to build the first template", lo=10)
+    save_movie: Literal["float32", "compact", "none"] = _f(
+        "compact", "how the corrected movie is stored: 'float32' (4 bytes a pixel); 'compact' (16-bit codes "
+        "with a scale and offset, zstd-compressed: at most as large as a 16-bit input); 'none' (no copy: "
+        "later stages warp the raw frames by the saved shifts as they read them)")
     template_sampling: Literal["middle", "spread"] = _f(
         "spread", "frames that refine a piecewise-rigid template: runs spread over the whole movie, "
         "as CaImAn samples them (the corrected movie takes the movie's average geometry; costs a "
@@ -227,6 +231,13 @@ GROUPS: dict[str, type] = {
     "quality": QualityParams,
     "dff": DffParams,
     "compute": ComputeParams,
+}
+
+#: the parameter groups each stage reads: a stage's results are reusable when these are unchanged
+STAGE_GROUPS: dict[str, tuple[str, ...]] = {
+    "motion": ("data", "motion", "preprocess", "compute"),
+    "cnmf": ("data", "preprocess", "init", "patch", "spatial", "temporal", "merging", "compute"),
+    "evaluate": ("data", "preprocess", "init", "quality", "dff"),
 }
 
 # CaImAn keys that do not change results here (processes, memory layout, solvers, GPUs):
@@ -451,6 +462,14 @@ class Params:
             path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
         else:
             path.write_text(json.dumps(self.to_dict(), indent=1))
+
+    def digest(self, stage: str) -> str:
+        """A short hash of the groups ``stage`` reads (:data:`STAGE_GROUPS`)."""
+        import hashlib
+
+        d = self.to_dict()
+        text = json.dumps({g: d[g] for g in STAGE_GROUPS[stage]}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def gSiz(self) -> tuple[int, int]:
         """The neuron box size, defaulting to ``2 * gSig + 1`` as CaImAn does."""

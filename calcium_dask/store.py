@@ -26,9 +26,17 @@ from ._version import __version__
 from .errors import StoreError
 from .io.urls import normalize
 
-__all__ = ["ResultsStore"]
+__all__ = ["ResultsStore", "as_store", "STAGE_ORDER"]
+
+#: the pipeline's stages in order: rerunning one makes every later one stale
+STAGE_ORDER = ("motion", "cnmf", "evaluate")
 
 OUR_GROUPS = ("motion", "summary", "summary_raw", "movie", "discarded")  # a store written by stages
+
+
+def as_store(store: ResultsStore | str, storage_options: dict | None = None) -> ResultsStore:
+    """A :class:`ResultsStore` from a store or a URL."""
+    return store if isinstance(store, ResultsStore) else ResultsStore(str(store), dict(storage_options or {}))
 
 
 @dataclass
@@ -83,14 +91,19 @@ class ResultsStore:
             del root[name]
         self.consolidate()
 
-    def write_root(self, ds: xr.Dataset) -> None:
-        """Write variables into the root group, keeping the other groups and root attributes."""
+    def write_root(self, ds: xr.Dataset, **kwargs: Any) -> Any:
+        """Write variables into the root group, keeping the other groups and root attributes.
+
+        With ``compute=False`` the arrays are created now and their chunks written when
+        the returned delayed object is computed."""
         keep = dict(self.root().attrs)  # xarray replaces a group's attributes with ds.attrs
         for name in list(ds.variables):
             self._remove(str(name))
-        ds.to_zarr(self.url, mode="a", storage_options=self.storage_options or None, consolidated=False)
+        out = ds.to_zarr(self.url, mode="a", storage_options=self.storage_options or None, consolidated=False,
+                         **kwargs)
         self.root().attrs.put({**keep, **json.loads(json.dumps(ds.attrs))})
         self.consolidate()
+        return out
 
     def consolidate(self) -> None:
         """Write the consolidated metadata of the whole store (see the module docstring)."""
@@ -122,7 +135,11 @@ class ResultsStore:
         """A movie of the store, lazily, tagged so that CNMF tasks read its tiles themselves."""
         group, _, name = path.rpartition("/")
         da = self.read(group or None)[name]
-        da.attrs.update(zarr_url=self.url, zarr_path=path, zarr_storage_options=self.storage_options)
+        t_chunk = int(da.encoding["chunks"][0]) if "chunks" in da.encoding else None
+        if da.dtype == "float64":  # 16-bit codes decoded with a (JSON) float scale: float32 is exact enough
+            da = da.astype("float32")
+        da.attrs.update(zarr_url=self.url, zarr_path=path, zarr_storage_options=self.storage_options,
+                        zarr_t_chunk=t_chunk)
         return da
 
     def foreign(self) -> str | None:
@@ -162,6 +179,19 @@ class ResultsStore:
     def is_complete(self, stage: str) -> bool:
         return stage in self.stages()
 
+    def completed(self, stage: str, params_digest: str) -> bool:
+        """Whether ``stage`` completed here with parameters of this digest (see
+        :meth:`calcium_dask.params.Params.digest`): a step given this store may reuse it."""
+        record = self.stages().get(stage)
+        return isinstance(record, dict) and record.get("params_digest") == params_digest
+
+    def clear_marks_from(self, stage: str) -> None:
+        """Forget ``stage`` and every later stage of :data:`STAGE_ORDER` (before rewriting
+        ``stage``: what follows it would be stale)."""
+        later = STAGE_ORDER[STAGE_ORDER.index(stage):] if stage in STAGE_ORDER else (stage,)
+        for s in later:
+            self.clear_mark(s)
+
     def clear_mark(self, stage: str) -> None:
         """Forget a stage's completion before rewriting it (so a crash leaves it incomplete)."""
         root = self.root()
@@ -177,6 +207,16 @@ class ResultsStore:
         stages[stage] = {"seconds": round(float(seconds), 3), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
                          "version": __version__, **info}
         root.attrs["stages"] = stages
+        self.consolidate()
+
+    def set_group_attrs(self, group: str, **attrs: Any) -> None:
+        """Attributes of a group of the store (JSON-serialisable values)."""
+        self.root()[group].attrs.update(json.loads(json.dumps(attrs)))
+        self.consolidate()
+
+    def set_array_attrs(self, path: str, **attrs: Any) -> None:
+        """Attributes of an array of the store (JSON-serialisable values)."""
+        self.array(path).attrs.update(json.loads(json.dumps(attrs)))
         self.consolidate()
 
     def set_attrs(self, **attrs: Any) -> None:

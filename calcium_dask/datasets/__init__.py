@@ -10,6 +10,8 @@ adds Gaussian read noise around an offset.
 >>> movie, truth = simulate(SimulationParams.preset("small", T=100))  # doctest: +SKIP
 >>> write_movie("sim/movie.zarr", SimulationParams.preset("medium"))  # doctest: +SKIP
 
+:mod:`~calcium_dask.datasets.scoring` scores results against the ground truth.
+
 Conventions (shared with the public benchmark movie):
 
 - ``truth.shifts[t]`` is the ``(y, x)`` displacement of the content of frame ``t``; a
@@ -23,8 +25,11 @@ Conventions (shared with the public benchmark movie):
 
 from __future__ import annotations
 
+from . import scoring
 from .params import SimulationParams
+from .scoring import frame_offset, match_footprints, score_shifts, score_sources, shift_images
 from .truth import GroundTruth
 from .write import simulate, write_movie
 
-__all__ = ["GroundTruth", "SimulationParams", "simulate", "write_movie"]
+__all__ = ["GroundTruth", "SimulationParams", "simulate", "write_movie", "scoring", "score_sources",
+           "score_shifts", "match_footprints", "shift_images", "frame_offset"]

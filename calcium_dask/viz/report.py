@@ -298,7 +298,7 @@ def _page(loaded: Loaded, url: str, max_traces: int) -> str:
             f"<h1>{html.escape(title)}</h1>\n{_overview(loaded, url)}\n<nav>{nav}</nav>\n{body}\n</body>\n</html>\n")
 
 
-def write_report(store_url: str | ResultsStore, out_html: str | Path, *, storage_options: dict | None = None,
+def write_report(store_url: str | ResultsStore | Any, out_html: str | Path, *, storage_options: dict | None = None,
                  max_traces: int = 20) -> Path:
     """Write a single self-contained HTML report of a results store.
 
@@ -311,8 +311,8 @@ def write_report(store_url: str | ResultsStore, out_html: str | Path, *, storage
 
     Parameters
     ----------
-    store_url : str or ResultsStore
-        The results store (local path or fsspec URL).
+    store_url : str, ResultsStore or Results
+        The results store (local path or fsspec URL), or results that live in one.
     out_html : str or Path
         File to write (its folder is created).
     storage_options : dict, optional
@@ -325,6 +325,8 @@ def write_report(store_url: str | ResultsStore, out_html: str | Path, *, storage
     pathlib.Path
         ``out_html``.
     """
+    if getattr(store_url, "store", None) is not None:  # Results (or a MotionResult) kept in a store
+        store_url = store_url.store
     store = store_url if isinstance(store_url, ResultsStore) else ResultsStore(str(store_url),
                                                                                  dict(storage_options or {}))
     loaded = load(store)

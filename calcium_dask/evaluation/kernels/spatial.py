@@ -200,9 +200,14 @@ def background_window_means(b: np.ndarray, f: np.ndarray, weights: sp.spmatrix,
     -------
     ndarray (nnz,) float64
     """
-    fw = np.asarray(sp.csr_matrix(weights) @ np.asarray(f, np.float64).T)  # (K, nb)
+    return window_background(b, np.asarray(sp.csr_matrix(weights) @ np.asarray(f, np.float64).T), windows)
+
+
+def window_background(b: np.ndarray, fw: np.ndarray, windows: FootprintWindows) -> np.ndarray:
+    """:func:`background_window_means` from ``fw = weights @ f.T`` (K, nb), which sums over
+    time chunks like :func:`window_sums` (so the background traces need not be whole)."""
     bp = np.asarray(b, np.float64)[windows.pixels]  # (nnz, nb)
-    return np.einsum("ij,ij->i", bp, fw[windows.component])
+    return np.einsum("ij,ij->i", bp, np.asarray(fw, np.float64)[windows.component])
 
 
 def r_values(A: sp.spmatrix | None, mean_active_vals: np.ndarray, windows: FootprintWindows,

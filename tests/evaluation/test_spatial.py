@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from numpy.testing import assert_allclose
 from scipy import ndimage
 
-from calcium_dask.evaluate.kernels.spatial import (active_frames, background_window_means,
+from calcium_dask.evaluation.kernels.spatial import (active_frames, background_window_means,
                                            footprint_window, peak_window, r_values,
                                            r_values_in_memory, window_sums)
 

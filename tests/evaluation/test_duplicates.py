@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from calcium_dask.evaluate.kernels.duplicates import find_duplicates
+from calcium_dask.evaluation.kernels.duplicates import find_duplicates
 
 H = W = 40
 T = 500

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from calcium_dask.evaluate.kernels._shape_features import crop_image
+from calcium_dask.evaluation.kernels._shape_features import crop_image
 
 H = W = 64
 GSIG = 4.0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from calcium_dask.evaluate.kernels.motion_artifacts import border_weight, border_widths, motion_correlation
+from calcium_dask.evaluation.kernels.motion_artifacts import border_weight, border_widths, motion_correlation
 
 T = 600
 

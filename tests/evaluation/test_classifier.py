@@ -9,10 +9,10 @@ from numpy.testing import assert_array_equal
 
 from calcium_dask.datasets import SimulationParams
 from calcium_dask.datasets.scene import build_scene
-from calcium_dask.evaluate.kernels import shapes
-from calcium_dask.evaluate.kernels.classifier import (ShapeModel, classify, default_model_path,
+from calcium_dask.evaluation.kernels import shapes
+from calcium_dask.evaluation.kernels.classifier import (ShapeModel, classify, default_model_path,
                                               load_model)
-from calcium_dask.evaluate.train_classifier import HELDOUT_SEEDS, TRAIN_SEEDS
+from calcium_dask.train_classifier import HELDOUT_SEEDS, TRAIN_SEEDS
 
 UNSEEN = (301, 302, 303)  # neither training nor the script's held-out seeds
 
@@ -119,7 +119,7 @@ def test_weights_file_is_plain_and_small(tmp_path):
 def test_cnmf_components_are_labelled_by_matching_the_truth():
     """The training script's CNMF examples: the pipeline's own components of a simulated
     movie, positive exactly when they match a true neuron."""
-    from calcium_dask.evaluate import train_classifier as tc
+    from calcium_dask import train_classifier as tc
 
     data = tc._cnmf_movie("small", dict(T=300, H=64, W=64, K=8), 4.0, 901)
     assert data.x.shape == (len(data.y), tc.SIZE * tc.SIZE)
@@ -135,7 +135,7 @@ def test_cnmf_components_are_labelled_by_matching_the_truth():
 
 
 def test_cnmf_seeds_are_disjoint_from_the_reports():
-    from calcium_dask.evaluate import train_classifier as tc
+    from calcium_dask import train_classifier as tc
 
     assert not set(tc.CNMF_TRAIN_SEEDS) & set(tc.CNMF_HELDOUT_SEEDS)
     assert not (set(tc.CNMF_TRAIN_SEEDS) | set(tc.CNMF_HELDOUT_SEEDS)) & set(UNSEEN)

@@ -3,7 +3,7 @@ classifier (cnn_pred), acceptance, and dF/F (CaImAn's ``evaluate_components`` an
 ``detrend_df_f``).
 
 The functions here are numpy kernels; the dask orchestration over a movie lives in
-``calcium_dask.evaluate.orchestrate``.
+``calcium_dask.evaluation.orchestrate``.
 """
 
 from __future__ import annotations

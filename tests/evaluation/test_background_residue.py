@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from calcium_dask.evaluate.kernels.background_residue import background_correlation
+from calcium_dask.evaluation.kernels.background_residue import background_correlation
 
 T = 600
 

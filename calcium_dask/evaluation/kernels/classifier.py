@@ -2,7 +2,7 @@
 
 CaImAn scores footprints with a small convolutional network trained on annotated
 footprints (Giovannucci et al. 2019, doi:10.7554/eLife.38173). This is a lighter
-stand-in trained only on simulated data (:mod:`calcium_dask.evaluate.train_classifier`):
+stand-in trained only on simulated data (:mod:`calcium_dask.train_classifier`):
 each footprint is cropped to +-3 gSig around its centre of mass, resized to 24 x 24
 and scaled to maximum 1; the crop's pixels and 24 rotation-invariant shape measures
 (:func:`shape_features`) feed a one-hidden-layer perceptron. The raw pixels let it
@@ -88,7 +88,7 @@ def load_model(path: str | os.PathLike | None = None) -> ShapeModel:
     if not path.exists():
         raise FileNotFoundError(
             f"shape-classifier weights not found at {path}; create them with "
-            "`python -m calcium_dask.evaluate.train_classifier --out " f"{path}`")
+            "`python -m calcium_dask.train_classifier --out " f"{path}`")
     with np.load(path, allow_pickle=False) as z:
         missing = [k for k in (*_ARRAYS, "size") if k not in z.files]
         if missing:

@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 from numpy.testing import assert_allclose
 
-from calcium_dask.evaluate.kernels.dff import detrend_df_f
+from calcium_dask.evaluation.kernels.dff import detrend_df_f
 
 T = 2000
 

@@ -2,5 +2,5 @@
 
 Trace SNR, spatial correlation (r_value), the shape classifier and its shipped weights,
 acceptance, duplicates, residues of motion correction and of the background, dF/F. The
-dask orchestration over a movie is :mod:`calcium_dask.evaluate.orchestrate`.
+dask orchestration over a movie is :mod:`calcium_dask.evaluation.orchestrate`.
 """

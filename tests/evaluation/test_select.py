@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from calcium_dask.evaluate.kernels.select import accept
+from calcium_dask.evaluation.kernels.select import accept
 
 OPTS = dict(min_SNR=2.5, rval_thr=0.8, min_cnn_thr=0.9, SNR_lowest=0.5, rval_lowest=-1.0,
             cnn_lowest=0.1)

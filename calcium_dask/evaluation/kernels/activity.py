@@ -10,7 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import signal
 
-__all__ = ["active_frames", "peak_window"]
+__all__ = ["active_frames", "active_weights", "peak_frames", "peak_window"]
 
 
 def peak_window(fr: float) -> tuple[int, int]:
@@ -43,6 +43,48 @@ def _overlaps(A: sp.spmatrix, Athresh: float) -> sp.csr_matrix:
     AA.setdiag(0)
     AA.eliminate_zeros()
     return (AA > Athresh).astype(np.float64).tocsr()
+
+
+def peak_frames(traces: np.ndarray, *, n_max: int = 5, thresh: float = 0.3) -> list[np.ndarray]:
+    """The ``n_max`` highest peaks of each trace above ``min + thresh * (max - min)``.
+
+    Parameters
+    ----------
+    traces : ndarray (K, T)
+
+    Returns
+    -------
+    list of K int64 arrays (frames, highest peak first)
+    """
+    return [_peak_frames(np.asarray(tr, np.float64), n_max=n_max, thresh=thresh) for tr in np.atleast_2d(traces)]
+
+
+def active_weights(peaks: list[np.ndarray], A: sp.spmatrix, n_frames: int, *, tB: int = -3, tA: int = 10,
+                   Athresh: float = 0.1) -> sp.csr_matrix:
+    """Averaging weights of the frames around each component's ``peaks`` (see
+    :func:`active_frames`), frames at which an overlapping component is also active removed
+    unless that leaves none. Needs the peaks only, not the traces."""
+    K, T = len(peaks), int(n_frames)
+    if A.shape[1] != K:
+        raise ValueError(f"A has {A.shape[1]} components but there are {K} lists of peaks")
+    offsets = np.arange(int(tB), int(tA))
+    rows, cols = [], []
+    for k, pk in enumerate(peaks):
+        frames = np.unique(np.clip(np.asarray(pk, np.int64)[:, None] + offsets[None, :], 0, T - 1))
+        rows.append(np.full(frames.size, k))
+        cols.append(frames)
+    rows_a = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    cols_a = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+    M = sp.csr_matrix((np.ones(rows_a.size), (rows_a, cols_a)), shape=(K, T))
+    busy = (_overlaps(A, Athresh) @ M) > 0  # a neighbour is active
+    own = M - M.multiply(busy)
+    own.eliminate_zeros()
+    alone = np.diff(own.indptr) == 0
+    keep = sp.diags(alone.astype(np.float64)) @ M + sp.diags((~alone).astype(np.float64)) @ own
+    keep = sp.csr_matrix(keep)
+    keep.eliminate_zeros()
+    n = np.diff(keep.indptr)
+    return sp.csr_matrix(sp.diags(1.0 / np.maximum(n, 1)) @ keep)
 
 
 def active_frames(C: np.ndarray, YrA: np.ndarray | None = None, *, A: sp.spmatrix,
@@ -82,25 +124,7 @@ def active_frames(C: np.ndarray, YrA: np.ndarray | None = None, *, A: sp.spmatri
     traces = np.asarray(C, np.float64)
     if YrA is not None:
         traces = traces + np.asarray(YrA, np.float64)
-    K, T = traces.shape
-    if A.shape[1] != K:
-        raise ValueError(f"A has {A.shape[1]} components but C has {K}")
-    offsets = np.arange(int(tB), int(tA))
-    rows, cols = [], []
-    for k in range(K):
-        frames = np.unique(np.clip(_peak_frames(traces[k], n_max=n_max, thresh=thresh)[:, None]
-                                   + offsets[None, :], 0, T - 1))
-        rows.append(np.full(frames.size, k))
-        cols.append(frames)
-    rows_a = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-    cols_a = np.concatenate(cols) if cols else np.zeros(0, np.int64)
-    M = sp.csr_matrix((np.ones(rows_a.size), (rows_a, cols_a)), shape=(K, T))
-    busy = (_overlaps(A, Athresh) @ M) > 0  # a neighbour is active
-    own = M - M.multiply(busy)
-    own.eliminate_zeros()
-    alone = np.diff(own.indptr) == 0
-    keep = sp.diags(alone.astype(np.float64)) @ M + sp.diags((~alone).astype(np.float64)) @ own
-    keep = sp.csr_matrix(keep)
-    keep.eliminate_zeros()
-    n = np.diff(keep.indptr)
-    return sp.csr_matrix(sp.diags(1.0 / np.maximum(n, 1)) @ keep)
+    if A.shape[1] != traces.shape[0]:
+        raise ValueError(f"A has {A.shape[1]} components but C has {traces.shape[0]}")
+    peaks = peak_frames(traces, n_max=n_max, thresh=thresh)
+    return active_weights(peaks, A, traces.shape[1], tB=tB, tA=tA, Athresh=Athresh)

@@ -1,10 +1,10 @@
 """Train the shape classifier on simulated footprints and write its weights.
 
-    python -m calcium_dask.evaluate.train_classifier --out calcium_dask/evaluate/kernels/shape_classifier.npz
+    python -m calcium_dask.train_classifier --out calcium_dask/evaluation/kernels/shape_classifier.npz
 
 Examples are drawn shapes: the true footprints of simulated movies (several presets,
 soma radii and seeds) degraded like CNMF estimates, against the false positives of
-:mod:`calcium_dask.evaluate.kernels.shapes`; seeds in ``HELDOUT_SEEDS`` and a separate random
+:mod:`calcium_dask.evaluation.kernels.shapes`; seeds in ``HELDOUT_SEEDS`` and a separate random
 stream are kept for the report. The classifier is also scored on what it meets in use:
 the pipeline (motion correction, CNMF on patches, refit) runs on simulated movies with
 motion (``CNMF_HELDOUT_SEEDS``), and each component is a positive if it matches a true
@@ -27,11 +27,11 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from ..datasets import GroundTruth, SimulationParams
-from ..datasets.scene import build_scene
-from .kernels import shapes
-from .kernels._shape_features import crop_image
-from .kernels.classifier import ShapeModel, model_inputs
+from .datasets import GroundTruth, SimulationParams
+from .datasets.scene import build_scene
+from .evaluation.kernels import shapes
+from .evaluation.kernels._shape_features import crop_image
+from .evaluation.kernels.classifier import ShapeModel, model_inputs
 
 TRAIN_SEEDS = tuple(range(1, 13))
 HELDOUT_SEEDS = tuple(range(101, 107))
@@ -193,7 +193,7 @@ def threshold_report(model: ShapeModel, data: Dataset, lowest: float | None = No
     """How the default thresholds (or ``lowest``, ``high``) act on CNMF components: the
     share of true neurons above ``cnn_lowest`` (not vetoed) and above ``min_cnn_thr``
     (accepted on shape alone), and the share of other components vetoed."""
-    from ..params import Params
+    from .params import Params
 
     q = Params().quality
     lowest = q.cnn_lowest if lowest is None else lowest
@@ -258,9 +258,11 @@ CNMF_HELDOUT_SEEDS = (601, 602)
 
 def _pipeline_params(fr: float, gSig: float, max_shift: int):
     """The defaults (CaImAn's demo pipeline) for this movie's frame rate, cells and motion."""
-    from ..params import Params
+    from .params import Params
 
-    return Params.from_caiman({"fr": fr, "gSig": (gSig, gSig), "max_shifts": (max_shift, max_shift)})
+    # the corrected movie kept in float32, as when the shipped weights were trained
+    return Params.from_caiman({"fr": fr, "gSig": (gSig, gSig), "max_shifts": (max_shift, max_shift),
+                               "motion": {"save_movie": "float32"}})
 
 
 def _cnmf_footprints(preset: str, kw: dict, gSig: float,
@@ -271,13 +273,13 @@ def _cnmf_footprints(preset: str, kw: dict, gSig: float,
 
     import dask
 
-    from ..cnmf import cnmf
-    from ..datasets import write_movie
-    from ..io import open_movie
-    from ..motion import motion_correct
-    from ..compute import set_quiet
-    from ..store import ResultsStore
-    from ..datasets.scoring import frame_offset, match_footprints, shift_images
+    from .cnmf import cnmf
+    from .datasets import write_movie
+    from .io import open_movie
+    from .motion import motion_correct
+    from .compute import set_quiet
+    from .store import ResultsStore
+    from .datasets.scoring import frame_offset, match_footprints, shift_images
 
     p = SimulationParams.preset(preset, **kw, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -316,7 +318,7 @@ def _cached_footprints(cache: str | None, preset: str, kw: dict, gSig: float,
 
 def _cnmf_movie(preset: str, kw: dict, gSig: float, seed: int, cache: str | None = None) -> Dataset:
     """Crops of the components CNMF finds in one simulated movie, labelled by matching."""
-    from .kernels._shape_features import crop_footprints
+    from .evaluation.kernels._shape_features import crop_footprints
 
     A, dims, y = _cached_footprints(cache, preset, kw, gSig, seed)
     crops = crop_footprints(A, dims, gSig=gSig, size=SIZE)

@@ -7,8 +7,8 @@ import pytest
 from numpy.testing import assert_allclose
 from scipy import special, stats
 
-from calcium_dask.evaluate.kernels._mode import half_sample_mode
-from calcium_dask.evaluate.kernels.snr import (event_exceptionality, fitness_to_snr,
+from calcium_dask.evaluation.kernels._mode import half_sample_mode
+from calcium_dask.evaluation.kernels.snr import (event_exceptionality, fitness_to_snr,
                                        frames_per_event, remove_trace_baseline, trace_snr)
 
 FR, DECAY = 30.0, 0.4
