@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from ._version import __version__
 from .errors import CalciumDaskError, MovieError, ParamsError, StoreError
-from .io import open_movie
+from .io import open_movie, open_session
 from .params import Params
 
 # heavier entry points load on first use, so `import calcium_dask` and the CLI start fast
 _LAZY = {"connect": ".cluster", "motion_correct": ".motion", "apply_shifts": ".motion",
          "summary_images": ".summary", "cnmf": ".cnmf", "Results": ".results", "open_results": ".results",
-         "run_pipeline": ".pipeline"}
+         "run_pipeline": ".pipeline", "run_fields": ".fields", "fields_of_view": ".results"}
 
-__all__ = ["__version__", "open_movie", "Params", "CalciumDaskError", "MovieError", "ParamsError",
+__all__ = ["__version__", "open_movie", "open_session", "Params", "CalciumDaskError", "MovieError", "ParamsError",
            "StoreError", *_LAZY]
 
 

@@ -22,7 +22,7 @@ from .errors import StoreError
 from .params import Params
 from .store import ResultsStore
 
-__all__ = ["Results", "open_results", "UNIT_VARS"]
+__all__ = ["Results", "open_results", "fields_of_view", "UNIT_VARS"]
 
 #: variables the evaluate stage adds
 EVALUATION_VARS = ("snr", "r_value", "cnn_pred", "motion_corr", "border_weight", "background_corr", "accepted",
@@ -226,21 +226,56 @@ class Results:
         return write_nwb(self, path, **kwargs)
 
 
-def open_results(url: str, *, storage_options: dict | None = None) -> Results:
-    """Open a results store's units, motion and summary groups (lazily where possible)."""
+def fields_of_view(url: str, *, storage_options: dict | None = None) -> list[dict[str, Any]]:
+    """The fields of view a session store lists (``[]`` for a store of one field of view)."""
     store = ResultsStore(url, dict(storage_options or {}))
     if not store.exists():
         raise StoreError(f"{store.url}: no results store here")
+    return list(store.root(mode="r").attrs.get("fields_of_view") or [])
+
+
+def _fov_group(store: ResultsStore, plane: int | None, fov: str | None) -> str | None:
+    """The group of the field of view asked for, checked against the store's list."""
+    listed = [f.get("name") for f in store.root(mode="r").attrs.get("fields_of_view") or []]
+    if plane is not None and fov is not None:
+        raise ValueError("give plane= or fov=, not both")
+    name = fov if fov is not None else (f"plane{plane}" if plane is not None else None)
+    if not listed:
+        if name not in (None, "plane0"):
+            raise StoreError(f"{store.url}: holds one field of view; no '{name}'")
+        return None
+    if name is None:
+        raise StoreError(f"{store.url}: a session of {len(listed)} fields of view ({', '.join(listed)}); "
+                         "choose one with plane= or fov=")
+    if name not in listed:
+        raise StoreError(f"{store.url}: no field of view '{name}' (fields: {', '.join(listed)})")
+    return name
+
+
+def open_results(url: str, *, storage_options: dict | None = None, plane: int | None = None,
+                 fov: str | None = None) -> Results:
+    """Open a results store's units, motion and summary groups (lazily where possible).
+
+    For a session of several fields of view, ``plane=`` (``plane1``) or ``fov=`` (its
+    group name, e.g. ``roi2`` or ``plane0_roi1``) chooses one; :func:`fields_of_view`
+    lists them.
+    """
+    store = ResultsStore(url, dict(storage_options or {}))
+    if not store.exists():
+        raise StoreError(f"{store.url}: no results store here")
+    store = ResultsStore(store.url, store.storage_options, _fov_group(store, plane, fov))
+    if not store.exists():
+        raise StoreError(f"{store.location}: this field of view has not run yet")
     root = store.root(mode="r")
     stages = root.attrs.get("stages")  # None: written without the pipeline, nothing to check
     if stages is not None and "cnmf" not in stages:
         done = ", ".join(stages) or "none"
-        raise StoreError(f"{store.url}: CNMF has not completed (complete stages: {done}); "
+        raise StoreError(f"{store.location}: CNMF has not completed (complete stages: {done}); "
                          "run calcium-dask run again to finish")
     with dask.config.set(scheduler="threads"):  # read here from the store, not gathered from a worker
         ds = store.read().load()
     if "footprints" not in ds:
-        raise StoreError(f"{store.url}: no CNMF results yet (run the cnmf stage)")
+        raise StoreError(f"{store.location}: no CNMF results yet (run the cnmf stage)")
     if stages is not None and "evaluate" not in stages:  # left by an unfinished evaluation
         ds = ds.drop_vars([v for v in EVALUATION_VARS if v in ds])
     optional = {g: (store.read(g) if g in root else None) for g in ("discarded", "motion", "summary")}

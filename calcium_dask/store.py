@@ -14,6 +14,7 @@ them see a stale view.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -28,7 +29,10 @@ from .io.urls import normalize
 
 __all__ = ["ResultsStore"]
 
-OUR_GROUPS = ("motion", "summary", "summary_raw", "movie", "discarded")  # a store written by stages
+OUR_GROUPS = ("motion", "summary", "summary_raw", "summary_align", "movie", "discarded")  # a store written by stages
+# consolidated metadata describe the whole store: rewrites from the threads of one process
+# (the fields of view of a session) take turns, so the last one sees every group's writes
+_CONSOLIDATE = threading.Lock()
 
 
 @dataclass
@@ -41,13 +45,33 @@ class ResultsStore:
         Local path or fsspec URL of the zarr group (e.g. ``s3://bucket/run.zarr``).
     storage_options : dict, optional
         fsspec options (credentials come from the environment, never from the store).
+    group : str, optional
+        A field of view of a multi-plane or multi-ROI session (``plane0``, ``roi1``...): the
+        zarr group inside the store that holds its results, laid out as a whole store's.
+        Every method then works inside that group; consolidated metadata stay the root's.
     """
 
     url: str
     storage_options: dict = field(default_factory=dict)
+    group: str | None = None
 
     def __post_init__(self) -> None:
         self.url = normalize(self.url)
+        self.group = self.group.strip("/") or None if self.group else None
+
+    @property
+    def location(self) -> str:
+        """The URL, with the field of view's group when there is one (for messages)."""
+        return f"{self.url.rstrip('/')}/{self.group}" if self.group else self.url
+
+    def path(self, name: str | None = None) -> str | None:
+        """``name`` (a group or array path of this store) as a path from the zarr root."""
+        parts = [p for p in (self.group, name) if p]
+        return "/".join(parts) or None
+
+    def field(self, group: str) -> ResultsStore:
+        """The store of one field of view of this (session) store."""
+        return ResultsStore(self.url, dict(self.storage_options), group)
 
     # -- zarr access ---------------------------------------------------------------
     def _kw(self) -> dict[str, Any]:
@@ -57,13 +81,14 @@ class ResultsStore:
         """The root group (``mode='a'`` creates it)."""
         try:
             # listed, never from the consolidated metadata, which a killed run can leave stale
-            return zarr.open_group(self.url, mode=mode, use_consolidated=False, **self._kw())
+            return zarr.open_group(self.url, path=self.group or "", mode=mode, use_consolidated=False,
+                                   **self._kw())
         except (FileNotFoundError, zarr.errors.GroupNotFoundError) as e:
-            raise StoreError(f"{self.url}: no results store here ({e})") from None
+            raise StoreError(f"{self.location}: no results store here ({e})") from None
 
     def array(self, path: str, mode: str = "r+") -> zarr.Array:
         """One array of the store, e.g. ``movie/corrected``."""
-        return zarr.open_array(self.url, path=path, mode=mode, **self._kw())
+        return zarr.open_array(self.url, path=self.path(path), mode=mode, **self._kw())
 
     def write(self, ds: xr.Dataset, group: str | None = None, **kwargs: Any) -> Any:
         """Write an xarray Dataset into ``group`` (overwriting that group only).
@@ -71,7 +96,7 @@ class ResultsStore:
         With ``compute=False`` the arrays are created now and their chunks written when
         the returned delayed object is computed."""
         kwargs.setdefault("mode", "w")
-        out = ds.to_zarr(self.url, group=group, storage_options=self.storage_options or None,
+        out = ds.to_zarr(self.url, group=self.path(group), storage_options=self.storage_options or None,
                          consolidated=False, **kwargs)
         self.consolidate()
         return out
@@ -88,23 +113,25 @@ class ResultsStore:
         keep = dict(self.root().attrs)  # xarray replaces a group's attributes with ds.attrs
         for name in list(ds.variables):
             self._remove(str(name))
-        ds.to_zarr(self.url, mode="a", storage_options=self.storage_options or None, consolidated=False)
+        ds.to_zarr(self.url, group=self.group, mode="a", storage_options=self.storage_options or None,
+                   consolidated=False)
         self.root().attrs.put({**keep, **json.loads(json.dumps(ds.attrs))})
         self.consolidate()
 
     def consolidate(self) -> None:
         """Write the consolidated metadata of the whole store (see the module docstring)."""
-        with warnings.catch_warnings():  # zarr: "not part of the Zarr format 3 specification" (yet)
+        with _CONSOLIDATE, warnings.catch_warnings():  # zarr: "not part of the Zarr format 3 spec" (yet)
             warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-            zarr.consolidate_metadata(self.root().store)
+            zarr.consolidate_metadata(zarr.open_group(self.url, mode="a", use_consolidated=False,
+                                                      **self._kw()).store)
 
     def read(self, group: str | None = None) -> xr.Dataset:
         """Open a group lazily as a Dataset."""
         try:
-            return xr.open_zarr(self.url, group=group, storage_options=self.storage_options or None,
+            return xr.open_zarr(self.url, group=self.path(group), storage_options=self.storage_options or None,
                                 consolidated=False)
         except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError) as e:
-            raise StoreError(f"{self.url}: no group '{group or '/'}' in the results store ({e})") from None
+            raise StoreError(f"{self.location}: no group '{group or '/'}' in the results store ({e})") from None
 
     def remove(self, path: str) -> None:
         """Delete an array or group of the store if it is there."""
@@ -122,7 +149,7 @@ class ResultsStore:
         """A movie of the store, lazily, tagged so that CNMF tasks read its tiles themselves."""
         group, _, name = path.rpartition("/")
         da = self.read(group or None)[name]
-        da.attrs.update(zarr_url=self.url, zarr_path=path, zarr_storage_options=self.storage_options)
+        da.attrs.update(zarr_url=self.url, zarr_path=self.path(path), zarr_storage_options=self.storage_options)
         return da
 
     def foreign(self) -> str | None:
@@ -130,19 +157,21 @@ class ResultsStore:
         from fsspec.core import url_to_fs
 
         fs, path = url_to_fs(self.url, **self.storage_options)
+        if self.group:
+            path = f"{path.rstrip('/')}/{self.group}"
         if not fs.exists(path):
             return None
         if not fs.isdir(path):
             return "a file"
         try:
-            group = zarr.open_group(self.url, mode="r", use_consolidated=False, **self._kw())
+            group = zarr.open_group(self.url, path=self.group or "", mode="r", use_consolidated=False, **self._kw())
         except Exception:  # noqa: BLE001 - not a group: an array, or plain files
             try:
-                zarr.open_array(self.url, mode="r", **self._kw())
+                zarr.open_array(self.url, path=self.group or "", mode="r", **self._kw())
                 return "a zarr array"
             except Exception:  # noqa: BLE001
                 return "a folder of other files" if fs.ls(path) else None
-        ours = {"version", "stages"} & set(group.attrs) or set(OUR_GROUPS) & set(group.group_keys())
+        ours = {"version", "stages", "fields_of_view"} & set(group.attrs) or set(OUR_GROUPS) & set(group.group_keys())
         return None if ours or not list(group.keys()) else "a zarr group of another tool"
 
     def exists(self) -> bool:

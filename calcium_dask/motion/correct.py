@@ -361,7 +361,8 @@ def _strip(rec: dict) -> dict:
 
 
 def motion_correct(movie: xr.DataArray, params: Params, *, store: ResultsStore | str | None = None,
-                   storage_options: dict | None = None, path: str = "movie/corrected") -> MotionResult:
+                   storage_options: dict | None = None, path: str = "movie/corrected",
+                   align: xr.DataArray | None = None) -> MotionResult:
     """Motion-correct ``movie`` (NoRMCorre rigid or piecewise-rigid) on the current Dask client.
 
     Parameters
@@ -375,6 +376,10 @@ def motion_correct(movie: xr.DataArray, params: Params, *, store: ResultsStore |
         Without one, the corrected movie is recomputed lazily when accessed.
     path : str
         Where the corrected movie goes inside the store.
+    align : xarray.DataArray, optional
+        Another channel of the same frames (e.g. a static structural one) to compute the
+        shifts on; ``movie`` is then warped by them (suite2p's ``align_by_chan``). The
+        store's ``/summary`` describes ``movie``, ``/summary_align`` the other channel.
 
     Returns
     -------
@@ -382,8 +387,25 @@ def motion_correct(movie: xr.DataArray, params: Params, *, store: ResultsStore |
     """
     t_start = time.perf_counter()
     store = ResultsStore(store, storage_options or {}) if isinstance(store, str) else store
+    if align is not None:
+        return _aligned_by(movie, align, params, store, path, t_start)
     recs, tmpl, (raw_t, cor_t), tc = _run(movie, params, store, path, None, None)
     return _finish(movie, params, store, path, recs, tmpl, raw_t, cor_t, tc, None, t_start)
+
+
+def _aligned_by(movie: xr.DataArray, align: xr.DataArray, params: Params, store: ResultsStore | None,
+                path: str, t_start: float) -> MotionResult:
+    """Shifts registered on ``align``, applied to ``movie`` (the other channel's frames)."""
+    if align.shape != movie.shape:
+        raise ValueError(f"the alignment channel has shape {align.shape}, the movie {movie.shape}")
+    ref = motion_correct(align, params)  # the shifts: nothing of this channel is stored but its summary
+    res = apply_shifts(movie, ref.motion, params, store=store, path=path)
+    if store is not None:
+        store.write(ref.motion, group="motion")
+        store.write(res.summary, group="summary")
+        store.write(res.summary_raw, group="summary_raw")
+        store.write(ref.summary, group="summary_align")
+    return MotionResult(ref.motion, res.corrected, res.summary_raw, res.summary, time.perf_counter() - t_start)
 
 
 def apply_shifts(movie: xr.DataArray, motion: xr.Dataset, params: Params, *,
