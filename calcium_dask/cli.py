@@ -240,12 +240,12 @@ def _run_fields(url: Any, out: str, params: Any, so: dict, out_so: dict, until: 
     from .cluster import connect
     from .compute import is_quiet, set_quiet
     from .fields import run_fields
-    from .io import recording_layout
+    from .io import open_session
 
-    d = params.data
-    lay = recording_layout(url, engine=engine, dataset=dataset, nplanes=d.nplanes, nchannels=d.nchannels,
-                           storage_options=so)
-    several = lay is not None and lay.planes * max(1, len(lay.rois)) > 1
+    d = params.data  # the recording's layout and channels are checked before a cluster starts
+    several = len(open_session(url, engine=engine, dataset=dataset, nplanes=d.nplanes, nchannels=d.nchannels,
+                               functional_chan=d.functional_chan, align_by_chan=d.align_by_chan,
+                               storage_options=so)) > 1
     echo = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
     was_quiet = is_quiet()
     set_quiet(quiet or several)  # concurrent bars would interleave: one line per stage instead
