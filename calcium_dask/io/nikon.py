@@ -67,7 +67,10 @@ def _period_ms(params: object) -> float | None:
 def nd2_layout(url: str, *, nplanes: int | None = None, nchannels: int | None = None,
                storage_options: dict | None = None) -> RecordingLayout:
     """The layout of a Nikon ``.nd2`` time series (time loop, optional z-stack loop)."""
-    import nd2
+    try:
+        import nd2
+    except ImportError:
+        raise MovieError(url, "reading .nd2 files needs the nd2 package: pip install 'calcium-dask[rigs]'") from None
 
     so = dict(storage_options or {})
     try:
