@@ -122,6 +122,8 @@ class ResultsStore:
         """Write the consolidated metadata of the whole store (see the module docstring)."""
         with _CONSOLIDATE, warnings.catch_warnings():  # zarr: "not part of the Zarr format 3 spec" (yet)
             warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+            # an array another field of view's thread is creating right now: the next consolidation has it
+            warnings.filterwarnings("ignore", message="Object at .* is not recognized as a component")
             zarr.consolidate_metadata(zarr.open_group(self.url, mode="a", use_consolidated=False,
                                                       **self._kw()).store)
 
