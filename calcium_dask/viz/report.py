@@ -333,9 +333,13 @@ def _field_block(record: dict, loaded: Loaded | None, max_traces: int) -> str:
         return f'<section id="{name}">\n<h2>{name}</h2>\n{_note("this field of view has not run yet")}\n</section>'
     nav = " ".join(f'<a href="#{name}-{s.id}">{html.escape(s.title)}</a>' for s in SECTIONS)
     body = "\n".join(_render(s, loaded, max_traces, prefix=f"{name}-", level=3) for s in SECTIONS)
-    where = "" if record.get("position") is None else f", at (y, x) = {tuple(record['position'])} on the canvas"
-    return (f'<section id="{name}">\n<h2>{name}</h2>\n<p>plane {record.get("plane")}, roi {record.get("roi")}, '
-            f"channel {record.get('channel')}{html.escape(where)}; <a href=\"#session\">back to the overview</a></p>"
+    parts = [f"{k} {record[k]}" for k in ("plane", "roi", "channel") if record.get(k) is not None]
+    if record.get("align_channel") not in (None, record.get("channel")):
+        parts.append(f"motion from channel {record['align_channel']}")
+    if record.get("position") is not None:
+        parts.append(f"at (y, x) = ({record['position'][0]:g}, {record['position'][1]:g}) on the canvas")
+    return (f'<section id="{name}">\n<h2>{name}</h2>\n<p>{html.escape(", ".join(parts))}; '
+            f"<a href=\"#session\">back to the overview</a></p>"
             f"\n<nav>{nav}</nav>\n{body}\n</section>")
 
 

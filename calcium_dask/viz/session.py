@@ -32,7 +32,7 @@ def _mean(loaded: Loaded | None) -> np.ndarray | None:
 
 def _title(record: dict[str, Any], loaded: Loaded | None) -> str:
     n, acc = units_per_field(loaded)
-    units = "not run yet" if n is None else f"{acc if acc is not None else n} of {n} units"
+    units = "not run yet" if n is None else f"{acc if acc is not None else n} of {n} units accepted"
     return f"{record['name']}: {units}"
 
 

@@ -299,3 +299,24 @@ def test_opening_nd2_reads_metadata_only(tmp_path, counting):
     assert mov.shape == (100, 128, 128)
     opened = sum(counting)
     assert opened < 0.02 * size, f"read {opened} of {size} bytes to open"
+
+
+def test_rig_files_through_fsspec_urls(tmp_path):
+    import dask
+    import fsspec
+
+    pages = _pages(3 * 2 * 2)
+    write_scanimage_tiff(tmp_path / "si.tif", pages, ScanImageHeader((H, W), channels=(1, 2), nslices=2))
+    frames = np.random.default_rng(9).integers(0, 60000, (4, 2, H, W)).astype(np.uint16)
+    write_sbx(tmp_path / "sb", frames)
+    write_nd2(tmp_path / "n.nd2", frames[:, None].repeat(2, axis=1), loops=("time", "z"))
+    mem = fsspec.filesystem("memory")
+    for name in ("si.tif", "sb.sbx", "sb.mat", "n.nd2"):
+        mem.pipe(f"/rigs/{name}", (tmp_path / name).read_bytes())
+    with dask.config.set(scheduler="threads"):  # memory:// lives in this process
+        si = open_session("memory://rigs/si.tif")
+        np.testing.assert_array_equal(si[1].movie.values, pages.reshape(3, 2, 2, H, W)[:, 1, 0])
+        sb = open_session("memory://rigs/sb.sbx", functional_chan=2)
+        np.testing.assert_array_equal(sb[0].movie.values, frames[:, 1])
+        nd = open_session("memory://rigs/n.nd2", functional_chan=2)
+        np.testing.assert_array_equal(nd[1].movie.values, frames[:, 1])
