@@ -98,7 +98,7 @@ class ResultsStore:
         kwargs.setdefault("mode", "w")
         out = ds.to_zarr(self.url, group=self.path(group), storage_options=self.storage_options or None,
                          consolidated=False, **kwargs)
-        self.consolidate()
+        self._written()
         return out
 
     def clear_root_arrays(self) -> None:
@@ -106,7 +106,7 @@ class ResultsStore:
         root = self.root()
         for name in list(root.array_keys()):
             del root[name]
-        self.consolidate()
+        self._written()
 
     def write_root(self, ds: xr.Dataset) -> None:
         """Write variables into the root group, keeping the other groups and root attributes."""
@@ -116,7 +116,15 @@ class ResultsStore:
         ds.to_zarr(self.url, group=self.group, mode="a", storage_options=self.storage_options or None,
                    consolidated=False)
         self.root().attrs.put({**keep, **json.loads(json.dumps(ds.attrs))})
-        self.consolidate()
+        self._written()
+
+    def _written(self) -> None:
+        """After a write: refresh the consolidated metadata, at once for a whole store; for a
+        field of view of a session at its next stage mark (the session's metadata describe
+        every field of view, and the root's document holds them, so a write inside a group
+        leaves them stale, never dropped; meanwhile readers see the last finished stage)."""
+        if self.group is None:
+            self.consolidate()
 
     def consolidate(self) -> None:
         """Write the consolidated metadata of the whole store (see the module docstring)."""
@@ -138,7 +146,7 @@ class ResultsStore:
     def remove(self, path: str) -> None:
         """Delete an array or group of the store if it is there."""
         self._remove(path)
-        self.consolidate()
+        self._written()
 
     def _remove(self, path: str) -> None:
         root = self.root()
@@ -214,4 +222,4 @@ class ResultsStore:
         """Root attributes (values must be JSON-serialisable)."""
         root = self.root()
         root.attrs.update(json.loads(json.dumps(attrs)))
-        self.consolidate()
+        self._written()

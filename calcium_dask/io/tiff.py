@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import logging
 import struct
 from typing import Any, Iterator
@@ -12,6 +14,7 @@ import numpy as np
 
 from ..errors import MovieError
 from .sources import RawSource, TiffPart, TiffSource
+from .urls import filesystem
 
 __all__ = ["tiff_source", "quiet_tifffile"]
 
@@ -156,12 +159,34 @@ def _page_source(url: str, storage_options: dict) -> Any:
     return TiffPages(url, n, shape, dtype.newbyteorder("="), dict(storage_options))
 
 
+@functools.lru_cache(maxsize=256)
+def _cached_page_source(url: str, options: str, stamp: str) -> Any:
+    return _page_source(url, json.loads(options))
+
+
+def _pages_of(url: str, storage_options: dict) -> Any:
+    """:func:`_page_source`, remembered per file version: each field of view of a session
+    opens the same file (once per stage), and counting a long recording's pages walks
+    all its IFDs."""
+    fs, path = filesystem(url, storage_options)
+    try:
+        info = fs.info(path)
+    except FileNotFoundError:
+        raise MovieError(url, "no such file or directory") from None
+    stamp = json.dumps([info.get("size"), info.get("mtime"), info.get("LastModified"), info.get("ETag")], default=str)
+    try:
+        options = json.dumps(storage_options, sort_keys=True)
+    except TypeError:  # options that are objects: not remembered
+        return _page_source(url, storage_options)
+    return _cached_page_source(url, options, stamp)
+
+
 def tiff_pages(urls: list[str], storage_options: dict | None = None) -> Any:
     """Every page of ``urls`` (one session, in order) as one :class:`PageParts`."""
     from .pages import PageParts
 
     so = dict(storage_options or {})
-    parts = tuple(_page_source(u, so) for u in urls)
+    parts = tuple(_pages_of(u, so) for u in urls)
     for u, p in zip(urls[1:], parts[1:]):
         if p.shape != parts[0].shape or np.dtype(p.dtype).newbyteorder("=") != np.dtype(parts[0].dtype).newbyteorder("="):
             raise MovieError(u, f"pages {p.shape} {p.dtype} differ from the first file's {parts[0].shape} "
