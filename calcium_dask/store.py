@@ -83,8 +83,8 @@ class ResultsStore:
             # listed, never from the consolidated metadata, which a killed run can leave stale
             return zarr.open_group(self.url, path=self.group or "", mode=mode, use_consolidated=False,
                                    **self._kw())
-        except (FileNotFoundError, zarr.errors.GroupNotFoundError) as e:
-            raise StoreError(f"{self.location}: no results store here ({e})") from None
+        except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.ContainsArrayError) as e:
+            raise StoreError(f"{self.location}: no results store here ({type(e).__name__}: {e})") from None
 
     def array(self, path: str, mode: str = "r+") -> zarr.Array:
         """One array of the store, e.g. ``movie/corrected``."""
