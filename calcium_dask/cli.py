@@ -52,20 +52,37 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
+ENGINE_CHOICE = click.Choice(["tiff", "zarr", "hdf5", "nwb", "npy", "sbx", "bruker", "nd2"])
+nplanes_option = click.option("--nplanes", type=click.IntRange(min=1), default=None,
+                              help="Planes per volume, flyback frames included (suite2p's nplanes; default: "
+                                   "from the file's metadata).")
+nchannels_option = click.option("--nchannels", type=click.IntRange(min=1), default=None,
+                                help="Channels per frame (suite2p's nchannels; default: from the file's metadata).")
+
+
 @cli.command()
 @click.argument("movie", nargs=-1, required=True)
-@click.option("--engine", type=click.Choice(["tiff", "zarr", "hdf5", "nwb", "npy"]), default=None,
-              help="Reader to use (guessed from the file when omitted).")
+@click.option("--engine", type=ENGINE_CHOICE, default=None, help="Reader to use (guessed from the file when omitted).")
 @click.option("--dataset", default=None, help="HDF5 dataset, zarr array or NWB series name.")
 @click.option("--plane", type=int, default=None, help="Plane/channel of 4-D data.")
+@nplanes_option
+@nchannels_option
 @storage_option
 def info(movie: tuple[str, ...], engine: str | None, dataset: str | None, plane: int | None,
-         storage_options: tuple[str, ...]) -> None:
-    """Describe MOVIE (one file, URL or glob; several TIFF files form one movie)."""
-    from .io import open_movie
+         nplanes: int | None, nchannels: int | None, storage_options: tuple[str, ...]) -> None:
+    """Describe MOVIE: one file, URL or glob (several TIFF files form one movie), a Scanbox
+    .sbx, a Bruker T-series folder or XML, a Nikon .nd2; planes, channels and ROIs of a
+    rig's recording."""
+    from .io import open_movie, open_session, recording_layout
 
-    mov = open_movie(list(movie) if len(movie) > 1 else movie[0], engine=engine, dataset=dataset,
-                     plane=plane, storage_options=parse_storage_options(storage_options))
+    url = list(movie) if len(movie) > 1 else movie[0]
+    so = parse_storage_options(storage_options)
+    if recording_layout(url, engine=engine, nplanes=nplanes, nchannels=nchannels, dataset=dataset,
+                        storage_options=so) is not None:
+        _echo_rows(_session_rows(open_session(url, engine=engine, dataset=dataset, nplanes=nplanes,
+                                              nchannels=nchannels, storage_options=so)))
+        return
+    mov = open_movie(url, engine=engine, dataset=dataset, plane=plane, storage_options=so)
     t, h, w = mov.shape
     nbytes = mov.data.nbytes
     rows = [
@@ -80,9 +97,37 @@ def info(movie: tuple[str, ...], engine: str | None, dataset: str | None, plane:
         ("pixel size", "x".join(f"{d:g}" for d in mov.attrs["dxy"]) + " um"),
         ("size", _human_bytes(nbytes)),
     ]
+    _echo_rows(rows)
+
+
+def _echo_rows(rows: list[tuple[str, str]]) -> None:
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         click.echo(f"{k:<{width}}  {v}")
+
+
+def _session_rows(rec: Any) -> list[tuple[str, str]]:
+    """``calcium-dask info`` of a recording: its layout, then one line per field of view."""
+    first = rec.fields[0].movie
+    files = first.attrs["source"]
+    t = first.shape[0]
+    names = f" ({', '.join(rec.channel_names)})" if rec.channel_names else ""
+    rate = f"{rec.frame_rate:g} Hz per frame, " if rec.frame_rate else ""
+    nbytes = sum(f.movie.data.nbytes for f in rec.fields) * rec.nchannels
+    rows = [("source", files if isinstance(files, str) else f"{len(files)} files"), ("format", rec.format),
+            ("planes", f"{rec.nplanes}" + (f" (+{rec.nflyback} flyback per volume, dropped)" if rec.nflyback else "")),
+            ("channels", f"{rec.nchannels}{names}"),
+            ("ROIs", f"{rec.nrois} (canvas {rec.canvas_shape[0]} x {rec.canvas_shape[1]} pixels)"
+             if rec.nrois and rec.canvas_shape else "none"),
+            ("frame rate", f"{rate}{rec.fr:g} Hz per field of view (volume rate, {first.attrs['fr_from']})"),
+            ("fields of view", f"{len(rec)}, {t} frames each"), ("duration", f"{t / rec.fr:.1f} s"),
+            ("dtype", str(first.dtype)), ("pixel size", "x".join(f"{d:g}" for d in first.attrs["dxy"]) + " um"),
+            ("size", _human_bytes(nbytes) + " (all channels)")]
+    for f in rec.fields:
+        where = "" if f.position is None else f" at (y={f.position[0]:g}, x={f.position[1]:g})"
+        align = "" if f.align is None else f", motion from channel {int(f.align.attrs['channel']) + 1}"
+        rows.append((f"  {f.name}", f"{f.shape[1]} x {f.shape[2]} pixels, channel {f.channel}{align}{where}"))
+    return rows
 
 
 params_option = click.option("--params", "params_file", type=click.Path(dir_okay=False), default=None,
@@ -131,9 +176,19 @@ quiet_option = click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--until", default=None, help="Stop after this stage.")
 @click.option("--from", "from_stage", default=None, help="Rerun from this stage on.")
 @click.option("--force", is_flag=True, help="Start over, ignoring completed stages.")
-@click.option("--engine", type=click.Choice(["tiff", "zarr", "hdf5", "nwb", "npy"]), default=None)
+@click.option("--engine", type=ENGINE_CHOICE, default=None)
 @click.option("--dataset", default=None, help="HDF5 dataset, zarr array or NWB series name.")
-@click.option("--plane", type=int, default=None, help="Plane/channel of 4-D data.")
+@click.option("--plane", type=int, default=None,
+              help="Run one plane alone (of 4-D data, or of a recording) into OUT's root.")
+@nplanes_option
+@nchannels_option
+@click.option("--functional-chan", type=click.IntRange(min=1), default=None,
+              help="Channel whose activity is extracted, from 1 (suite2p's functional_chan; default 1).")
+@click.option("--align-by-chan", type=click.IntRange(min=1), default=None,
+              help="Channel motion is computed on, from 1, then applied to the functional one (suite2p's "
+                   "align_by_chan; default: the functional channel).")
+@click.option("--max-concurrent", type=click.IntRange(min=1), default=None,
+              help="Fields of view (planes, ROIs) running at once on the cluster (default: all, at most 8).")
 @storage_option
 @click.option("--out-storage-option", "out_storage_options", multiple=True, metavar="KEY=VALUE",
               help="fsspec option for the results store (default: those of --storage-option).")
@@ -142,26 +197,76 @@ quiet_option = click.option("--quiet", is_flag=True, help="No progress output.")
 @quiet_option
 def run(movie: tuple[str, ...], out: str, params_file: str | None, assignments: tuple[str, ...],
         until: str | None, from_stage: str | None, force: bool, engine: str | None, dataset: str | None,
-        plane: int | None, storage_options: tuple[str, ...], out_storage_options: tuple[str, ...],
-        scheduler: str | None, n_workers: int | None, quiet: bool) -> None:
-    """Run the pipeline on MOVIE and write the results store OUT (resumable)."""
+        plane: int | None, nplanes: int | None, nchannels: int | None, functional_chan: int | None,
+        align_by_chan: int | None, max_concurrent: int | None, storage_options: tuple[str, ...],
+        out_storage_options: tuple[str, ...], scheduler: str | None, n_workers: int | None, quiet: bool) -> None:
+    """Run the pipeline on MOVIE and write the results store OUT (resumable).
+
+    A recording of several planes or mesoscope ROIs (from its metadata, or --nplanes)
+    runs one pipeline per field of view, all at once on the cluster, into the groups
+    /plane0, /plane1... (or /roi0...) of OUT; exit code 1 if one of them failed.
+    """
     from .cluster import connect
-    from .pipeline import run_pipeline
     from .compute import set_quiet
+    from .pipeline import run_pipeline
 
     params = load_params(params_file, assignments)
+    layout = {"data.nplanes": nplanes, "data.nchannels": nchannels, "data.functional_chan": functional_chan,
+              "data.align_by_chan": align_by_chan}
+    params = params.replace(**{k: v for k, v in layout.items() if v is not None})
     so = parse_storage_options(storage_options)
     out_so = parse_storage_options(out_storage_options) if out_storage_options else so
+    url = list(movie) if len(movie) > 1 else movie[0]
     set_quiet(quiet)
-    with connect(scheduler, n_workers=n_workers, quiet=quiet) as client:
-        summary = run_pipeline(list(movie) if len(movie) > 1 else movie[0], out, params,
-                               storage_options=so, out_storage_options=out_so, until=until,
-                               from_stage=from_stage, force=force,
-                               open_kwargs=dict(engine=engine, dataset=dataset, plane=plane))
-        if client.cluster is not None:
-            client.cluster.close()
+    if plane is not None:  # one plane of 4-D data (or of a recording): the classic single run
+        with connect(scheduler, n_workers=n_workers, quiet=quiet) as client:
+            summary = run_pipeline(url, out, params, storage_options=so, out_storage_options=out_so, until=until,
+                                   from_stage=from_stage, force=force,
+                                   open_kwargs=dict(engine=engine, dataset=dataset, plane=plane))
+            if client.cluster is not None:
+                client.cluster.close()
+        if not quiet:
+            _print_summary(summary)
+        return
+    _run_fields(url, out, params, so, out_so, until, from_stage, force, engine, dataset, max_concurrent,
+                scheduler, n_workers, quiet)
+
+
+def _run_fields(url: Any, out: str, params: Any, so: dict, out_so: dict, until: str | None,
+                from_stage: str | None, force: bool, engine: str | None, dataset: str | None,
+                max_concurrent: int | None, scheduler: str | None, n_workers: int | None, quiet: bool) -> None:
+    """``run`` on every field of view of a recording (one of them: today's single run)."""
+    from .batch import print_table
+    from .cluster import connect
+    from .compute import is_quiet, set_quiet
+    from .fields import run_fields
+    from .io import open_session
+
+    d = params.data  # the recording's layout and channels are checked before a cluster starts
+    several = len(open_session(url, engine=engine, dataset=dataset, nplanes=d.nplanes, nchannels=d.nchannels,
+                               functional_chan=d.functional_chan, align_by_chan=d.align_by_chan,
+                               storage_options=so)) > 1
+    echo = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
+    was_quiet = is_quiet()
+    set_quiet(quiet or several)  # concurrent bars would interleave: one line per stage instead
+    try:
+        with connect(scheduler, n_workers=n_workers, quiet=quiet) as client:
+            res = run_fields(url, out, params, client, storage_options=so, out_storage_options=out_so, until=until,
+                             from_stage=from_stage, force=force, max_concurrent=max_concurrent,
+                             open_kwargs=dict(engine=engine, dataset=dataset), echo=echo)
+            if client.cluster is not None:
+                client.cluster.close()
+    finally:
+        set_quiet(was_quiet)
+    if len(res.recording) == 1:
+        if not quiet:
+            _print_summary(res.results[0])
+        return
     if not quiet:
-        _print_summary(summary)
+        print_table(res.results)
+    if res.failed:
+        click.echo(f"{len(res.failed)} of {len(res.results)} fields of view failed", err=True)
+        sys.exit(1)
 
 
 def _print_summary(summary) -> None:
@@ -339,9 +444,17 @@ def _human_bytes(n: float) -> str:
     return f"{n:.1f} TB"  # pragma: no cover
 
 
+def _one_line_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> str:
+    return f"calcium-dask: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning user errors into one line and exit code 2."""
+    import warnings
+
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    if not debug:
+        warnings.formatwarning = _one_line_warning  # e.g. a dropped partial volume: one line
     try:
         code = cli.main(args=argv, prog_name="calcium-dask", standalone_mode=False)
     except click.exceptions.Abort:

@@ -73,6 +73,14 @@ class DataParams:
     dxy: tuple[float, float] = _f((1.0, 1.0), "pixel size (y, x) in micrometres", lo=1e-6)
     fnames: tuple[str, ...] | None = _f(None, "input file names (recorded; the movie is given to run)")
     var_name_hdf5: str = _f("mov", "dataset name inside an HDF5 file")
+    # suite2p's names for recordings that interleave planes and channels (1-based channels)
+    nplanes: int | None = _f(None, "planes per volume, flyback frames included (suite2p); None: from the "
+                                   "file's metadata, else 1", lo=1)
+    nchannels: int | None = _f(None, "channels per frame (suite2p); None: from the file's metadata, else 1", lo=1)
+    functional_chan: int = _f(1, "channel whose activity is extracted, numbered from 1 (suite2p)", lo=1)
+    align_by_chan: int | None = _f(None, "channel motion is computed on, numbered from 1, its shifts then "
+                                         "applied to the functional channel (suite2p; None: the functional one)",
+                                   lo=1)
 
 
 @dataclass(frozen=True)

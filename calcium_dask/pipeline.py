@@ -20,8 +20,8 @@ from ._version import __version__
 from .cnmf import cnmf
 from .cnmf.patches import patch_tsub
 from .errors import StoreError
-from .io import open_movie
 from .io.movie import ENGINE_SUFFIXES
+from .io.session import open_field
 from .motion import corrected_movie, motion_correct, stored_motion
 from .params import DataParams, Params
 from .results import EVALUATION_VARS, Results, open_results, write_units
@@ -97,7 +97,7 @@ def evaluate(est: Results, params: Params | None = None, *, store: ResultsStore 
 
 def _reopened(store: ResultsStore, res: Results, params: Params) -> Results:
     """``res`` read back from ``store`` (lazy), keeping the movie and motion it knows."""
-    back = open_results(store.url, storage_options=store.storage_options)
+    back = open_results(store)
     return replace(back, movie=res.movie if res.movie is not None else back.movie,
                    motion=res.motion if res.motion is not None else back.motion, params=params)
 
@@ -105,22 +105,23 @@ def _reopened(store: ResultsStore, res: Results, params: Params) -> Results:
 STAGE_EVALUATE = "evaluate"
 
 
-def _stage_motion(movie: xr.DataArray, params: Params, store: ResultsStore) -> None:
-    motion_correct(movie, params, store=store)
+def _stage_motion(movie: xr.DataArray, params: Params, store: ResultsStore, align: xr.DataArray | None) -> None:
+    motion_correct(movie, params, store=store, align=align)
 
 
-def _stage_cnmf(movie: xr.DataArray, params: Params, store: ResultsStore) -> None:
+def _stage_cnmf(movie: xr.DataArray, params: Params, store: ResultsStore, align: xr.DataArray | None) -> None:
     cnmf(stored_motion(store, movie), params, store=store)
 
 
-def _stage_evaluate(movie: xr.DataArray, params: Params, store: ResultsStore) -> None:
-    res = open_results(store.url, storage_options=store.storage_options)
+def _stage_evaluate(movie: xr.DataArray, params: Params, store: ResultsStore, align: xr.DataArray | None) -> None:
+    res = open_results(store)
     evaluate(replace(res, movie=corrected_movie(store, movie)), params, store=store)
 
 
-#: stage name -> function(movie, params, store) running it on the store (each marks its
-#: completion, with its details, and reuses a completed result made with the same parameters)
-STAGES: dict[str, Callable[[xr.DataArray, Params, ResultsStore], None]] = {
+#: stage name -> function(movie, params, store, align) running it on the store (each marks its
+#: completion, with its details, and reuses a completed result made with the same parameters);
+#: ``align`` is the channel motion is computed on when it is not the movie's own (or None)
+STAGES: dict[str, Callable[[xr.DataArray, Params, ResultsStore, xr.DataArray | None], None]] = {
     "motion": _stage_motion,
     "cnmf": _stage_cnmf,
     "evaluate": _stage_evaluate,
@@ -130,11 +131,14 @@ STAGES: dict[str, Callable[[xr.DataArray, Params, ResultsStore], None]] = {
 def _check_resumable(store: ResultsStore, params: Params, checksum: str, force: bool) -> None:
     """Refuse to add stages to a store made from other parameters or another input, and to
     write into a path that holds something else (files, a zarr array, another tool's group)."""
+    if store.group is None and store.exists() and store.root(mode="r").attrs.get("fields_of_view"):
+        raise StoreError(f"{store.url}: holds a session of several fields of view; run the whole session "
+                         "again or choose another --out")
     if force:
         return
     what = store.foreign()
     if what:
-        raise StoreError(f"{store.url}: {what}, not a calcium-dask results store; choose another --out "
+        raise StoreError(f"{store.location}: {what}, not a calcium-dask results store; choose another --out "
                          "(or --force to write into it)")
     if not store.exists():
         return
@@ -142,17 +146,18 @@ def _check_resumable(store: ResultsStore, params: Params, checksum: str, force: 
     if not attrs.get("stages"):
         return
     if attrs.get("params") is not None and attrs["params"] != params.to_dict():
-        raise StoreError(f"{store.url}: holds a run with other parameters; use --force to start over "
+        raise StoreError(f"{store.location}: holds a run with other parameters; use --force to start over "
                          "or --out for a new store")
     if attrs.get("input_checksum") not in (None, checksum):
-        raise StoreError(f"{store.url}: was made from another input ({attrs.get('input')}); use --force "
+        raise StoreError(f"{store.location}: was made from another input ({attrs.get('input')}); use --force "
                          "to start over")
 
 
 def _open_options(movie_url: Any, params: Params, open_kwargs: dict | None) -> dict:
-    """``open_kwargs``, naming the HDF5 dataset ``data.var_name_hdf5`` when the caller
-    named none and it is not CaImAn's default (which the reader already prefers)."""
-    kw = dict(open_kwargs or {})
+    """``open_kwargs`` (``engine``, ``dataset``, ``plane``, ``roi``), naming the HDF5 dataset
+    ``data.var_name_hdf5`` when the caller named none and it is not CaImAn's default (which
+    the reader already prefers)."""
+    kw = {k: v for k, v in (open_kwargs or {}).items() if v is not None}
     name = params.data.var_name_hdf5
     if kw.get("dataset") is None and name != DataParams.var_name_hdf5:
         first = str(movie_url[0] if isinstance(movie_url, (list, tuple)) else movie_url)
@@ -165,7 +170,7 @@ def _open_options(movie_url: Any, params: Params, open_kwargs: dict | None) -> d
 def run_pipeline(movie_url: Any, out: str, params: Params, *, storage_options: dict | None = None,
                  out_storage_options: dict | None = None, until: str | None = None,
                  from_stage: str | None = None, force: bool = False,
-                 open_kwargs: dict | None = None) -> RunSummary:
+                 open_kwargs: dict | None = None, group: str | None = None) -> RunSummary:
     """Run the stages on the current Dask client, resuming where a previous run stopped.
 
     Parameters
@@ -179,6 +184,11 @@ def run_pipeline(movie_url: Any, out: str, params: Params, *, storage_options: d
         Run only the stages up to / from these (``from_stage`` reruns completed ones).
     force : bool
         Start over: forget every completed stage.
+    open_kwargs : dict, optional
+        ``engine``, ``dataset``, ``plane``, ``roi`` of the input (see
+        :func:`~calcium_dask.io.open_field`); the channels come from ``params.data``.
+    group : str, optional
+        Write into this group of ``out`` (one field of view of a session, e.g. ``plane1``).
     """
     names = list(STAGES)
     for s in (until, from_stage):
@@ -187,12 +197,16 @@ def run_pipeline(movie_url: Any, out: str, params: Params, *, storage_options: d
     last = names.index(until) if until else len(names) - 1
     first = names.index(from_stage) if from_stage else 0
     so = dict(storage_options or {})
-    movie = open_movie(movie_url, storage_options=so, **_open_options(movie_url, params, open_kwargs))
+    d = params.data  # suite2p's names for the recording's layout
+    fov = open_field(movie_url, storage_options=so, nplanes=d.nplanes, nchannels=d.nchannels,
+                     functional_chan=d.functional_chan, align_by_chan=d.align_by_chan,
+                     **_open_options(movie_url, params, open_kwargs))
+    movie = fov.movie
     checksum = input_checksum(movie.attrs["source"] if isinstance(movie.attrs["source"], str)
                               else movie.attrs["source"][0], so)
     if "cnmf" in names[first: last + 1]:
         patch_tsub(movie.shape, params)  # a session too long for the parameters: refused before any work
-    store = ResultsStore(out, dict(out_storage_options or {}))
+    store = ResultsStore(out, dict(out_storage_options or {}), group)
     _check_resumable(store, params, checksum, force)
     if force and store.exists():
         for s in list(store.stages()):
@@ -201,6 +215,7 @@ def run_pipeline(movie_url: Any, out: str, params: Params, *, storage_options: d
     store.set_attrs(params=params.to_dict(), version=__version__, input=movie.attrs["source"],
                     open_kwargs={k: v for k, v in (open_kwargs or {}).items() if v is not None},
                     input_checksum=checksum, shape=list(movie.shape), fr=movie.attrs["fr"],
+                    field_of_view=fov.record(),
                     stages=store.stages())  # a record, even empty: open_results trusts only marks
     summary = RunSummary(store)
     if from_stage is not None:
@@ -210,8 +225,8 @@ def run_pipeline(movie_url: Any, out: str, params: Params, *, storage_options: d
             summary.rows.append({"stage": name, "status": "done before", **store.stages()[name]})
             continue
         if i < first:
-            raise StoreError(f"{store.url}: stage '{name}' has not run yet; run without --from first")
-        STAGES[name](movie, params, store)
+            raise StoreError(f"{store.location}: stage '{name}' has not run yet; run without --from first")
+        STAGES[name](movie, params, store, fov.align)
         record = {k: v for k, v in store.stages()[name].items() if k != "params_digest"}
         summary.rows.append({"stage": name, "status": "ran", **record})
     return summary

@@ -29,7 +29,7 @@ from .errors import StoreError
 from .params import Params
 from .store import ResultsStore
 
-__all__ = ["Results", "open_results", "UNIT_VARS", "EVALUATION_VARS"]
+__all__ = ["Results", "open_results", "fields_of_view", "UNIT_VARS", "EVALUATION_VARS"]
 
 #: variables the evaluate stage adds
 EVALUATION_VARS = ("snr", "r_value", "cnn_pred", "motion_corr", "border_weight", "background_corr", "accepted",
@@ -314,24 +314,60 @@ def _frames_of(X: np.ndarray, M: sp.csr_matrix, H: int, W: int) -> np.ndarray:
     return np.asarray(M @ np.asarray(X, np.float32), np.float32).T.reshape(-1, H, W)
 
 
-def open_results(url: str, *, storage_options: dict | None = None, group: str | None = None) -> Results:
-    """Open a results store's units, motion and summary groups, lazily.
-
-    Nothing is read but metadata and small per-unit arrays: traces, footprints and dF/F
-    are dask arrays read chunk by chunk when used.
-    """
+def fields_of_view(url: str, *, storage_options: dict | None = None) -> list[dict[str, Any]]:
+    """The fields of view a session store lists (``[]`` for a store of one field of view)."""
     store = ResultsStore(url, dict(storage_options or {}))
     if not store.exists():
         raise StoreError(f"{store.url}: no results store here")
+    return list(store.root(mode="r").attrs.get("fields_of_view") or [])
+
+
+def _fov_group(store: ResultsStore, plane: int | None, fov: str | None) -> str | None:
+    """The group of the field of view asked for, checked against the store's list."""
+    listed = [f.get("name") for f in store.root(mode="r").attrs.get("fields_of_view") or []]
+    if plane is not None and fov is not None:
+        raise ValueError("give plane= or fov=, not both")
+    name = fov if fov is not None else (f"plane{plane}" if plane is not None else None)
+    if not listed:
+        if name not in (None, "plane0"):
+            raise StoreError(f"{store.url}: holds one field of view; no '{name}'")
+        return None
+    if name is None:
+        raise StoreError(f"{store.url}: a session of {len(listed)} fields of view ({', '.join(listed)}); "
+                         "choose one with plane= or fov=")
+    if name not in listed:
+        raise StoreError(f"{store.url}: no field of view '{name}' (fields: {', '.join(listed)})")
+    return name
+
+
+def open_results(url: str | ResultsStore, *, storage_options: dict | None = None, plane: int | None = None,
+                 fov: str | None = None) -> Results:
+    """Open a results store's units, motion and summary groups, lazily.
+
+    Nothing is read but metadata and small per-unit arrays: traces, footprints and dF/F
+    are dask arrays read chunk by chunk when used. For a session of several fields of
+    view, ``plane=`` (``plane1``) or ``fov=`` (its group name, e.g. ``roi2`` or
+    ``plane0_roi1``) chooses one (:func:`fields_of_view` lists them); a
+    :class:`~calcium_dask.store.ResultsStore` of one field of view opens that one.
+    """
+    if isinstance(url, ResultsStore) and url.group is not None:
+        store = url
+    else:
+        store = url if isinstance(url, ResultsStore) else ResultsStore(url, dict(storage_options or {}))
+        if not store.exists():
+            raise StoreError(f"{store.url}: no results store here")
+        store = ResultsStore(store.url, store.storage_options, _fov_group(store, plane, fov))
+    if not store.exists():
+        raise StoreError(f"{store.location}: this field of view has not run yet")
     root = store.root(mode="r")
     stages = root.attrs.get("stages")  # None: written without the pipeline, nothing to check
     if stages is not None and "cnmf" not in stages:
         done = ", ".join(stages) or "none"
-        raise StoreError(f"{store.url}: CNMF has not completed (complete stages: {done}); "
+        raise StoreError(f"{store.location}: CNMF has not completed (complete stages: {done}); "
                          "run calcium-dask run again to finish")
     ds = store.read()
     if "footprints" not in ds:
-        raise StoreError(f"{store.url}: no CNMF results yet (run the cnmf stage)")
+        raise StoreError(f"{store.location}: no CNMF results yet (run the cnmf stage)")
     if stages is not None and "evaluate" not in stages:  # left by an unfinished evaluation
         ds = ds.drop_vars([v for v in EVALUATION_VARS if v in ds])
     with dask.config.set(scheduler="threads"):  # small per-unit arrays, read here

@@ -98,3 +98,25 @@ def test_bench_motion_accuracy_scores_a_simulated_movie_against_its_ceiling(tmp_
     exact = score_mean_image(bench.truth_mean(raw, truth, keep_static=False), truth["clean_mean"])["corr"]
     assert exact > 0.9995 and exact - row["ceiling"] > 1e-3  # here 0.9998 and 0.004
     assert GroundTruth.load(movie_dir / "truth.npz").params.nr_mean_free is False
+
+
+def test_bench_planes_times_a_session_against_its_planes_and_scores_both(tmp_path, capsys, client):
+    bench = _load("bench_planes")
+    bench.main(["--size", "48", "--frames", "60", "--planes", "2", "--repeat", "1", "--no-warmup",
+                "--dir", str(tmp_path / "sim")], client=client)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("command: python benchmarks/bench_planes.py --size 48")
+    repeat = next(ln for ln in lines if ln.startswith("repeat 1:"))
+    total = float(repeat.split("one by one ")[1].split(" s")[0])
+    session = float(repeat.split("session ")[1].split(" s")[0])
+    # the printed times are rounded to 0.1 s
+    assert abs(float(repeat.rsplit("ratio ", 1)[1]) - session / total) <= 0.06 / total * (1 + session / total)
+    assert any(ln.startswith("summary: session / sum of single runs: median") for ln in lines)
+    rows = [ln.split() for ln in lines if ln.split() and ln.split()[0] in ("0", "1")]
+    assert [r[0] for r in rows] == ["0", "1"]
+    for _, f1_s, f1_a, sh_s, sh_a in rows:  # the same planes, the same results
+        assert f1_s == f1_a and sh_s == sh_a and 0 <= float(f1_s) <= 1
+    assert "F1 0.0000 (target <= 0.01: met)" in lines[-1]
+    stores = [p for p in (tmp_path / "sim").iterdir() if p.name.startswith("stores_")]
+    assert stores == []  # every results store deleted
+    assert sorted(p.name for p in (tmp_path / "sim").glob("*.tif")) == ["alone0.tif", "alone1.tif", "session.tif"]

@@ -102,7 +102,7 @@ def _run_refit(movie: xr.DataArray, patches: PatchSet, params: Params, store: Re
 
 
 def _opened(store: ResultsStore, movie: xr.DataArray, motion: Any, summary: Any, params: Params) -> Results:
-    res = open_results(store.url, storage_options=store.storage_options)
+    res = open_results(store)
     return Results(res.ds, None, motion if motion is not None else res.motion,
                    summary if summary is not None else res.summary, store, movie, params)
 

@@ -45,7 +45,7 @@ GROUP_SIDE = 2  # patches per task along each axis (they share the tiles they re
 MIN_SNR_INIT = 4.0  # seeding stops when no transient reaches this many noise SDs
 MAX_TYPICAL = 1e15  # median |pixel| above which float32 sums of squares over a patch overflow
 CLIENT_SAMPLES = 20_000  # samples per trace the patches send back for merging and seeding the refit
-MIN_PATCH_SAMPLES = 100  # samples a patch needs (noise spectrum, AR fit, seeding windows)
+MIN_PATCH_SAMPLES = 50  # samples a downsampled patch needs (noise spectrum, AR fit, seeding windows)
 
 
 @dataclass
@@ -246,12 +246,13 @@ def _patch_backgrounds(results: list[PatchComponents], N: int) -> sp.csr_matrix:
 
 def patch_tsub(shape: tuple[int, int, int], params: Params) -> int:
     """Frames a patch averages per sample so that its data fits the task's budget; a clear
-    error, before any work, when that leaves a patch too few samples."""
+    error, before any work, when downsampling (that, and ``init.tsub``) leaves a patch too
+    few samples (a movie short to begin with is not refused)."""
     t, h, w = shape
     boxes = patch_boxes((h, w), params.patch.rf, params.patch.stride, params.patch.border_pix)
     tsub = max(patch_memory_tsub(t, box, PATCH_BUDGET * params.patch.memory_fact) for box in boxes)
     samples = t // (tsub * params.init.tsub)
-    if samples < MIN_PATCH_SAMPLES:
+    if tsub * params.init.tsub > 1 and samples < MIN_PATCH_SAMPLES:
         why = f"averaged by {tsub} to fit a patch task's memory and by init.tsub={params.init.tsub}"
         raise ParamsError(f"{t} frames {why} leave {samples} samples per patch, fewer than the "
                           f"{MIN_PATCH_SAMPLES} CNMF needs: raise patch.memory_fact or lower init.tsub")

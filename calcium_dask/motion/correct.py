@@ -503,7 +503,8 @@ def _check_storage(mp: MotionParams, input_dtype: Any) -> None:
 
 
 def motion_correct(movie: xr.DataArray, params: Params, *, store: ResultsStore | str | None = None,
-                   storage_options: dict | None = None, path: str = MOVIE_PATH) -> MotionResult:
+                   storage_options: dict | None = None, path: str = MOVIE_PATH,
+                   align: xr.DataArray | None = None) -> MotionResult:
     """Motion-correct ``movie`` (NoRMCorre rigid or piecewise-rigid) on the current Dask client.
 
     Parameters
@@ -519,6 +520,10 @@ def motion_correct(movie: xr.DataArray, params: Params, *, store: ResultsStore |
         recomputed. Without one, the corrected movie is recomputed lazily when accessed.
     path : str
         Where the corrected movie goes inside the store.
+    align : xarray.DataArray, optional
+        Another channel of the same frames (e.g. a static structural one) to compute the
+        shifts on; ``movie`` is then warped by them (suite2p's ``align_by_chan``). The
+        store's ``/summary`` describes ``movie``, ``/summary_align`` the other channel.
 
     Returns
     -------
@@ -530,19 +535,40 @@ def motion_correct(movie: xr.DataArray, params: Params, *, store: ResultsStore |
     if store is not None and path == MOVIE_PATH and store.completed("motion", digest):
         return stored_motion(store, movie)
     t_start = time.perf_counter()
-    if store is not None and path == MOVIE_PATH:
+    main = store is not None and path == MOVIE_PATH  # the store's own motion stage
+    if main:
         store.clear_marks_from("motion")
         recorded = dict(store.root().attrs)
         source = recorded.get("input") or movie.attrs.get("source")  # a run of the pipeline named it already
         store.set_attrs(params=params.to_dict(), version=__version__, input=source, shape=list(movie.shape),
                         fr=movie.attrs.get("fr", params.data.fr))
-    target = None if params.motion.save_movie == "none" else path
-    recs, tmpl, (raw_t, cor_t), tc = _run(movie, params, store, target, None, None)
-    res = _finish(movie, params, store, target, recs, tmpl, raw_t, cor_t, tc, None, t_start)
-    if store is not None and path == MOVIE_PATH:
+    if align is not None:
+        res = _aligned_by(movie, align, params, store, path, t_start)
+    else:
+        target = None if params.motion.save_movie == "none" else path
+        recs, tmpl, (raw_t, cor_t), tc = _run(movie, params, store, target, None, None)
+        res = _finish(movie, params, store, target, recs, tmpl, raw_t, cor_t, tc, None, t_start)
+    if main:
+        info = {"align_channel": int(align.attrs.get("channel", 0)) + 1} if align is not None else {}
         store.mark_complete("motion", res.seconds, params_digest=digest,
-                            frames_per_s=round(movie.shape[0] / max(res.seconds, 1e-9), 1))
+                            frames_per_s=round(movie.shape[0] / max(res.seconds, 1e-9), 1), **info)
     return res
+
+
+def _aligned_by(movie: xr.DataArray, align: xr.DataArray, params: Params, store: ResultsStore | None,
+                path: str, t_start: float) -> MotionResult:
+    """Shifts registered on ``align``, applied to ``movie`` (the other channel's frames)."""
+    if align.shape != movie.shape:
+        raise ValueError(f"the alignment channel has shape {align.shape}, the movie {movie.shape}")
+    ref = motion_correct(align, params)  # the shifts: nothing of this channel is stored but its summary
+    res = apply_shifts(movie, ref.motion, params, store=store, path=path)
+    if store is not None:
+        store.write(ref.motion, group="motion")
+        store.write(res.summary, group="summary")
+        store.write(res.summary_raw, group="summary_raw")
+        store.write(ref.summary, group="summary_align")
+    return MotionResult(ref.motion, res.corrected, res.summary_raw, res.summary, time.perf_counter() - t_start,
+                        store)
 
 
 def apply_shifts(movie: xr.DataArray, motion: xr.Dataset, params: Params, *,
@@ -558,9 +584,12 @@ def apply_shifts(movie: xr.DataArray, motion: xr.Dataset, params: Params, *,
         raise ValueError(f"the shifts cover {motion.sizes['frame']} frames, the movie has {movie.shape[0]}")
     store = as_store(store, storage_options) if store is not None else None
     given = _given(motion)
+    save = "float32" if params.motion.save_movie == "none" else params.motion.save_movie  # no raw to warp again
     params = params.replace(**{"motion.pw_rigid": given["patch_shifts"] is not None, "motion.nonneg_movie": False,
-                               "motion.save_movie": "float32"})
-    tmpl = Template(np.asarray(motion["template"].values), 0.0, 0.0)
+                               "motion.save_movie": save})
+    # another channel's brightness is unknown: 16-bit codes span its dtype's whole range
+    top = float(np.iinfo(movie.dtype).max) / HEADROOM if compact_codes(movie.dtype) else 0.0
+    tmpl = Template(np.asarray(motion["template"].values), 0.0, top)
     recs, tmpl, (raw_t, cor_t), tc = _run(movie, params, store, path, given, tmpl)
     return _finish(movie, params, store, path, recs, tmpl, raw_t, cor_t, tc, given, t_start)
 
@@ -577,8 +606,12 @@ def _finish(movie, params, store, path, recs, tmpl: Template, raw_t, cor_t, tc, 
     summary_raw = summary_dataset(raw_t, offset=tmpl.template)
     offset = tmpl.template - (tmpl.min_mov if params.motion.nonneg_movie else 0.0)
     summary = summary_dataset(cor_t, offset=offset)
+    if store is not None and path is not None and params.motion.save_movie == "compact" \
+            and compact_codes(movie.dtype):
+        scale, offset = compact_encoding(tmpl, movie.dtype, params.motion.nonneg_movie)
+        store.set_array_attrs(path, scale_factor=scale, add_offset=offset)
     if store is not None and given is None:
-        motion = _finish_records(store, tmpl, params, str(movie.dtype), path)
+        motion = _finish_records(store, tmpl, params)
         store.write(summary, group="summary")
         store.write(summary_raw, group="summary_raw")
     else:
@@ -591,15 +624,10 @@ def _finish(movie, params, store, path, recs, tmpl: Template, raw_t, cor_t, tc, 
     return MotionResult(motion, corrected, summary_raw, summary, time.perf_counter() - t_start, store)
 
 
-def _finish_records(store: ResultsStore, tmpl: Template, params: Params, input_dtype: str,
-                    path: str | None) -> xr.Dataset:
-    """Template and attributes of ``/motion`` (its per-frame arrays the tasks wrote), and the
-    compact movie's decoding attributes."""
+def _finish_records(store: ResultsStore, tmpl: Template, params: Params) -> xr.Dataset:
+    """Template and attributes of ``/motion``, whose per-frame arrays the tasks wrote."""
     store.write(xr.Dataset({"template": (("y", "x"), tmpl.template.astype(np.float32))}), group="motion", mode="a")
     store.set_group_attrs("motion", min_mov=tmpl.min_mov, max_mov=tmpl.max_mov, **_CONVENTION)
-    if path is not None and params.motion.save_movie == "compact" and compact_codes(input_dtype):
-        scale, offset = compact_encoding(tmpl, input_dtype, params.motion.nonneg_movie)
-        store.set_array_attrs(path, scale_factor=scale, add_offset=offset)
     return store.read("motion")
 
 
