@@ -8,6 +8,8 @@ from typing import Any, Callable, Sequence
 
 import dask
 
+from .run_context import RunCancelled, current_run
+
 __all__ = ["compute", "set_quiet"]
 
 _QUIET = False
@@ -42,6 +44,9 @@ class _Reporter:
         self.tty = sys.stderr.isatty()
         self._next = 0.25
         self._bar = None
+        self.run = current_run()  # a service's run: told of every task, may cancel the pass
+        if self.run is not None:
+            self.run.report(label, 0, total)
         if self.tty and not _QUIET:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -52,6 +57,8 @@ class _Reporter:
 
     def step(self) -> None:
         self.done += 1
+        if self.run is not None:
+            self.run.report(self.label, self.done, self.total)
         if _QUIET:
             return
         if self._bar is not None:
@@ -103,9 +110,17 @@ def compute(objs: Sequence[Any], *, label: str, urgent: int = 0,
         futures = client.compute(objs[:urgent], retries=RETRIES, priority=1) if urgent else []
         futures += client.compute(objs[urgent:], retries=RETRIES)
         parts = [client.compute(list(p), retries=RETRIES) for p, _ in sums]
+        if rep.run is not None:
+            rep.run.track(client, futures + [f for p in parts for f in p])
         totals = _reduce_as_completed(client, futures, parts, [c for _, c in sums], rep)
         return client.gather(futures) + client.gather(totals)
+    except BaseException:  # distributed's CancelledError is not an Exception
+        if rep.run is not None and rep.run.cancelled:
+            raise RunCancelled("the run was cancelled") from None
+        raise
     finally:
+        if rep.run is not None:
+            rep.run.untrack()
         rep.close()
 
 
