@@ -10,7 +10,7 @@ parameters or paths (the same one-line messages as the CLI), 503 the database is
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,8 +62,10 @@ class Service:
         self.tokens = TokenChecker(self.db)
 
 
-def create_app(service: Service) -> FastAPI:
-    """The FastAPI application of ``service`` (its runner starts and stops with the app)."""
+def create_app(service: Service, *, echo: Callable[[str], None] | None = None) -> FastAPI:
+    """The FastAPI application of ``service`` (its runner starts and stops with the app).
+
+    ``echo`` receives a line when the service has stopped."""
     from . import api, metrics, pages
 
     @asynccontextmanager
@@ -74,7 +76,11 @@ def create_app(service: Service) -> FastAPI:
             yield
         finally:
             if service.runner is not None:
+                interrupted = service.runner.status().running
                 service.runner.stop()
+                if echo is not None:
+                    echo(f"calcium-dask service stopped ({len(interrupted)} running runs queued again: "
+                         "they resume at the next start)")
 
     # the schema is served with a token, at /api/openapi.json; no interactive docs (they load
     # scripts from a CDN, which the pages' CSP forbids)

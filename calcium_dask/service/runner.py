@@ -134,14 +134,18 @@ class Runner:
         for act in active:
             if act.thread is not None:
                 act.thread.join(timeout)
-        if self._thread is not None:
-            self._thread.join(timeout)
-        if self._own_client and self.client is not None:
-            cluster = self.client.cluster
-            self.client.close()
+        if self._thread is not None:  # it may be waiting for a scheduler to answer: it closes what it gets
+            self._thread.join(min(timeout, 2.0))
+        self._close_client()
+
+    def _close_client(self) -> None:
+        with self._lock:
+            client, self.client = (self.client, None) if self._own_client else (None, self.client)
+        if client is not None:
+            cluster = client.cluster
+            client.close()
             if cluster is not None:
                 cluster.close()
-            self.client = None
 
     # -- the control thread ------------------------------------------------------------
     def _loop(self) -> None:
@@ -159,6 +163,7 @@ class Runner:
                 log.exception("runner: unexpected error")
             self._wake.wait(self.poll)
             self._wake.clear()
+        self._close_client()
 
     def _client_ok(self) -> bool:
         return self.client is not None and self.client.status == "running"

@@ -96,11 +96,13 @@ def build(opts: ServeOptions, *, echo: Any = None) -> tuple[Service, Any]:
     runner = Runner(db, roots, owner, scheduler=opts.scheduler, n_workers=opts.n_workers,
                     max_concurrent=opts.max_concurrent)
     service = Service(ServiceConfig(roots, state_dir, opts.max_body, tuple(opts.cors_origins)), db, runner, lock)
-    return service, create_app(service)
+    return service, create_app(service, echo=say)
 
 
 def serve(opts: ServeOptions, *, echo: Any = None) -> None:
-    """Run the service until SIGINT or SIGTERM (runs in progress are queued again, to resume)."""
+    """Run the service until SIGINT or SIGTERM (runs in progress are queued again, to resume).
+
+    uvicorn shuts down gracefully, then ends the process with the signal it received."""
     import uvicorn
 
     from .. import progress
