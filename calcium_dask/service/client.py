@@ -209,10 +209,12 @@ class _Bar:
     """A rich progress bar of a run's overall progress, labelled with its current stage and pass."""
 
     def __init__(self, run_id: int) -> None:
+        from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         self._p = Progress(TextColumn("[bold]run {task.fields[rid]}[/] {task.description}"), BarColumn(),
-                           TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn())
+                           TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
+                           console=Console(stderr=True))
         self._p.start()
         self._task = self._p.add_task("queued", total=1.0, rid=run_id)
 
