@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from ..errors import StoreError
 from . import queue
-from .models import STATES, Event, LogLine, Run, utcnow
+from .models import STATES, Event, LogLine, Run, RunStage, utcnow
 from .queue import RunNotFound, RunSpec
 from .schemas import BatchOut, Login, RunCreate, RunList, RunOut, RunRef, StageOut
 
@@ -58,22 +58,47 @@ Authed = Annotated[int, Depends(require_token)]
 
 
 # -- records -> JSON ---------------------------------------------------------------------------
+# Reads go through SQLAlchemy Core, not the ORM: a status read is the hot path of the
+# service (dashboards poll it every second), and rows are 2-3 times cheaper than objects.
+
+RUNS, STAGES = Run.__table__, RunStage.__table__
+
 
 def _stage_out(st: Any) -> StageOut:
-    progress = 1.0 if st.state == "done" else (st.done / st.total if st.total else 0.0)
-    return StageOut(stage=st.stage, state=st.state, progress=round(progress, 4), pass_label=st.pass_label,
-                    done=st.done, total=st.total, seconds=st.seconds, details=st.details)
+    progress = 1.0 if st["state"] == "done" else (st["done"] / st["total"] if st["total"] else 0.0)
+    return StageOut(stage=st["stage"], state=st["state"], progress=round(progress, 4), pass_label=st["pass_label"],
+                    done=st["done"], total=st["total"], seconds=st["seconds"], details=st["details"])
 
 
-def run_out(run: Run, *, with_params: bool = False) -> RunOut:
-    end: datetime | None = run.finished_at or (utcnow() if run.state == "running" else None)
-    seconds = (end - run.started_at).total_seconds() if run.started_at and end else None
-    return RunOut(id=run.id, name=run.name, state=run.state, input=run.input, output=run.output, until=run.until,
-                  batch_id=run.batch_id, created_at=run.created_at, started_at=run.started_at,
-                  finished_at=run.finished_at, seconds=None if seconds is None else round(seconds, 1),
-                  progress=round(run.progress, 4), message=run.message, units=run.units, accepted=run.accepted,
-                  attempts=run.attempts, cancel_requested=run.cancel_requested,
-                  stages=[_stage_out(s) for s in run.stages], params=run.params if with_params else None)
+def run_out(run: Any, stages: list[Any], *, with_params: bool = False) -> RunOut:
+    """A run's row and its stages' rows as the API shows them."""
+    end: datetime | None = run["finished_at"] or (utcnow() if run["state"] == "running" else None)
+    seconds = (end - run["started_at"]).total_seconds() if run["started_at"] and end else None
+    fields = {k: run[k] for k in ("id", "name", "state", "input", "output", "until", "batch_id", "created_at",
+                                  "started_at", "finished_at", "message", "units", "accepted", "attempts",
+                                  "cancel_requested")}
+    return RunOut(**fields, seconds=None if seconds is None else round(seconds, 1),
+                  progress=round(run["progress"], 4), stages=[_stage_out(s) for s in stages],
+                  params=run["params"] if with_params else None)
+
+
+def _runs_out(conn: Any, runs: list[Any], *, with_params: bool = False) -> list[RunOut]:
+    """``runs`` (rows) with their stages, read in one more query."""
+    by_run: dict[int, list[Any]] = {r["id"]: [] for r in runs}
+    if by_run:
+        for st in conn.execute(select(STAGES).where(STAGES.c.run_id.in_(list(by_run)))
+                               .order_by(STAGES.c.run_id, STAGES.c.position)).mappings():
+            by_run[st["run_id"]].append(st)
+    return [run_out(r, by_run[r["id"]], with_params=with_params) for r in runs]
+
+
+def _get_run(svc: Any, run_id: int) -> RunOut:
+    """One run, with its stages and parameters; RunNotFound (404) if there is none."""
+    with svc.db.engine.connect() as conn:
+        row = conn.execute(select(RUNS).where(RUNS.c.id == run_id)).mappings().first()
+        if row is None:
+            raise RunNotFound(f"no run {run_id}")
+        return _runs_out(conn, [row], with_params=True)[0]
 
 
 # -- submitting ------------------------------------------------------------------------------
@@ -150,32 +175,22 @@ def list_runs(request: Request, _: Authed, state: str | None = Query(None, descr
         raise HTTPException(422, f"unknown state '{state}'; states are: {', '.join(STATES)}")
     where = []
     if state:
-        where.append(Run.state == state)
+        where.append(RUNS.c.state == state)
     if name:
         escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        where.append(Run.name.like(f"%{escaped}%", escape="\\"))
+        where.append(RUNS.c.name.like(f"%{escaped}%", escape="\\"))
     if batch_id is not None:
-        where.append(Run.batch_id == batch_id)
-    svc = service_of(request)
-    with svc.db.session() as s:
-        total = s.scalar(select(func.count(Run.id)).where(*where)) or 0
-        runs = s.scalars(select(Run).where(*where).order_by(Run.id.desc()).limit(limit).offset(offset)).all()
-        return RunList(runs=[run_out(r) for r in runs], total=total, limit=limit, offset=offset)
-
-
-def _get_run(svc: Any, run_id: int) -> Run:
-    with svc.db.session() as s:
-        run = s.get(Run, run_id)
-        if run is None:
-            raise RunNotFound(f"no run {run_id}")
-        s.expunge(run)
-        return run
+        where.append(RUNS.c.batch_id == batch_id)
+    with service_of(request).db.engine.connect() as conn:
+        total = conn.execute(select(func.count(RUNS.c.id)).where(*where)).scalar() or 0
+        rows = conn.execute(select(RUNS).where(*where).order_by(RUNS.c.id.desc()).limit(limit).offset(offset))
+        return RunList(runs=_runs_out(conn, list(rows.mappings())), total=total, limit=limit, offset=offset)
 
 
 @router.get("/api/runs/{run_id}", response_model=RunOut, tags=["runs"])
 def get_run(run_id: int, request: Request, _: Authed) -> RunOut:
     """A run: its state, stages, progress, error message and summary."""
-    return run_out(_get_run(service_of(request), run_id), with_params=True)
+    return _get_run(service_of(request), run_id)
 
 
 @router.get("/api/runs/{run_id}/log", response_class=PlainTextResponse, tags=["runs"])

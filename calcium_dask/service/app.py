@@ -32,6 +32,7 @@ from .runner import Runner
 
 __all__ = ["ServiceConfig", "Service", "create_app"]
 
+REQUEST_THREADS = 8
 MAX_BODY = 1 << 20  # 1 MiB: a manifest of thousands of sessions still fits
 COOKIE = "calcium_dask_token"
 PAGE_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
@@ -70,6 +71,10 @@ def create_app(service: Service, *, echo: Callable[[str], None] | None = None) -
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        import anyio.to_thread
+
+        # requests are short and hold the GIL: a few threads serve them faster than anyio's 40
+        anyio.to_thread.current_default_thread_limiter().total_tokens = REQUEST_THREADS
         if service.runner is not None:
             service.runner.start()
         try:

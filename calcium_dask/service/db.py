@@ -18,6 +18,7 @@ __all__ = ["Database", "DatabaseError", "default_url", "describe_error"]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_MS = 10_000  # how long a SQLite writer waits for another one
+POOL_SIZE = 24  # the request threads (see app.REQUEST_THREADS) and the runner's
 
 
 class DatabaseError(CalciumDaskError, OSError):
@@ -53,13 +54,15 @@ class Database:
         if parsed.drivername == "postgresql":  # psycopg 3 is what the service extra installs
             parsed = parsed.set(drivername="postgresql+psycopg")
         self.url = parsed
-        kwargs: dict[str, Any] = {"pool_pre_ping": True}  # a restarted server: reconnect, do not fail
+        # a pool as large as the threads that serve requests: connections are kept, never
+        # opened and closed per request (a SQLite connection's pragmas cost more than a query)
+        kwargs: dict[str, Any] = {"pool_size": POOL_SIZE, "max_overflow": 8, "pool_timeout": 30}
         if parsed.get_backend_name() == "sqlite":
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": SQLITE_BUSY_MS / 1000}
             if parsed.database and parsed.database != ":memory:" and "mode=ro" not in str(parsed):
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         else:
-            kwargs.update(pool_size=10, max_overflow=20, pool_timeout=30)
+            kwargs["pool_pre_ping"] = True  # a restarted server: reconnect, do not fail
         try:
             self.engine: Engine = create_engine(parsed, **kwargs)
         except (NoSuchModuleError, ImportError) as e:
@@ -115,11 +118,13 @@ class Database:
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    """WAL: readers never wait for the writer; foreign keys on; writers queue for a while."""
+    """WAL: readers never wait for the writer, and a commit is an append (synced at checkpoints);
+    foreign keys on; writers queue for a while."""
     cur = dbapi_conn.cursor()
     try:
         cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
         cur.execute("PRAGMA foreign_keys = ON")
+        cur.execute("PRAGMA synchronous = NORMAL")  # with WAL: safe against a crash of the service
         try:
             cur.execute("PRAGMA journal_mode = WAL")
         except Exception:  # noqa: BLE001 - a read-only file keeps its mode; writes will say so
