@@ -26,7 +26,7 @@ def _slow(i: int) -> int:
 def threads_client():
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address="127.0.0.1:0") as cluster, \
             Client(cluster, set_as_default=False) as client, client.as_current():
         yield client
 

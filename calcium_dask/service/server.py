@@ -64,6 +64,7 @@ def _bind(host: str, port: int) -> socket.socket:
         sock = socket.socket(family, kind, proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(addr)
+        sock.listen(2048)  # from now on connections wait in the backlog: the address printed works
     except OSError as e:
         raise ServiceError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
     sock.set_inheritable(True)

@@ -48,7 +48,7 @@ def test_runs_wait_for_an_unreachable_scheduler_and_run_once_it_is_up(sqlite_db,
         late = api.post("/api/runs", json=h.body("later", until="motion")).json()  # said at once
         assert late["message"].startswith("waiting for the Dask scheduler")
         with LocalCluster(scheduler_port=port, host="127.0.0.1", n_workers=1, threads_per_worker=2, processes=False,
-                          dashboard_address=None):
+                          dashboard_address="127.0.0.1:0"):
             runs = [wait_state(api.get, rid) for rid in (1, late["id"])]
             assert [r["state"] for r in runs] == ["done", "done"] and runs[0]["message"] is None
             assert api.get("/healthz").json()["status"] == "ok"
