@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from ..errors import StoreError
 from . import queue
 from .models import STATES, Event, LogLine, Run, RunStage, utcnow
-from .queue import RunNotFound, RunSpec
+from .queue import RunNotFound
 from .schemas import BatchOut, Login, RunCreate, RunList, RunOut, RunRef, StageOut
 
 __all__ = ["router", "require_token", "service_of", "run_out"]
@@ -109,8 +109,9 @@ def _default_name(inputs: str | list[str]) -> str:
     return os.path.splitext(base)[0][:200] or "run"
 
 
-def _spec(svc: Any, body: RunCreate) -> RunSpec:
-    """Check a submission as ``calcium-dask run`` would; the run to queue."""
+def _spec(svc: Any, body: RunCreate) -> Any:
+    """Check a submission as ``calcium-dask run`` would; the run to queue (a batch Session)."""
+    from ..batch import Session
     from ..params import Params
     from ..pipeline import STAGES
 
@@ -123,7 +124,8 @@ def _spec(svc: Any, body: RunCreate) -> RunSpec:
     roots.check_nested(inputs, output)
     open_kwargs = {k: v for k, v in (("engine", body.engine), ("dataset", body.dataset), ("plane", body.plane))
                    if v is not None}
-    return RunSpec(body.name or _default_name(inputs), inputs, output, params.to_dict(), body.until, open_kwargs)
+    return Session(name=body.name or _default_name(inputs), input=inputs, output=output, params=params,
+                   until=body.until, open_kwargs=open_kwargs)
 
 
 def _queued(svc: Any, rid: int) -> dict[str, Any]:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import replace
 from typing import Any
 
 from fastapi import HTTPException
 
-from ..batch import ManifestError, load_manifest
+from ..batch import ManifestError, Session, load_manifest
 from .paths import AllowedRoots, PathInvalid, PathRefused
-from .queue import RunSpec
 
 __all__ = ["parse_manifest"]
 
@@ -61,7 +61,7 @@ def _check_paths(doc: dict[str, Any], roots: AllowedRoots) -> None:
             raise type(e)(f"manifest: {label}: {e}") from None
 
 
-def parse_manifest(svc: Any, body: bytes, ctype: str, state_dir: Any) -> list[RunSpec]:
+def parse_manifest(svc: Any, body: bytes, ctype: str, state_dir: Any) -> list[Session]:
     """The runs of a manifest sent as JSON or YAML, every problem a one-line error.
 
     Raises
@@ -83,8 +83,8 @@ def parse_manifest(svc: Any, body: bytes, ctype: str, state_dir: Any) -> list[Ru
         raise ManifestError(str(e).replace(path, "manifest", 1)) from None
     finally:
         os.remove(path)
-    return [RunSpec(s.name, roots.check_input(s.input), roots.check_output(s.output), s.params.to_dict(), s.until,
-                    dict(s.open_kwargs)) for s in manifest.sessions]
+    return [replace(s, input=roots.check_input(s.input), output=roots.check_output(s.output))
+            for s in manifest.sessions]
 
 
 def write_temp(state_dir: Any, data: bytes, suffix: str) -> str:

@@ -8,18 +8,18 @@ written from a stale read. The database also refuses two active runs writing one
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ..batch import Session
 from ..errors import CalciumDaskError
 from .db import Database
 from .models import ACTIVE, FINISHED, Batch, Event, LogLine, Run, RunStage, utcnow
 
-__all__ = ["RunSpec", "RunConflict", "RunNotFound", "submit", "submit_batch", "claim_next", "requeue_orphans",
+__all__ = ["RunConflict", "RunNotFound", "submit", "submit_batch", "claim_next", "requeue_orphans",
            "renew_leases", "finish", "requeue", "request_cancel", "retry", "add_event", "add_log", "stage_names"]
 
 MAX_LOG_LINE = 2000  # characters kept of one log line
@@ -31,18 +31,6 @@ class RunConflict(CalciumDaskError, ValueError):
 
 class RunNotFound(CalciumDaskError, LookupError):
     """No run has this id (HTTP 404)."""
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """A run to queue: checked paths, every parameter by group, and how to open the input."""
-
-    name: str
-    input: str | list[str]
-    output: str
-    params: dict[str, Any]
-    until: str | None = None
-    open_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 def stage_names(until: str | None) -> list[str]:
@@ -57,9 +45,9 @@ def _key(output: str) -> str:
     return hashlib.sha256(output.encode("utf-8")).hexdigest()
 
 
-def _new_run(spec: RunSpec, token_id: int | None, batch_id: int | None) -> Run:
+def _new_run(spec: Session, token_id: int | None, batch_id: int | None) -> Run:
     run = Run(name=spec.name, state="queued", input=spec.input, output=spec.output,
-              active_output=_key(spec.output), params=spec.params, until=spec.until,
+              active_output=_key(spec.output), params=spec.params.to_dict(), until=spec.until,
               open_kwargs=dict(spec.open_kwargs), batch_id=batch_id, token_id=token_id, progress=0.0,
               cancel_requested=False, attempts=0)
     run.stages = [RunStage(position=i, stage=name, state="pending", done=0, total=0)
@@ -74,8 +62,10 @@ def _conflict(db: Database, outputs: list[str]) -> RunConflict:
     return RunConflict(f"{named}; wait for it to finish or cancel it first")
 
 
-def submit(db: Database, spec: RunSpec, token_id: int | None = None) -> int:
-    """Queue one run; its id. RunConflict if an active run writes the same store."""
+def submit(db: Database, spec: Session, token_id: int | None = None) -> int:
+    """Queue one run (a batch session: checked paths, validated parameters); its id.
+
+    RunConflict if an active run writes the same store."""
     try:
         with db.session() as s:
             run = _new_run(spec, token_id, None)
@@ -87,7 +77,7 @@ def submit(db: Database, spec: RunSpec, token_id: int | None = None) -> int:
         raise _conflict(db, [spec.output]) from None
 
 
-def submit_batch(db: Database, name: str, specs: list[RunSpec], token_id: int | None = None) -> tuple[int, list[int]]:
+def submit_batch(db: Database, name: str, specs: list[Session], token_id: int | None = None) -> tuple[int, list[int]]:
     """Queue the runs of a batch together (all or none); the batch's id and the runs' ids."""
     try:
         with db.session() as s:

@@ -262,24 +262,23 @@ class Runner:
 
         with self.db.session() as s:
             run = s.get(Run, act.run_id)
-            spec = queue.RunSpec(run.name, run.input, run.output, run.params, run.until, dict(run.open_kwargs))
+            session = Session(name=run.name, input=run.input, output=run.output, params=Params.from_dict(run.params),
+                              until=run.until, open_kwargs=dict(run.open_kwargs))
             attempts = run.attempts
         try:  # again: a link may have changed since the run was submitted
-            self.roots.check_input(spec.input)
-            self.roots.check_output(spec.output)
+            self.roots.check_input(session.input)
+            self.roots.check_output(session.output)
         except Exception as e:  # noqa: BLE001 - PathRefused, PathInvalid
             return "failed", one_line(e)
-        session = Session(name=spec.name, input=spec.input, output=spec.output,
-                          params=Params.from_dict(spec.params), until=spec.until, open_kwargs=spec.open_kwargs)
-        self._sync_marks(act, spec.output)
+        self._sync_marks(act, session.output)
         if act.ctx.cancelled:
             return self._cancelled()
         client = self.client
         if client is None:
             return "queued", f"{WAITING}: not connected"
         with client.as_current(), run_context(act.ctx):
-            result = run_session(session, echo=lambda line: self._on_line(act, spec.output, line))
-        self._sync_marks(act, spec.output)
+            result = run_session(session, echo=lambda line: self._on_line(act, session.output, line))
+        self._sync_marks(act, session.output)
         if act.ctx.cancelled:
             return self._cancelled()
         if not result.failed:

@@ -69,6 +69,15 @@ def db(db_url) -> Iterator[Database]:
     d.close()
 
 
+@pytest.fixture
+def sqlite_db(tmp_path) -> Iterator[Database]:
+    """A new SQLite database (for the tests that need no second database)."""
+    d = Database(f"sqlite:///{tmp_path / 'service.db'}")
+    d.upgrade()
+    yield d
+    d.close()
+
+
 @pytest.fixture(scope="session")
 def movie(tmp_path_factory) -> Path:
     """A small simulated movie (300 frames of 64x64, 6 neurons) in a folder of its own."""

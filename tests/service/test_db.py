@@ -12,11 +12,13 @@ from calcium_dask.service import queue
 from calcium_dask.service.auth import TokenChecker, create_token, digest, load_token_file, revoke_token
 from calcium_dask.service.db import Database, DatabaseError
 from calcium_dask.service.models import Base, Event, Run, RunStage, Token, utcnow
-from calcium_dask.service.queue import RunConflict, RunNotFound, RunSpec
+from calcium_dask.batch import Session
+from calcium_dask.params import Params
+from calcium_dask.service.queue import RunConflict, RunNotFound
 
 
-def _spec(name: str = "a", output: str = "/r/a.zarr", until: str | None = None) -> RunSpec:
-    return RunSpec(name, "/raw/a.tif", output, {"data": {"fr": 30}}, until)
+def _spec(name: str = "a", output: str = "/r/a.zarr", until: str | None = None) -> Session:
+    return Session(name, "/raw/a.tif", output, Params.from_caiman({"fr": 30}), until=until)
 
 
 def test_migrations_build_the_schema_the_models_describe(db):
@@ -66,7 +68,7 @@ def test_submit_makes_a_queued_run_with_its_stages(db):
     rid = queue.submit(db, _spec(until="cnmf"))
     with db.session() as s:
         run = s.get(Run, rid)
-        assert run.state == "queued" and run.params == {"data": {"fr": 30}}
+        assert run.state == "queued" and run.params == Params.from_caiman({"fr": 30}).to_dict()
         assert [(st.stage, st.state) for st in run.stages] == [("motion", "pending"), ("cnmf", "pending")]
         assert [e.kind for e in s.scalars(select(Event).where(Event.run_id == rid))] == ["queued"]
 

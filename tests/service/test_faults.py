@@ -20,14 +20,6 @@ from .conftest import make_harness, wait_state
 from .pg import free_port, wait_for
 
 
-@pytest.fixture
-def sqlite_db(tmp_path):
-    d = Database(f"sqlite:///{tmp_path / 'service.db'}")
-    d.upgrade()
-    yield d
-    d.close()
-
-
 def test_runs_wait_for_an_unreachable_scheduler_and_run_once_it_is_up(sqlite_db, tmp_path, movie):
     from distributed import LocalCluster
 

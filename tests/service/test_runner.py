@@ -15,16 +15,6 @@ from .pg import wait_for
 
 
 @pytest.fixture
-def sqlite_db(tmp_path):
-    from calcium_dask.service.db import Database
-
-    d = Database(f"sqlite:///{tmp_path / 'service.db'}")
-    d.upgrade()
-    yield d
-    d.close()
-
-
-@pytest.fixture
 def served(sqlite_db, tmp_path, movie, client):
     h = make_harness(sqlite_db, tmp_path, movie, client=client)
     with TestClient(create_app(h.service), headers=h.headers) as c:
