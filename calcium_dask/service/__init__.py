@@ -3,7 +3,8 @@
 The server needs the ``service`` extra (``pip install 'calcium-dask[service]'``). Submodules:
 ``app`` (the ASGI app), ``api``/``pages``/``metrics`` (its routes), ``models``/``db``/
 ``migrations`` (the database), ``queue`` and ``runner`` (runs), ``auth`` (tokens),
-``paths`` (allowed roots), ``manifests`` (batches), ``server`` (start-up), ``client``.
+``paths`` (allowed roots), ``manifests`` (batches), ``schemas`` (the API's JSON),
+``server`` (start-up), ``commands`` (the CLI), ``client`` (for notebooks and scripts).
 """
 
 from __future__ import annotations
