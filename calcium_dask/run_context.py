@@ -11,6 +11,7 @@ Without a context (the CLI, a notebook) nothing changes.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -43,7 +44,8 @@ class RunContext:
         self._cancelled = threading.Event()
         self._lock = threading.Lock()
         self._client: Any = None
-        self._futures: list[Any] = []
+        # held weakly: a future the pass has let go of (its result taken) is not kept alive
+        self._futures: weakref.WeakSet[Any] = weakref.WeakSet()
 
     @property
     def cancelled(self) -> bool:
@@ -68,16 +70,19 @@ class RunContext:
         self.check()  # between two results: a cancelled pass stops waiting at once
 
     def track(self, client: Any, futures: Sequence[Any]) -> None:
-        """Remember the futures a pass submitted (replacing the previous pass's)."""
+        """Add futures the current pass submitted (a pass may submit in several waves)."""
         with self._lock:
-            self._client, self._futures = client, list(futures)
+            self._client = client
+            self._futures.update(futures)
         if self._cancelled.is_set():  # cancelled while they were being submitted
             client.cancel(list(futures))
             self.check()
 
     def untrack(self) -> None:
+        """The pass is over: forget its futures."""
         with self._lock:
-            self._client, self._futures = None, []
+            self._client = None
+            self._futures.clear()
 
 
 _CURRENT: ContextVar[RunContext | None] = ContextVar("calcium_dask_run", default=None)

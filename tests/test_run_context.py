@@ -77,3 +77,20 @@ def test_the_context_belongs_to_its_thread(threads_client):
         t.start()
         t.join()
     assert results == [(None, [7])] and current_run() is None
+
+
+def test_tracked_futures_are_not_kept_alive(threads_client):
+    """A pass lets go of a future once its result is taken: the run must not pin it on the cluster."""
+    import gc
+
+    ctx = RunContext()
+    futures = [threads_client.submit(int, i) for i in range(5)]
+    ctx.track(threads_client, futures)
+    more = [threads_client.submit(int, 9)]
+    ctx.track(threads_client, more)  # a later wave adds to the first
+    assert len(ctx._futures) == 6
+    del futures
+    gc.collect()
+    assert list(ctx._futures) == more
+    ctx.cancel()
+    assert more[0].status == "cancelled" or more[0].status == "finished"

@@ -234,8 +234,10 @@ class Runner:
             active = list(self._active.values())
         if not active:
             return
-        for rid in queue.renew_leases(self.db, self.owner, [a.run_id for a in active], self.lease):
-            self.cancel(rid)
+        asked = queue.renew_leases(self.db, self.owner, [a.run_id for a in active], self.lease)
+        for act in active:
+            if act.run_id in asked and not act.ctx.cancelled:  # asked through another service
+                act.ctx.cancel()
         for act in active:
             if act.dirty:
                 act.dirty = False
