@@ -143,27 +143,10 @@ def percentiles(seconds: list[float]) -> tuple[float, float]:
     return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
 
 
-def main(argv: list[str] | None = None) -> dict:
+def measure(a: argparse.Namespace, work: Path) -> tuple[list[int], list[int], list, Timings, list[dict]]:
+    """Simulate the movies, start the service, load it while two runs compute, wait for every run."""
     from calcium_dask.datasets import SimulationParams, write_movie
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--frames", type=int, default=2000, help="frames of the two background runs' movie")
-    ap.add_argument("--size", type=int, default=128, help="its height and width")
-    ap.add_argument("--submissions", type=int, default=20)
-    ap.add_argument("--reads", type=int, default=200)
-    ap.add_argument("--concurrency", type=int, nargs="+", default=[200, 10],
-                    help="requests in flight at once: the first level with the submissions, each other "
-                         "with --reads more status reads")
-    ap.add_argument("--until", default=None, choices=["motion", "cnmf", "evaluate"],
-                    help="stop every run after this stage (default: run them whole)")
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--max-concurrent", type=int, default=2)
-    ap.add_argument("--timeout", type=float, default=1800, help="seconds to wait for every run to end")
-    ap.add_argument("--dir", default=None, help="work folder (default: a temporary one, deleted)")
-    a = ap.parse_args(argv)
-    print("command: python " + " ".join(shlex.quote(x) for x in [sys.argv[0], *(argv or sys.argv[1:])]))
-    work = Path(a.dir or tempfile.mkdtemp(prefix="bench_service_")).resolve()
-    work.mkdir(parents=True, exist_ok=True)
     token = "cdt_" + secrets.token_urlsafe(32)
     (work / "tokens").write_text(token + "\n")
     neurons = max(4, (a.size // 16) ** 2 // 2)  # as dense as the small preset
@@ -198,6 +181,31 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
+    return background, submitted, levels, timings, runs
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames", type=int, default=2000, help="frames of the two background runs' movie")
+    ap.add_argument("--size", type=int, default=128, help="its height and width")
+    ap.add_argument("--submissions", type=int, default=20)
+    ap.add_argument("--reads", type=int, default=200)
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[200, 10],
+                    help="requests in flight at once: the first level with the submissions, each other "
+                         "with --reads more status reads")
+    ap.add_argument("--until", default=None, choices=["motion", "cnmf", "evaluate"],
+                    help="stop every run after this stage (default: run them whole)")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--max-concurrent", type=int, default=2)
+    ap.add_argument("--timeout", type=float, default=1800, help="seconds to wait for every run to end")
+    ap.add_argument("--dir", default=None, help="work folder (default: a temporary one, deleted)")
+    a = ap.parse_args(argv)
+    print("command: python " + " ".join(shlex.quote(x) for x in [sys.argv[0], *(argv or sys.argv[1:])]))
+    work = Path(a.dir or tempfile.mkdtemp(prefix="bench_service_")).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        background, submitted, levels, timings, runs = measure(a, work)
+    finally:
         if a.dir is None:
             shutil.rmtree(work, ignore_errors=True)
     ids = [r["id"] for r in runs]
