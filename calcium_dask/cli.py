@@ -17,6 +17,7 @@ import numpy as np
 from ._version import __version__
 from .batch import batch_command
 from .errors import CalciumDaskError, one_line
+from .service.commands import cancel_command, serve_command, status_command, submit_command, watch_command
 
 __all__ = ["main", "cli"]
 
@@ -481,3 +482,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 cli.add_command(batch_command)
+for _command in (serve_command, submit_command, status_command, watch_command, cancel_command):
+    cli.add_command(_command)

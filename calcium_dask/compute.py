@@ -8,6 +8,8 @@ from typing import Any, Callable, Sequence
 
 import dask
 
+from .run_context import RunCancelled, current_run
+
 __all__ = ["compute", "set_quiet"]
 
 _QUIET = False
@@ -42,6 +44,9 @@ class _Reporter:
         self.tty = sys.stderr.isatty()
         self._next = 0.25
         self._bar = None
+        self.run = current_run()  # a service's run: told of every task, may cancel the pass
+        if self.run is not None:
+            self.run.report(label, 0, total)
         if self.tty and not _QUIET:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -52,6 +57,8 @@ class _Reporter:
 
     def step(self) -> None:
         self.done += 1
+        if self.run is not None:
+            self.run.report(self.label, self.done, self.total)
         if _QUIET:
             return
         if self._bar is not None:
@@ -108,7 +115,13 @@ def compute(objs: Sequence[Any], *, label: str, urgent: int = 0,
                 rep.step()
             return out
         return _Flight(client, objs, urgent, sums, rep).run()
+    except BaseException:  # distributed's CancelledError is not an Exception
+        if rep.run is not None and rep.run.cancelled:
+            raise RunCancelled("the run was cancelled") from None
+        raise
     finally:
+        if rep.run is not None:
+            rep.run.untrack()
         rep.close()
 
 
@@ -152,8 +165,14 @@ class _Flight:
         # held to the end: later waves' tasks depend on them (a released template would be
         # computed again)
         self.keep = client.compute(objs[:urgent], retries=RETRIES, priority=1) if urgent else []
+        self._tell_run(self.keep)
         for k, f in enumerate(self.keep):
             self._track(f, k, None, True)
+
+    def _tell_run(self, futures: list) -> None:
+        """A service's run can cancel every future of the pass."""
+        if self.rep.run is not None and futures:
+            self.rep.run.track(self.client, futures)
 
     def _track(self, fut: Any, slot: int | None, sum_i: int | None, counts: bool) -> None:
         entry = self.roles.get(fut.key)
@@ -168,6 +187,7 @@ class _Flight:
         if not batch:
             return
         futures = self.client.compute([obj for _, _, obj in batch], retries=RETRIES)
+        self._tell_run(futures)
         for (slot, sum_i, _), fut in zip(batch, futures):
             self._track(fut, slot, sum_i, True)
 
@@ -206,5 +226,6 @@ class _Flight:
             return
         # ahead of the pass's other ready tasks: a sum frees the memory of its two inputs
         merged = self.client.submit(self.combines[i], [self.waiting[i], fut], retries=RETRIES, priority=1)
+        self._tell_run([merged])
         self.waiting[i] = None
         self._track(merged, None, i, False)

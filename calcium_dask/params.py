@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import types
 import typing
@@ -352,9 +353,15 @@ def _check_range(value: Any, meta: Any, key: str) -> None:
             raise ParamsError(f"parameter '{key}' = {value!r} is out of range {rng}")
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """A group's field types (resolving them costs more than the rest of validating a group)."""
+    return typing.get_type_hints(cls)
+
+
 def _build_group(name: str, values: dict[str, Any]) -> Any:
     cls = GROUPS[name]
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for k, v in values.items():
