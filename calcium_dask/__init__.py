@@ -14,7 +14,8 @@ from .params import Params
 # heavier entry points load on first use, so `import calcium_dask` and the CLI start fast
 _LAZY = {"connect": ".cluster", "motion_correct": ".motion", "apply_shifts": ".motion",
          "summary_images": ".summary", "cnmf": ".cnmf", "Results": ".results", "open_results": ".results",
-         "run_pipeline": ".pipeline"}
+         "run_pipeline": ".pipeline", "register_sessions": ".tracking", "open_tracking": ".tracking",
+         "Tracking": ".tracking"}
 
 __all__ = ["__version__", "open_movie", "Params", "CalciumDaskError", "MovieError", "ParamsError",
            "StoreError", *_LAZY]

@@ -128,9 +128,9 @@ class SessionsTruth:
     """Which neuron of each day is which, and how each day sees the world.
 
     Day ``d``'s field-of-view pixel ``q`` shows the world's point
-    ``w = c_world + R(rotation[d]) (q - c) + shift[d] + deformation[d][:, q]`` (``(y, x)``,
-    ``c`` the field's centre, ``c_world = c + margin``; ``R`` as in
-    :class:`calcium_dask.tracking.kernels.Alignment`).
+    ``w = c_world + R(rotation[d]) (q - c) + shift[d] + deformation[d][:, q + pad]`` (``(y, x)``,
+    ``c`` the field's centre, ``c_world = c + margin``, ``pad`` the movie's canvas margin;
+    ``R`` as in :class:`calcium_dask.tracking.kernels.Alignment`).
 
     Attributes
     ----------
@@ -146,7 +146,8 @@ class SessionsTruth:
     rotation : ndarray (S,)
         Degrees.
     shift : ndarray (S, 2)
-    deformation : ndarray (S, 2, H, W) float32
+    deformation : ndarray (S, 2, H + 2 pad, W + 2 pad) float32
+        On each day's canvas (the field grown by the movie's ``pad``).
     """
 
     params: SessionsParams
@@ -170,13 +171,13 @@ class SessionsTruth:
 
     def world_of(self, day: int, q: np.ndarray) -> np.ndarray:
         """World position of points ``q`` (n, 2) of day ``day``'s field (``(y, x)``)."""
-        return _world_of(self.params, float(self.rotation[day]), self.shift[day], self.deformation[day], 0.0,
-                         np.atleast_2d(np.asarray(q, np.float64)))
+        return _world_of(self.params, float(self.rotation[day]), self.shift[day], self.deformation[day],
+                         self.params.movie.pad, np.atleast_2d(np.asarray(q, np.float64)))
 
     def day_of(self, day: int, w: np.ndarray) -> np.ndarray:
         """Day ``day``'s field position of world points ``w`` (n, 2)."""
-        return _day_of(self.params, float(self.rotation[day]), self.shift[day], self.deformation[day], 0.0,
-                       np.atleast_2d(np.asarray(w, np.float64)))
+        return _day_of(self.params, float(self.rotation[day]), self.shift[day], self.deformation[day],
+                       self.params.movie.pad, np.atleast_2d(np.asarray(w, np.float64)))
 
     def save(self, path: str | os.PathLike) -> Path:
         counts = np.array([len(i) for i in self.identities], np.int64)
@@ -317,8 +318,7 @@ def build_sessions(sp: SessionsParams) -> tuple[list[Scene], SessionsTruth]:
         views.append(view)
         identities.append(ids.astype(np.int64))
         silents.append(silent)
-    pad = p.pad
-    deformation = np.stack([v.deformation[:, pad:pad + p.H, pad:pad + p.W] for v in views]).astype(np.float32)
+    deformation = np.stack([v.deformation for v in views]).astype(np.float32)
     truth = SessionsTruth(params=sp, identities=identities, silent=silents, world_centers=layout.centers,
                           first_day=first_day, rotation=np.array([v.rotation for v in views]),
                           shift=np.stack([v.shift for v in views]), deformation=deformation)

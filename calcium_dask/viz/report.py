@@ -327,6 +327,12 @@ def write_report(store_url: str | ResultsStore, out_html: str | Path, *, storage
     """
     store = store_url if isinstance(store_url, ResultsStore) else ResultsStore(str(store_url),
                                                                                  dict(storage_options or {}))
+    from ..tracking import is_tracking_store  # a tracking store has a report of its own
+
+    if is_tracking_store(store.url, store.storage_options):
+        from .tracking import write_tracking_report
+
+        return write_tracking_report(store.url, out_html, storage_options=store.storage_options)
     loaded = load(store)
     page = _page(loaded, store.url, max_traces)
     out = Path(out_html)
