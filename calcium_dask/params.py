@@ -240,8 +240,9 @@ class TrackingParams:
         "of the footprints")
     max_dist: float = _f(10.0, "largest distance between the centroids of two matched units, reference "
                                "pixels (CaImAn's max_dist)", lo=0.0)
-    dist_weight: float = _f(0.5, "cost = 1 - overlap + dist_weight * distance / max_dist (0: overlap "
-                                 "alone, as CaImAn)", lo=0.0)
+    dist_weight: float = _f(0.0, "cost = 1 - overlap + dist_weight * distance / max_dist (0: the overlap "
+                                 "alone within max_dist, as CaImAn; on simulated days any weight lost recall "
+                                 "and no precision)", lo=0.0)
     thresh_cost: float = _f(0.7, "pairs whose cost is above this are never matched (CaImAn's thresh_cost)",
                             lo=0.0, hi=2.0)
     min_link: float = _f(0.5, "two groups of matched units become one tracked unit when the pairwise "

@@ -73,6 +73,11 @@ class SessionsParams:
     brightness_change : float
         Log-normal SD of the day-to-day change of a neuron's resting fluorescence (its
         transients follow each day's SNR, drawn anew).
+    at_bounds : bool
+        Days alternate between the two ends of the bounds (rotations of
+        ``+-max_rotation / 2``, shifts of ``+-max_shift / 2`` along one direction, every
+        deformation of peak ``max_deformation / 2``), so that consecutive days differ by
+        exactly ``max_rotation`` and ``max_shift``; otherwise each day is drawn within them.
     """
 
     movie: SimulationParams = dataclasses.field(default_factory=SimulationParams)
@@ -84,6 +89,7 @@ class SessionsParams:
     new_frac: float = 0.05
     shape_change: float = 0.1
     brightness_change: float = 0.1
+    at_bounds: bool = False
 
     def __post_init__(self) -> None:
         if int(self.n_sessions) < 1:
@@ -212,8 +218,9 @@ def _rotation(deg: float) -> np.ndarray:
     return np.array([[math.cos(t), math.sin(t)], [-math.sin(t), math.cos(t)]])
 
 
-def _draw_view(rng: np.random.Generator, sp: SessionsParams) -> _DayView:
-    """One day's transform: each within half of the largest day-to-day difference."""
+def _draw_view(rng: np.random.Generator, sp: SessionsParams, day: int, direction: float) -> _DayView:
+    """One day's transform: each within half of the largest day-to-day difference (at
+    alternate ends of it with ``at_bounds``; ``direction`` is then the shifts' angle)."""
     p = sp.movie
     Hc, Wc = p.H + 2 * p.pad, p.W + 2 * p.pad
     radius = sp.max_shift / 2 * math.sqrt(rng.uniform())
@@ -222,7 +229,12 @@ def _draw_view(rng: np.random.Generator, sp: SessionsParams) -> _DayView:
     nodes = rng.standard_normal((2, _DEFORM_NODES, _DEFORM_NODES))
     field = np.einsum("yi,cij,xj->cyx", spline_basis(Hc, _DEFORM_NODES), nodes, spline_basis(Wc, _DEFORM_NODES))
     peak = float(np.hypot(field[0], field[1]).max())
-    field *= (sp.max_deformation / 2) * rng.uniform(0.6, 1.0) / max(peak, 1e-12)
+    amplitude = rng.uniform(0.6, 1.0)
+    if sp.at_bounds:
+        sign = 1.0 if day % 2 == 0 else -1.0
+        radius, phi, rotation, amplitude = sp.max_shift / 2, direction + (0 if sign > 0 else math.pi), \
+            sign * sp.max_rotation / 2, 1.0
+    field *= (sp.max_deformation / 2) * amplitude / max(peak, 1e-12)
     return _DayView(rotation, np.array([radius * math.sin(phi), radius * math.cos(phi)]),
                     field.astype(np.float32))
 
@@ -296,12 +308,13 @@ def build_sessions(sp: SessionsParams) -> tuple[list[Scene], SessionsTruth]:
     new = rng.random(wp.K) < sp.new_frac
     if sp.n_sessions > 1:
         first_day[new] = rng.integers(1, sp.n_sessions, int(new.sum()))
+    direction = rng.uniform(0, 2 * math.pi)
     p = sp.movie
     half = patch_half_width(1.2 * p.radius_range[1])
     scenes, views, identities, silents = [], [], [], []
     for day in range(sp.n_sessions):
         drng = np.random.default_rng([int(sp.movie.seed), _STREAM, day])
-        view = _draw_view(drng, sp)
+        view = _draw_view(drng, sp, day, direction)
         centers = _day_of(sp, view.rotation, view.shift, view.deformation, p.pad, layout.centers)
         reach = layout.extent  # a neuron with part of its 20 %-of-max mask in the field
         inside = ((centers[:, 0] > -reach) & (centers[:, 0] < p.H - 1 + reach) & (centers[:, 1] > -reach)

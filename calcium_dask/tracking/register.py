@@ -22,20 +22,21 @@ from typing import Any
 
 import dask
 import numpy as np
+from dask.delayed import Delayed
 import scipy.sparse as sp
 
 from ..errors import CalciumDaskError, ParamsError
 from ..params import Params, TrackingParams
 from ..progress import compute
 from ..results import Results
-from .kernels import (Alignment, AlignmentError, PairMatches, align_images, centroids, masks, match_sessions,
-                      normalise_columns, on_canvas, registration_image, track_units, union_canvas, warp_footprints,
-                      warp_image)
+from .kernels import (Alignment, AlignmentError, PairMatches, Tracks, align_images, centroids, masks,
+                      match_sessions, normalise_columns, on_canvas, registration_image, track_units, union_canvas,
+                      warp_footprints, warp_image)
 from .result import Tracking, tracking_dataset, write_tracking
 from .sessions import SessionData, load_session, session_name
 
 __all__ = ["register_sessions", "SessionAlignment", "AlignedSession", "align_session", "warp_session", "match_pair",
-           "TrackingError", "SessionProblem"]
+           "match_and_track", "TrackingError", "SessionProblem"]
 
 
 class TrackingError(CalciumDaskError, ValueError):
@@ -183,6 +184,32 @@ def match_pair(a: AlignedSession, b: AlignedSession, *, kind: str, max_dist: flo
                           dist_weight=dist_weight, kind=kind, thresh_cost=thresh_cost)
 
 
+def match_and_track(aligned: Sequence[Any], tp: TrackingParams) -> tuple[list[AlignedSession], Tracks]:
+    """Match every pair of sessions (a task each) and make the matches consistent.
+
+    Parameters
+    ----------
+    aligned : sequence of AlignedSession or of delayed ones
+        The sessions on one canvas.
+    tp : TrackingParams
+
+    Returns
+    -------
+    aligned : list of AlignedSession
+        Computed.
+    tracks : Tracks
+        Columns index each session's ``footprints``.
+    """
+    pair = dask.delayed(match_pair, pure=True)
+    parts = [a if isinstance(a, Delayed) else dask.delayed(a) for a in aligned]  # each sent once, not per pair
+    pairs = list(itertools.combinations(range(len(parts)), 2))
+    matched = [pair(parts[a], parts[b], **_match_options(tp)) for a, b in pairs]
+    results = compute([*parts, *matched], label="match sessions")
+    done, matches = results[: len(parts)], dict(zip(pairs, results[len(parts):]))
+    tracks = track_units([a.n_units for a in done], matches, min_link=tp.min_link, unmatched_cost=tp.thresh_cost)
+    return done, tracks
+
+
 def _align_options(tp: TrackingParams) -> dict[str, Any]:
     return dict(use=tp.align_image, max_rotation=tp.max_rotation, nonrigid=tp.align_nonrigid,
                 spacing=tp.nonrigid_spacing, max_deformation=tp.max_deformation, min_overlap=tp.min_overlap,
@@ -289,15 +316,9 @@ def register_sessions(sessions: Sequence[str | os.PathLike | Results], params: P
     ref_shape = alignments[ref].data.shape
     origin, shape = union_canvas([a.alignment for a in alignments], [a.data.shape for a in alignments], ref_shape)
     warp = dask.delayed(warp_session, pure=True)
-    aligned = [warp(a, origin, shape, ref_shape, mask_thr=tp.mask_thr) for a in alignments]
-    pair = dask.delayed(match_pair, pure=True)
-    pairs = list(itertools.combinations(range(len(sources)), 2))
-    matched = [pair(aligned[a], aligned[b], **_match_options(tp)) for a, b in pairs]
-    results = compute([*aligned, *matched], label="match sessions")
-    aligned_s, matches = results[: len(sources)], dict(zip(pairs, results[len(sources):]))
-    tracks = track_units([a.n_units for a in aligned_s], matches, min_link=tp.min_link,
-                         unmatched_cost=tp.thresh_cost)
-    ds = tracking_dataset(aligned_s, tracks, ref, origin, tp)
+    aligned, tracks = match_and_track([warp(a, origin, shape, ref_shape, mask_thr=tp.mask_thr) for a in alignments],
+                                      tp)
+    ds = tracking_dataset(aligned, tracks, ref, origin, tp)
     tracking = Tracking(ds)
     if out is not None:
         tracking = write_tracking(tracking, out, storage_options=out_storage_options or storage_options)

@@ -73,3 +73,15 @@ def test_bad_settings_are_refused():
         SessionsParams(silent_frac=1.5)
     with pytest.raises(ValueError, match="n_sessions"):
         SessionsParams(n_sessions=0)
+
+
+def test_at_bounds_days_differ_by_exactly_the_bounds():
+    sp = SessionsParams(SimulationParams.preset("small", T=20, H=64, W=64, K=10, seed=2), n_sessions=3,
+                        max_shift=12.0, max_rotation=3.0, max_deformation=2.0, at_bounds=True)
+    _, truth = build_sessions(sp)
+    for a, b in ((0, 1), (1, 2)):
+        assert abs(truth.rotation[a] - truth.rotation[b]) == pytest.approx(3.0)
+        assert np.hypot(*(truth.shift[a] - truth.shift[b])) == pytest.approx(12.0)
+    pad = sp.movie.pad
+    peak = np.hypot(*truth.deformation[0][:, pad:-pad, pad:-pad]).max()
+    assert 0.7 < peak <= 1.0 + 1e-6

@@ -106,3 +106,13 @@ def test_units_never_matched_are_tracked_alone():
     assert t.assignments.shape == (5, 3) and np.isnan(t.confidence).all()
     assert sorted(map(tuple, t.assignments.tolist())) == sorted(
         [(0, -1, -1), (1, -1, -1), (-1, -1, 0), (-1, -1, 1), (-1, -1, 2)])
+
+
+def test_a_fragment_that_joined_first_does_not_keep_the_cells_own_unit_out():
+    # sessions 0-3; unit 0 of each is the cell X; unit 1 of session 2 is a fragment of it that
+    # session 0's assignment preferred (cost 0.1). Greedy joining puts the fragment with X0
+    # first; the cell's own unit X2 agrees with X1 and X3, and must end up with them.
+    matches = {(0, 1): _m([(0, 0, 0.3)]), (0, 2): _m([(0, 1, 0.1)]), (0, 3): _m([(0, 0, 0.3)]),
+               (1, 2): _m([(0, 0, 0.3)]), (1, 3): _m([(0, 0, 0.3)]), (2, 3): _m([(0, 0, 0.3)])}
+    t = track_units([1, 1, 2, 1], matches)
+    assert _units(t) == {(0, 0, 0, 0), (-1, -1, 1, -1)}

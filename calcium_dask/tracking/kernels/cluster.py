@@ -8,7 +8,10 @@ largest cost a match may have) are joined first, provided they hold no two units
 assignments matched at least ``min_link`` of their pairs; joining stops when no pair of
 groups qualifies. So a unit matched A-B and B-C is one unit in A-C even when A-C was not
 matched, and where two candidates from one session compete for a group the one with the
-lower mean cost wins (conflicts are resolved by cost, never by order of arrival).
+lower mean cost wins (conflicts are resolved by cost, never by order of arrival). A last
+pass joins groups that conflict in some sessions when keeping, in each, the unit that agrees
+better with the joined group makes the grouping agree better with the pairwise matches
+(a fragment of a cell that joined first no longer keeps the cell's own unit out).
 """
 
 from __future__ import annotations
@@ -118,6 +121,81 @@ def _cluster(groups: _Groups, min_link: float) -> None:
             push(c, d)
 
 
+class _Refiner:
+    """Joins of two groups that conflict in some sessions, each conflict settled by keeping
+    the unit that agrees better with the joined group (the other is left on its own).
+
+    Greedy joining can let a wrong unit (a fragment of a cell, a neighbour) into a group
+    first and so keep the right one out. A join is kept when it raises the sum over the
+    pairs of units in one group of ``thresh - cost`` (matched pairs only) and the two sides
+    left keep ``min_link`` of their pairs matched.
+    """
+
+    def __init__(self, clusters: list[list[int]], adjacency: list[dict[int, float]], session_of: np.ndarray,
+                 thresh: float, min_link: float) -> None:
+        self.adj, self.session_of, self.thresh, self.min_link = adjacency, session_of, thresh, min_link
+        self.members: list[set[int]] = [set(m) for m in clusters]
+        self.label = np.empty(session_of.size, np.int64)
+        for g, m in enumerate(self.members):
+            self.label[list(m)] = g
+
+    def _gain(self, x: int, others: set[int]) -> float:
+        return sum(self.thresh - c for y, c in self.adj[x].items() if y in others)
+
+    def _quality(self, nodes: set[int]) -> float:
+        return sum(self._gain(x, nodes) for x in nodes) / 2
+
+    def _candidates(self) -> list[tuple[int, int]]:
+        cross: dict[tuple[int, int], float] = {}
+        for x, nbrs in enumerate(self.adj):
+            for y, c in nbrs.items():
+                g, h = int(self.label[x]), int(self.label[y])
+                if g < h:
+                    cross[(g, h)] = cross.get((g, h), 0.0) + self.thresh - c
+        return sorted(cross, key=lambda k: -cross[k])
+
+    def _join(self, g: int, h: int) -> tuple[set[int], set[int], float] | None:
+        """The joined group, the units left out, and the change of quality (None: no join)."""
+        a, b = self.members[g], self.members[h]
+        joined = a | b
+        by_session: dict[int, list[int]] = {}
+        for x in joined:
+            by_session.setdefault(int(self.session_of[x]), []).append(x)
+        out: set[int] = set()
+        for units in (u for u in by_session.values() if len(u) > 1):
+            rest = joined.difference(units)
+            keep = max(units, key=lambda x: (self._gain(x, rest), len(a if x in a else b)))
+            out.update(x for x in units if x != keep)
+        side_a, side_b = a - out, b - out
+        if not side_a or not side_b:
+            return None
+        matched = sum(1 for x in side_a for y in self.adj[x] if y in side_b)
+        if matched < max(1, self.min_link * len(side_a) * len(side_b)):
+            return None
+        new = joined - out
+        return new, out, self._quality(new) - self._quality(a) - self._quality(b)
+
+    def run(self, passes: int = 10) -> list[list[int]]:
+        for _ in range(passes):
+            touched: set[int] = set()
+            for g, h in self._candidates():
+                if g in touched or h in touched:
+                    continue  # changed in this pass: looked at again in the next
+                found = self._join(g, h)
+                if found is None or found[2] <= 1e-12:
+                    continue
+                new, out, _ = found
+                self.members[g], self.members[h] = new, set()
+                self.label[list(new)] = g
+                for x in out:
+                    self.members.append({x})
+                    self.label[x] = len(self.members) - 1
+                touched.update((g, h))
+            if not touched:
+                break
+        return [sorted(m) for m in self.members if m]
+
+
 def track_units(n_units: Sequence[int], matches: dict[tuple[int, int], PairMatches], *,
                 min_link: float = 0.5, unmatched_cost: float = 0.7) -> Tracks:
     """Group the units of ``S`` sessions into tracked units (see the module docstring).
@@ -147,11 +225,14 @@ def track_units(n_units: Sequence[int], matches: dict[tuple[int, int], PairMatch
     offset = np.concatenate([[0], np.cumsum(n_units)])
     session_of = np.repeat(np.arange(S), n_units)
     groups = _Groups(session_of, unmatched_cost)
+    adjacency: list[dict[int, float]] = [{} for _ in range(session_of.size)]
     for (a, b), m in matches.items():
-        for gi, gj, c in zip(offset[a] + m.i, offset[b] + m.j, m.cost):
-            groups.add_edge(int(gi), int(gj), float(c))
+        for gi, gj, c in zip((offset[a] + m.i).tolist(), (offset[b] + m.j).tolist(), m.cost.tolist()):
+            groups.add_edge(gi, gj, c)
+            adjacency[gi][gj] = adjacency[gj][gi] = c
     _cluster(groups, min_link)
     clusters = [sorted(m) for m in groups.members if m is not None]
+    clusters = _Refiner(clusters, adjacency, session_of, unmatched_cost, min_link).run()
     return _tracks(clusters, matches, offset, session_of, S)
 
 

@@ -2,8 +2,8 @@
 spatial index, their costs, and the one-to-one assignment of least total cost.
 
 The cost of a pair is ``1 - overlap + dist_weight * distance / max_dist`` (CaImAn's
-``register_ROIs`` is ``dist_weight = 0`` with the Jaccard overlap); only pairs whose
-centroids lie within ``max_dist`` are candidates, and only those with a cost below
+``register_ROIs``, and the default, is ``dist_weight = 0`` with the Jaccard overlap); only
+pairs whose centroids lie within ``max_dist`` are candidates, and only those with a cost below
 ``thresh_cost`` can be matched. The assignment maximises ``sum(thresh_cost - cost)`` over
 the matched pairs: a pair is matched only if that lowers the total, so a unit may stay
 unmatched. The candidate graph falls apart into small connected groups (a unit and its
@@ -79,7 +79,7 @@ def candidate_pairs(cent_a: np.ndarray, cent_b: np.ndarray, max_dist: float
 
 
 def pair_costs(Ma: sp.csc_matrix, Mb: sp.csc_matrix, cent_a: np.ndarray, cent_b: np.ndarray, *,
-               max_dist: float = 10.0, dist_weight: float = 0.5, kind: str = "jaccard") -> Candidates:
+               max_dist: float = 10.0, dist_weight: float = 0.0, kind: str = "jaccard") -> Candidates:
     """Costs of the candidate pairs of two sessions (see the module docstring).
 
     Parameters
@@ -142,7 +142,7 @@ def assign_pairs(cands: Candidates, *, thresh_cost: float = 0.7) -> PairMatches:
 
 
 def match_sessions(Ma: sp.csc_matrix, Mb: sp.csc_matrix, cent_a: np.ndarray, cent_b: np.ndarray, *,
-                   max_dist: float = 10.0, dist_weight: float = 0.5, kind: str = "jaccard",
+                   max_dist: float = 10.0, dist_weight: float = 0.0, kind: str = "jaccard",
                    thresh_cost: float = 0.7) -> PairMatches:
     """:func:`pair_costs` then :func:`assign_pairs`: the matches between two sessions."""
     cands = pair_costs(Ma, Mb, cent_a, cent_b, max_dist=max_dist, dist_weight=dist_weight, kind=kind)
