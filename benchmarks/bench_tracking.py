@@ -129,9 +129,20 @@ def score(tracking, found: list[dict[int, int]]) -> dict[str, float]:
     for x in everywhere:
         units = tuple(next(u for u, y in found[s].items() if y == x) for s in range(S))
         one += units in rows
+    # also every neuron found on two days or more: all its units in one tracked unit, alone
+    where = {}
+    for s, f in enumerate(found):
+        for u, x in f.items():
+            where.setdefault(x, {})[s] = u
+    several = [w for w in where.values() if len(w) > 1]
+    together = 0
+    for w in several:
+        hit = [r for r in A if all(r[s] == u for s, u in w.items())]
+        together += bool(hit)
     return {"precision": tp / max(n_pred, 1), "recall": tp / max(n_true, 1), "pairs_true": n_true,
             "pairs_pred": n_pred, "pairs_with_other_units": outside, "found_all": len(everywhere),
-            "one_unit": one / max(len(everywhere), 1)}
+            "one_unit": one / max(len(everywhere), 1), "found_several": len(several),
+            "one_unit_several": together / max(len(several), 1)}
 
 
 def truth_transforms(d: Path) -> str:
@@ -167,7 +178,9 @@ def bench_setting(root: Path, setting: str, seed: int, size: int, frames: int) -
     print(f"  pairs among units found on both days: precision {sc['precision']:.4f}, recall {sc['recall']:.4f} "
           f"({sc['pairs_true']} true pairs, {sc['pairs_pred']} matched; {sc['pairs_with_other_units']} matched "
           "pairs involve a unit that is no true neuron or not found on both days)")
-    print(f"  neurons found on all days tracked as one unit: {sc['one_unit']:.4f} of {sc['found_all']}")
+    print(f"  neurons found on all days tracked as one unit: {sc['one_unit']:.4f} of {sc['found_all']}; found on "
+          f"two days or more, all their units in one tracked unit: {sc['one_unit_several']:.4f} of "
+          f"{sc['found_several']}")
     return sc
 
 

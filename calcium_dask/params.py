@@ -229,9 +229,9 @@ class TrackingParams:
     max_deformation: float = _f(6.0, "largest non-rigid displacement kept, pixels", lo=0.0)
     min_overlap: float = _f(0.3, "an alignment covering less of the reference's field than this fraction "
                                  "fails", lo=0.0, hi=1.0)
-    min_align_corr: float = _f(0.55, "an alignment whose rigidly aligned images correlate less than this "
-                                     "fails (simulated days: 0.83-0.89; unrelated fields: up to 0.47)",
-                               lo=-1.0, hi=1.0)
+    min_align_corr: float = _f(0.55, "an alignment whose rigidly aligned (high-passed) images correlate less "
+                                     "than this fails (simulated days of one field: 0.8-0.95; of unrelated "
+                                     "fields: up to 0.47)", lo=-1.0, hi=1.0)
     only_accepted: bool = _f(True, "track only the units that passed evaluation (all units before it)")
     mask_thr: float = _f(0.2, "a footprint's mask: its pixels above this fraction of its maximum",
                          lo=0.0, hi=1.0)

@@ -22,8 +22,8 @@ from typing import Any
 
 import dask
 import numpy as np
-from dask.delayed import Delayed
 import scipy.sparse as sp
+from dask.delayed import Delayed
 
 from ..errors import CalciumDaskError, ParamsError
 from ..params import Params, TrackingParams
@@ -32,8 +32,8 @@ from ..results import Results
 from .kernels import (Alignment, AlignmentError, PairMatches, Tracks, align_images, centroids, masks,
                       match_sessions, normalise_columns, on_canvas, registration_image, track_units, union_canvas,
                       warp_footprints, warp_image)
-from .result import Tracking, tracking_dataset, write_tracking
-from .sessions import SessionData, load_session, session_name
+from .result import Tracking, check_target, tracking_dataset, write_tracking
+from .sessions import SessionData, load_session, open_session_store, session_name
 
 __all__ = ["register_sessions", "SessionAlignment", "AlignedSession", "align_session", "warp_session", "match_pair",
            "match_and_track", "TrackingError", "SessionProblem"]
@@ -262,11 +262,9 @@ def _loaders(sources: Sequence[Any], names: list[str], only_accepted: bool,
 
 def _check_stores(sources: Sequence[Any], storage_options: dict | None) -> None:
     """A missing or unfinished store is a user error: name it before any work starts."""
-    from .sessions import _open_store
-
     for src in sources:
         if isinstance(src, (str, os.PathLike)):
-            _open_store(os.fspath(src), storage_options)
+            open_session_store(os.fspath(src), storage_options)
 
 
 def register_sessions(sessions: Sequence[str | os.PathLike | Results], params: Params | None = None, *,
@@ -308,6 +306,8 @@ def register_sessions(sessions: Sequence[str | os.PathLike | Results], params: P
     ref = _reference(len(sources), tp.reference if reference is None else reference)
     names = _names(sources, names)
     _check_stores(sources, storage_options)
+    if out is not None:
+        check_target(out, out_storage_options or storage_options)
     loaded = _loaders(sources, names, tp.only_accepted, storage_options)
     align = dask.delayed(align_session, pure=True)
     alignments = compute([align(loaded[ref], ses, is_reference=(s == ref), **_align_options(tp))

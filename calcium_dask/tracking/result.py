@@ -62,7 +62,8 @@ if TYPE_CHECKING:
     from ..params import TrackingParams
     from .register import AlignedSession
 
-__all__ = ["Tracking", "open_tracking", "write_tracking", "tracking_dataset", "KIND"]
+__all__ = ["Tracking", "open_tracking", "write_tracking", "tracking_dataset", "check_target", "is_tracking_store",
+           "KIND"]
 
 KIND = "calcium-dask tracking"
 UNIT_CHUNK = 64
@@ -285,8 +286,9 @@ def tracking_dataset(aligned: list[AlignedSession], tracks: Tracks, reference: i
 
 
 # -- the store ---------------------------------------------------------------------------
-def _check_target(store: ResultsStore) -> None:
+def check_target(url: str | ResultsStore, storage_options: dict | None = None) -> None:
     """Refuse to overwrite anything but an earlier tracking store (or an empty place)."""
+    store = url if isinstance(url, ResultsStore) else ResultsStore(url, dict(storage_options or {}))
     what = store.foreign()
     if what:
         raise StoreError(f"{store.url}: {what}, not a tracking store; choose another --out")
@@ -300,7 +302,7 @@ def _check_target(store: ResultsStore) -> None:
 def write_tracking(tracking: Tracking, url: str, *, storage_options: dict | None = None) -> Tracking:
     """Write the tracking store (its ``complete`` mark last) and return it opened from there."""
     store = ResultsStore(url, dict(storage_options or {}))
-    _check_target(store)
+    check_target(store)
     ds = tracking.ds.copy()
     ds.attrs = {**ds.attrs, "complete": False}
     encoding = {"footprints": {"chunks": (UNIT_CHUNK, *ds["footprints"].shape[1:])}}

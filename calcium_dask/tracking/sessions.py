@@ -21,7 +21,7 @@ from ..evaluate.orchestrate import footprints_matrix
 from ..results import Results
 from ..store import ResultsStore
 
-__all__ = ["SessionData", "load_session", "session_name"]
+__all__ = ["SessionData", "load_session", "session_name", "open_session_store"]
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,9 @@ def _from_dataset(name: str, url: str | None, ds: xr.Dataset, summary: xr.Datase
                        mean=_image(summary, "mean"), correlation=_image(summary, "correlation"))
 
 
-def _open_store(url: str, storage_options: dict | None) -> tuple[ResultsStore, xr.Dataset, dict]:
+def open_session_store(url: str, storage_options: dict | None = None) -> tuple[ResultsStore, xr.Dataset, dict]:
+    """A session's results store, its root group (lazily) and attributes; StoreError naming the
+    store when it is missing or its CNMF stage has not completed."""
     store = ResultsStore(url, dict(storage_options or {}))
     if not store.exists():
         raise StoreError(f"{store.url}: no results store here")
@@ -137,7 +139,7 @@ def load_session(source: str | os.PathLike | Results, name: str, *, only_accepte
         attrs = dict(source.store.root(mode="r").attrs) if source.store is not None and source.store.exists() \
             else dict(source.ds.attrs)
         return _from_dataset(name, url, source.ds, source.summary, _dxy(attrs.get("params")), only_accepted)
-    store, ds, attrs = _open_store(os.fspath(source), storage_options)
+    store, ds, attrs = open_session_store(os.fspath(source), storage_options)
     groups = set(store.root(mode="r").group_keys())
     summary = store.read("summary") if "summary" in groups else None
     return _from_dataset(name, store.url, ds, summary, _dxy(attrs.get("params")), only_accepted)

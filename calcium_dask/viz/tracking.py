@@ -46,8 +46,7 @@ def _tracking(source: Any) -> Tracking:
 
 
 def _image(tr: Tracking, s: int, image: str) -> np.ndarray:
-    img = np.asarray(tr.ds[image].values[s], np.float32)
-    return img
+    return np.asarray(tr.ds[image].values[s], np.float32)
 
 
 def _show(ax: Axes, img: np.ndarray, title: str) -> None:
@@ -190,17 +189,20 @@ def _trace_panel(ax: Axes, tr: Tracking, s: int, t: int, variable: str, max_poin
 
 
 # -- report ---------------------------------------------------------------------------------
+def _fmt(value: float, spec: str, ok: bool) -> str:
+    return format(value, spec) if ok and np.isfinite(value) else ""
+
+
 def _sessions_table(tr: Tracking) -> str:
     ds = tr.ds
     rows = []
     for s, name in enumerate(tr.sessions):
         ok = bool(ds["registered"].values[s])
-        num = (lambda v, f: f.format(v) if ok and np.isfinite(v) else "")  # noqa: E731
         rows.append((name + (" (reference)" if s == tr.reference else ""), str(ds["session_url"].values[s]) or "-",
                      str(int(ds["session_units"].values[s])), str(int((tr.assignments[:, s] >= 0).sum())),
-                     "yes" if ok else "no", num(float(ds["rotation_deg"].values[s]), "{:+.2f}"),
-                     ", ".join(num(float(v), "{:+.1f}") for v in ds["translation"].values[s]) if ok else "",
-                     num(float(ds["scale"].values[s, 0]), "{:.3f}"), num(float(ds["align_corr"].values[s]), "{:.2f}"),
+                     "yes" if ok else "no", _fmt(float(ds["rotation_deg"].values[s]), "+.2f", ok),
+                     ", ".join(_fmt(float(v), "+.1f", ok) for v in ds["translation"].values[s]) if ok else "",
+                     _fmt(float(ds["scale"].values[s, 0]), ".3f", ok), _fmt(float(ds["align_corr"].values[s]), ".2f", ok),
                      str(ds["session_error"].values[s])))
     return _table(rows, ("session", "results store", "units in store", "units tracked", "registered",
                          "rotation (deg)", "shift (y, x px)", "scale", "image corr", "problem"))

@@ -155,3 +155,27 @@ def test_writing_over_a_results_store_is_refused(three_days, tmp_path):
     with pytest.raises(StoreError, match="not a tracking store"):
         cd.register_sessions(urls, out=urls[0])
     assert "footprints" in xr.open_zarr(urls[0], consolidated=False)  # untouched
+
+
+def test_session_footprints_are_each_stores_own_units_on_the_common_frame(three_days):
+    urls, _, _ = three_days
+    tr = cd.register_sessions(urls)
+    ref, t = tr.reference, tr.found_in_all()[:4]
+    oy, ox = tr.ds.attrs["reference_origin"]
+    H, W = tr.ds.attrs["reference_shape"]
+    own = xr.open_zarr(urls[ref], consolidated=False)["footprints"].values[tr.assignments[t, ref]]
+    own = own / own.max(axis=(1, 2), keepdims=True)
+    fp = tr.session_footprints(ref, t)
+    np.testing.assert_allclose(fp[:, oy:oy + H, ox:ox + W], own, atol=1e-5)  # the reference: only moved
+    assert fp.sum() == pytest.approx(fp[:, oy:oy + H, ox:ox + W].sum())
+    # away from the fields' edges (where each session sees its own part of a cell)
+    centroid = tr.ds["centroid"].values
+    inner = tr.found_in_all()
+    inner = inner[((centroid[inner] - [oy, ox] > 15) & (centroid[inner] - [oy, ox] < [H - 15, W - 15])).all(1)]
+    t = inner[:4]
+    other = tr.session_footprints(0, t)
+    yy, xx = np.mgrid[0:other.shape[1], 0:other.shape[2]]
+    for k in range(len(t)):  # another session's unit lies on the same cell (not on the same pixels)
+        w = other[k] / other[k].sum()
+        centre = np.array([(w * yy).sum(), (w * xx).sum()])
+        assert np.hypot(*(centre - tr.ds["centroid"].values[t[k]])) < 1.5
