@@ -1,7 +1,8 @@
 """Tracking neurons across sessions: accuracy after the full pipeline on simulated days, and
 the scaling of matching (issue 23).
 
-    python benchmarks/bench_tracking.py --settings caiman2 three ten hard --frames 1500 --dir /tmp/bench_tracking
+    python benchmarks/bench_tracking.py --settings caiman2 three hard --seeds 1 2 3 --no-scaling --dir /tmp/bt --keep
+    python benchmarks/bench_tracking.py --settings ten --seeds 1 2 --dir /tmp/bt   # then the scaling check
     python benchmarks/bench_tracking.py --scaling-only --scaling 20 2000
 
 For each setting, several days of one field of view are simulated (calcium_dask.datasets.sessions:

@@ -318,7 +318,8 @@ def write_report(store_url: str | ResultsStore, out_html: str | Path, *, storage
     storage_options : dict, optional
         fsspec options for a remote store.
     max_traces : int
-        Largest number of units whose traces are drawn.
+        Largest number of units whose traces are drawn (of a tracking store: tracked units
+        drawn across sessions, at most 4).
 
     Returns
     -------
@@ -332,7 +333,8 @@ def write_report(store_url: str | ResultsStore, out_html: str | Path, *, storage
     if is_tracking_store(store.url, store.storage_options):
         from .tracking import write_tracking_report
 
-        return write_tracking_report(store.url, out_html, storage_options=store.storage_options)
+        return write_tracking_report(store.url, out_html, storage_options=store.storage_options,
+                                     max_units=min(max_traces, 4))
     loaded = load(store)
     page = _page(loaded, store.url, max_traces)
     out = Path(out_html)

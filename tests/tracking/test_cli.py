@@ -30,7 +30,7 @@ def test_register_writes_the_tracking_store_and_prints_a_summary(three_days, tmp
     assert ds.attrs["reference"] == 0 and ds.attrs["params"]["max_dist"] == 8.0
     assert "day0: " in stdout and "tracked units" in stdout and "in every registered session" in stdout
     # the HTML report of a tracking store
-    code, stdout, _ = _run(["report", str(out), "-o", str(tmp_path / "t.html")], capsys)
+    code, stdout, _ = _run(["report", str(out), "-o", str(tmp_path / "t.html"), "--max-traces", "1"], capsys)
     html = (tmp_path / "t.html").read_text()
     assert code == 0 and "calcium-dask tracking report" in html and "Contours across sessions" in html
     assert html.count("data:image/png;base64,") >= 3 and "could not draw" not in html

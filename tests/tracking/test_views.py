@@ -55,9 +55,10 @@ def test_one_tracked_unit_across_sessions(tracking):
 
 
 def test_report_of_a_tracking_store(tracking, tmp_path):
-    out = write_report(tracking.url, tmp_path / "r.html")
+    out = write_report(tracking.url, tmp_path / "r.html", max_traces=2)
     html = out.read_text()
     for title in ("Sessions and their alignment", "Tracked units", "Contours across sessions",
                   "Tracked units across sessions", "Tracking parameters"):
         assert f">{title}</h2>" in html
     assert "could not draw" not in html and "(reference)" in html
+    assert "The 2 units seen in the most sessions" in html
