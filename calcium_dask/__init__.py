@@ -15,7 +15,8 @@ from .params import Params
 _LAZY = {"connect": ".cluster", "motion_correct": ".motion", "apply_shifts": ".motion",
          "corrected_movie": ".motion", "summary_images": ".summary", "cnmf": ".cnmf", "evaluate": ".pipeline",
          "Results": ".results", "open_results": ".results", "run_pipeline": ".pipeline",
-         "run_fields": ".fields", "fields_of_view": ".results", "viz": ".viz", "datasets": ".datasets"}
+         "run_fields": ".fields", "fields_of_view": ".results", "viz": ".viz", "datasets": ".datasets",
+         "register_sessions": ".tracking", "open_tracking": ".tracking", "Tracking": ".tracking"}
 _MODULES = {"cnmf", "viz", "datasets"}  # names that are subpackages (cnmf is also callable)
 
 __all__ = ["__version__", "open_movie", "open_session", "Params", "CalciumDaskError", "MovieError", "ParamsError",

@@ -289,27 +289,46 @@ def _print_summary(summary) -> None:
 @click.option("--preset", type=click.Choice(["small", "medium", "large", "hard"]), default="small",
               show_default=True, help="Size and difficulty of the simulated movie.")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
-              help="Override a simulation parameter, e.g. --set T=3000 --set seed=3.")
+              help="Override a simulation parameter, e.g. --set T=3000 --set seed=3 (with --sessions also "
+                   "max_shift, max_rotation, max_deformation, silent_frac, new_frac, shape_change).")
 @click.option("--format", "fmt", type=click.Choice(["tiff", "zarr"]), default=None,
-              help="Output format (default: from OUT's suffix).")
+              help="Output format (default: from OUT's suffix; TIFF with --sessions).")
 @click.option("--chunk-frames", type=int, default=500, show_default=True, help="Frames held in memory at once.")
-def simulate(out: str, preset: str, assignments: tuple[str, ...], fmt: str | None, chunk_frames: int) -> None:
+@click.option("--sessions", "n_sessions", type=click.IntRange(min=1), default=None,
+              help="Simulate this many sessions (days) of one field of view: OUT is a folder of "
+                   "day<N>/movie.* (each with its truth.npz) and sessions.npz (the neurons' identities).")
+def simulate(out: str, preset: str, assignments: tuple[str, ...], fmt: str | None, chunk_frames: int,
+             n_sessions: int | None) -> None:
     """Simulate a two-photon movie with ground truth (OUT: movie.tif or movie.zarr; truth.npz beside it)."""
+    import dataclasses
+
     import yaml
 
     from .datasets import SimulationParams, write_movie
+    from .datasets.sessions import SessionsParams, write_sessions
 
-    overrides = {}
+    overrides: dict[str, Any] = {}
     for a in assignments:
         key, sep, raw = a.partition("=")
         if not sep:
             raise click.BadParameter(f"expected key=value, got {a!r}", param_hint="--set")
         overrides[key.strip()] = yaml.safe_load(raw)
+    session_keys = {f.name for f in dataclasses.fields(SessionsParams)} - {"movie", "n_sessions"}
+    per_session = {k: overrides.pop(k) for k in list(overrides) if k in session_keys}
+    if per_session and n_sessions is None:
+        raise click.BadParameter(f"{', '.join(per_session)} needs --sessions", param_hint="--set")
     try:
         sp = SimulationParams.preset(preset, **overrides)
+        ssp = SessionsParams(sp, n_sessions=n_sessions, **per_session) if n_sessions else None
     except (TypeError, ValueError) as e:
         raise click.BadParameter(str(e), param_hint="--set") from None
     t0 = time.perf_counter()
+    if ssp is not None:
+        paths = write_sessions(out, ssp, format=fmt or "tiff", chunk_frames=chunk_frames)
+        click.echo(f"wrote {len(paths)} sessions of {sp.T} frames of {sp.H}x{sp.W} in {out} in "
+                   f"{time.perf_counter() - t0:.1f} s: {', '.join(str(p) for p in paths)}; identities in "
+                   f"{Path(out) / 'sessions.npz'}")
+        return
     path = write_movie(out, sp, format=fmt, chunk_frames=chunk_frames)
     click.echo(f"wrote {path} ({sp.T} frames of {sp.H}x{sp.W}, {sp.K} neurons) in "
                f"{time.perf_counter() - t0:.1f} s; ground truth in {path.parent / 'truth.npz'}")
@@ -394,6 +413,73 @@ def score_lines(store, truth) -> list[str]:
 
 
 @cli.command()
+@click.argument("results", nargs=-1, required=True)
+@click.option("--out", required=True, help="Tracking store to write (zarr; path or URL).")
+@click.option("--reference", type=int, default=None,
+              help="Session the others are aligned to, by position among RESULTS from 0 (default: the middle one).")
+@click.option("--name", "names", multiple=True, help="Session names in order (default: the stores' folder names).")
+@params_option
+@set_option
+@storage_option
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Dask scheduler address (default: $DASK_SCHEDULER_ADDRESS, else threads in this process).")
+@quiet_option
+def register(results: tuple[str, ...], out: str, reference: int | None, names: tuple[str, ...],
+             params_file: str | None, assignments: tuple[str, ...], storage_options: tuple[str, ...],
+             scheduler: str | None, quiet: bool) -> None:
+    """Align the sessions RESULTS... (results stores of one field of view) and track their units across
+    them; writes the tracking store OUT. A session that cannot be registered is named on stderr and the
+    exit code is 1; the others are registered."""
+    import os
+    import warnings
+
+    from .compute import set_quiet
+    from .tracking import SessionProblem, register_sessions
+
+    if len(results) < 2:
+        raise click.UsageError("register needs at least two results stores")
+    params = load_params(params_file, assignments)
+    set_quiet(quiet)
+    address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SessionProblem)
+        if address:
+            from .cluster import connect
+
+            with connect(address, quiet=quiet):
+                tracking = _register(register_sessions, results, params, reference, out, names, storage_options)
+        else:
+            tracking = _register(register_sessions, results, params, reference, out, names, storage_options)
+    for w in caught:
+        if issubclass(w.category, SessionProblem):
+            click.echo(f"calcium-dask: warning: {w.message}", err=True)
+    if not quiet:
+        _print_tracking(tracking)
+    if tracking.errors:
+        sys.exit(1)
+
+
+def _register(register_sessions, results, params, reference, out, names, storage_options):
+    return register_sessions(list(results), params, reference=reference, out=out, names=list(names) or None,
+                             storage_options=parse_storage_options(storage_options) or None)
+
+
+def _print_tracking(tracking) -> None:
+    ds = tracking.ds
+    A = tracking.assignments
+    for s, name in enumerate(tracking.sessions):
+        status = "reference" if s == tracking.reference else (
+            "not registered" if not bool(ds["registered"].values[s]) else
+            f"rotation {float(ds['rotation_deg'].values[s]):+.2f} deg, shift "
+            + ", ".join(f"{v:+.1f}" for v in ds["translation"].values[s]) + " px, image corr "
+            + f"{float(ds['align_corr'].values[s]):.2f}")
+        click.echo(f"{name}: {int((A[:, s] >= 0).sum())} units tracked; {status}")
+    seen = (A >= 0).sum(1)
+    click.echo(f"{len(A)} tracked units; {int((seen > 1).sum())} in two or more sessions, "
+               f"{len(tracking.found_in_all())} in every registered session; store: {tracking.url}")
+
+
+@cli.command()
 @click.argument("results")
 @click.option("--nwb", "nwb_path", required=True, type=click.Path(dir_okay=False), help="NWB file to write.")
 @click.option("--metadata", "metadata_file", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -423,7 +509,7 @@ def export(results: str, nwb_path: str, metadata_file: str | None, accepted_only
 @click.option("--max-traces", type=int, default=20, show_default=True, help="Accepted units whose traces are shown.")
 @storage_option
 def report(results: str, out_html: str | None, max_traces: int, storage_options: tuple[str, ...]) -> None:
-    """Write a self-contained HTML report of the results store RESULTS."""
+    """Write a self-contained HTML report of the results store (or tracking store) RESULTS."""
     from .io.urls import normalize
     from .viz.report import write_report
 

@@ -227,6 +227,43 @@ class ComputeParams:
     seed: int = _f(0, "seed of any random choice (reproducibility)", lo=0)
 
 
+# -- tracking (issue 23): matching units across sessions; read by calcium_dask.tracking only --
+@dataclass(frozen=True)
+class TrackingParams:
+    reference: int | None = _f(None, "session the others are aligned to, by position (None: the middle one)", lo=0)
+    align_image: Literal["mean", "correlation", "both"] = _f(
+        "mean", "summary image(s) the sessions are aligned on, high-passed and standardised (both: their "
+        "sum; the correlation image changes with each day's activity)")
+    max_rotation: float = _f(10.0, "largest rotation between sessions searched, degrees", lo=0.0, hi=45.0)
+    align_nonrigid: bool = _f(True, "after the rigid alignment, a smooth non-rigid field from optical flow "
+                                    "on the summary images")
+    nonrigid_spacing: float = _f(48.0, "distance between the nodes of the smooth non-rigid field, pixels "
+                                       "(the smallest scale of deformation followed)", lo=8.0)
+    max_deformation: float = _f(6.0, "largest non-rigid displacement kept, pixels", lo=0.0)
+    min_overlap: float = _f(0.3, "an alignment covering less of the reference's field than this fraction "
+                                 "fails", lo=0.0, hi=1.0)
+    min_align_corr: float = _f(0.55, "an alignment whose rigidly aligned (high-passed) images correlate less "
+                                     "than this fails (simulated days of one field: 0.8-0.95; of unrelated "
+                                     "fields: up to 0.47)", lo=-1.0, hi=1.0)
+    only_accepted: bool = _f(True, "track only the units that passed evaluation (all units before it)")
+    mask_thr: float = _f(0.2, "a footprint's mask: its pixels above this fraction of its maximum",
+                         lo=0.0, hi=1.0)
+    overlap: Literal["jaccard", "cosine"] = _f(
+        "jaccard", "footprint overlap in the cost: Jaccard index of the masks (CaImAn) or cosine similarity "
+        "of the footprints")
+    max_dist: float = _f(10.0, "largest distance between the centroids of two matched units, reference "
+                               "pixels (CaImAn's max_dist)", lo=0.0)
+    dist_weight: float = _f(0.0, "cost = 1 - overlap + dist_weight * distance / max_dist (0: the overlap "
+                                 "alone within max_dist, as CaImAn; on simulated days any weight lost recall "
+                                 "and no precision)", lo=0.0)
+    thresh_cost: float = _f(0.7, "pairs whose cost is above this are never matched (CaImAn's thresh_cost)",
+                            lo=0.0, hi=2.0)
+    min_link: float = _f(0.5, "two groups of matched units become one tracked unit when the pairwise "
+                              "assignments matched at least this fraction of their pairs of units",
+                         lo=0.0, hi=1.0)
+# -- end of tracking ------------------------------------------------------------------------
+
+
 #: group name -> dataclass, in pipeline order
 GROUPS: dict[str, type] = {
     "data": DataParams,
@@ -240,6 +277,7 @@ GROUPS: dict[str, type] = {
     "quality": QualityParams,
     "dff": DffParams,
     "compute": ComputeParams,
+    "tracking": TrackingParams,
 }
 
 #: the parameter groups each stage reads: a stage's results are reusable when these are unchanged
@@ -396,6 +434,7 @@ class Params:
     quality: QualityParams = field(default_factory=QualityParams)
     dff: DffParams = field(default_factory=DffParams)
     compute: ComputeParams = field(default_factory=ComputeParams)
+    tracking: TrackingParams = field(default_factory=TrackingParams)
 
     # -- construction -------------------------------------------------------------
     @classmethod

@@ -120,3 +120,20 @@ def test_bench_planes_times_a_session_against_its_planes_and_scores_both(tmp_pat
     stores = [p for p in (tmp_path / "sim").iterdir() if p.name.startswith("stores_")]
     assert stores == []  # every results store deleted
     assert sorted(p.name for p in (tmp_path / "sim").glob("*.tif")) == ["alone0.tif", "alone1.tif", "session.tif"]
+
+
+def test_bench_tracking_scores_registration_after_the_pipeline_and_cleans_up(tmp_path, capsys):
+    bench = _load("bench_tracking")
+    work = tmp_path / "work"
+    results = bench.main(["--settings", "caiman2", "--size", "64", "--frames", "100", "--workers", "1",
+                          "--scaling", "3", "60", "--scaling-size", "160", "--dir", str(work)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("command: python ") and "--scaling-size" in lines[0]
+    (sc,) = results.values()
+    score_line = next(ln for ln in lines if ln.strip().startswith("pairs among units found on both days"))
+    assert f"precision {sc['precision']:.4f}, recall {sc['recall']:.4f}" in score_line
+    assert 0 <= sc["recall"] <= 1 and sc["pairs_true"] >= 1  # two 64 px days share a few neurons
+    scaling = [ln for ln in lines if ln.strip().startswith("pairs: precision")]
+    assert scaling and "tracked as one" in scaling[0]
+    assert any("matching + consistent identities" in ln and "MiB" in ln for ln in lines)
+    assert not work.exists()  # movies and per-day results are deleted without --keep

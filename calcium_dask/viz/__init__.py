@@ -14,9 +14,11 @@ from .report import write_report
 from .static import plot_contours, plot_metrics, plot_patch_grid, plot_shifts, plot_summary, plot_traces, view_quilt
 
 __all__ = ["plot_contours", "plot_shifts", "plot_patch_grid", "view_quilt", "plot_summary", "plot_traces",
-           "plot_metrics", "plot_contours_interactive", "view_components", "play", "write_report"]
+           "plot_metrics", "plot_contours_interactive", "view_components", "play", "write_report",
+           "plot_tracked_contours", "plot_tracked_unit", "write_tracking_report"]
 
-_LAZY = {"plot_contours_interactive": ".interactive", "view_components": ".interactive"}
+_LAZY = {"plot_contours_interactive": ".interactive", "view_components": ".interactive",
+         "plot_tracked_contours": ".tracking", "plot_tracked_unit": ".tracking", "write_tracking_report": ".tracking"}
 
 
 def __getattr__(name: str) -> Any:

@@ -386,7 +386,8 @@ def write_report(store_url: str | ResultsStore | Any, out_html: str | Path, *, s
     storage_options : dict, optional
         fsspec options for a remote store.
     max_traces : int
-        Largest number of units whose traces are drawn.
+        Largest number of units whose traces are drawn (of a tracking store: tracked units
+        drawn across sessions, at most 4).
 
     Returns
     -------
@@ -397,6 +398,13 @@ def write_report(store_url: str | ResultsStore | Any, out_html: str | Path, *, s
         store_url = store_url.store
     store = store_url if isinstance(store_url, ResultsStore) else ResultsStore(str(store_url),
                                                                                  dict(storage_options or {}))
+    from ..tracking import is_tracking_store  # a tracking store has a report of its own
+
+    if store.group is None and is_tracking_store(store.url, store.storage_options):
+        from .tracking import write_tracking_report
+
+        return write_tracking_report(store.url, out_html, storage_options=store.storage_options,
+                                     max_units=min(max_traces, 4))
     attrs = dict(store.root(mode="r").attrs) if store.exists() and store.group is None else {}
     if attrs.get("fields_of_view"):
         page = _session_page(store, attrs, max_traces)
