@@ -8,16 +8,15 @@ from __future__ import annotations
 
 from ._version import __version__
 from .errors import CalciumDaskError, MovieError, ParamsError, StoreError
-from .io import open_movie
-from .params import Params
 
-# heavier entry points load on first use, so `import calcium_dask` and the CLI start fast
-_LAZY = {"connect": ".cluster", "motion_correct": ".motion", "apply_shifts": ".motion",
+# everything else loads on first use, so `import calcium_dask` and the CLI start fast (the
+# movie readers import dask.array and xarray: ~1 s; `calcium-dask --version` needs none of it)
+_LAZY = {"open_movie": ".io", "Params": ".params", "connect": ".cluster", "motion_correct": ".motion",
+         "apply_shifts": ".motion",
          "summary_images": ".summary", "cnmf": ".cnmf", "Results": ".results", "open_results": ".results",
          "run_pipeline": ".pipeline"}
 
-__all__ = ["__version__", "open_movie", "Params", "CalciumDaskError", "MovieError", "ParamsError",
-           "StoreError", *_LAZY]
+__all__ = ["__version__", "CalciumDaskError", "MovieError", "ParamsError", "StoreError", *_LAZY]
 
 
 def __getattr__(name: str):

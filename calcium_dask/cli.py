@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
 
 from ._version import __version__
 from .batch import batch_command
@@ -255,6 +254,8 @@ def demo_params(fr: float):
 
 def score_lines(store, truth) -> list[str]:
     """One line per stage present in the store, scored against the ground truth."""
+    import numpy as np
+
     from .datasets.scoring import frame_offset, match_footprints, score_shifts, score_sources, shift_images
 
     lines: list[str] = []

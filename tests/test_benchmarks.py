@@ -98,3 +98,13 @@ def test_bench_motion_accuracy_scores_a_simulated_movie_against_its_ceiling(tmp_
     exact = score_mean_image(bench.truth_mean(raw, truth, keep_static=False), truth["clean_mean"])["corr"]
     assert exact > 0.9995 and exact - row["ceiling"] > 1e-3  # here 0.9998 and 0.004
     assert GroundTruth.load(movie_dir / "truth.npz").params.nr_mean_free is False
+
+
+def test_bench_patch_times_a_patch_and_checks_its_fit(capsys):
+    row = _load("bench_patch").main(["--frames", "300", "--side", "31", "--repeat", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("command: python ") and "--frames 300" in lines[0]
+    side, frames, first, median, lo, hi, corr = lines[-1].split()
+    assert (side, frames) == ("31", "300") and float(median) == round(row["median"], 3)
+    assert float(first) > 0 and lo == hi == median  # one timed call
+    assert row["footprint_corr_min"] > 0.9  # the fit it timed found the planted neurons

@@ -86,17 +86,13 @@ def test_rejects_unknown_initialisation(sim):
 
 
 @pytest.mark.slow
-def test_patch_of_caiman_size_is_fast():
-    """A 3000-frame rf=15 patch (31 x 31), K=4, p=1, nb=2: well under a second per patch."""
-    import time
+def test_patch_of_caiman_size_finds_its_neurons():
+    """A 3000-frame rf=15 patch (31 x 31), K=4, p=1, nb=2: every planted neuron, no extra.
 
+    Its speed is measured by ``benchmarks/bench_patch.py``, not asserted here."""
     s = simulate(T=3000, dims=(31, 31), centers=((8, 8), (9, 22), (22, 12), (24, 20)), nb=2)
-    fit_patch(s.Y, K=4, gSig=4, p=1, nb=2)  # warm caches (numba, BLAS)
-    t0 = time.perf_counter()
     res = fit_patch(s.Y, K=4, gSig=4, p=1, nb=2)
-    elapsed = time.perf_counter() - t0
     _check_found(res, s, fp=0.95, tr=0.95, extra=0)
-    assert elapsed < 1.0, elapsed
 
 
 def test_neighbouring_patches_report_each_neuron_once():
