@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import click
 
 from ._version import __version__
 from .batch import batch_command
-from .errors import CalciumDaskError, one_line
+from .errors import CalciumDaskError, IgnoredParametersWarning, one_line
 
 __all__ = ["main", "cli"]
 
@@ -102,7 +103,9 @@ def load_params(params_file: str | None, assignments: tuple[str, ...]):
 @params_option
 @set_option
 @click.option("--describe", is_flag=True, help="List every parameter with its default and meaning.")
-def params_cmd(params_file: str | None, assignments: tuple[str, ...], describe: bool) -> None:
+@click.option("--caiman", "caiman", is_flag=True,
+              help="List CaImAn's other parameters and what calcium-dask does with each.")
+def params_cmd(params_file: str | None, assignments: tuple[str, ...], describe: bool, caiman: bool) -> None:
     """Validate parameters and print them as YAML (the defaults when no file is given)."""
     import yaml
 
@@ -111,6 +114,18 @@ def params_cmd(params_file: str | None, assignments: tuple[str, ...], describe: 
     if describe:
         for key, default, doc in rows():
             click.echo(f"{key:<34} {default!s:<14} {doc}")
+        return
+    if caiman:
+        from .caiman_params import CAIMAN_KEYS, WHOLE_GROUPS
+
+        for group, why in WHOLE_GROUPS.items():
+            click.echo(f"{group + '.*':<34} {'ignored':<12} {why}")
+        registry = {key.partition(".")[2] for key, _, _ in rows()}  # these set the registry's
+        for key, e in sorted(CAIMAN_KEYS.items(), key=lambda kv: (kv[1].group, kv[0].lower())):
+            if e.group in WHOLE_GROUPS or key in registry:
+                continue
+            same = f" (quiet when {' or '.join(map(repr, e.same))})" if e.kind == "unsupported" and e.same else ""
+            click.echo(f"{e.group + '.' + key:<34} {e.kind:<12} {e.why}{same}")
         return
     click.echo(yaml.safe_dump(load_params(params_file, assignments).to_dict(), sort_keys=False), nl=False)
 
@@ -340,11 +355,25 @@ def _human_bytes(n: float) -> str:
     return f"{n:.1f} TB"  # pragma: no cover
 
 
+def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """Parameters ignored by calcium-dask: one plain line on stderr, not Python's two."""
+    if issubclass(category, IgnoredParametersWarning):
+        click.echo(f"calcium-dask: warning: {message}", err=True)
+    else:
+        _SHOW_WARNING(message, category, *args, **kwargs)
+
+
+_SHOW_WARNING = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning user errors into one line and exit code 2."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        code = cli.main(args=argv, prog_name="calcium-dask", standalone_mode=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("once", IgnoredParametersWarning)  # one line, even if loaded twice
+            warnings.showwarning = _show_warning
+            code = cli.main(args=argv, prog_name="calcium-dask", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)

@@ -56,7 +56,8 @@ class CNMFEstimates:
 def temporal_options(params: Params) -> dict[str, Any]:
     tp, pp = params.temporal, params.preprocess
     return dict(p=tp.p, bas_nonneg=tp.bas_nonneg, iterations=tp.ITER, noise_range=pp.noise_range,
-                noise_method=pp.noise_method, lags=pp.lags, fudge_factor=tp.fudge_factor)
+                noise_method=pp.noise_method, lags=pp.lags, fudge_factor=tp.fudge_factor, s_min=tp.s_min,
+                optimize_g=tp.optimize_g)
 
 
 # -- per-time-chunk kernels (run in tasks) ----------------------------------------------

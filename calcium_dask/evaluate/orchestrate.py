@@ -21,7 +21,7 @@ from .kernels.background_residue import background_correlation
 from .kernels.classifier import classify
 from .kernels.dff import detrend_df_f
 from .kernels.duplicates import find_duplicates
-from .kernels.motion_artifacts import border_weight, border_widths, motion_correlation
+from .kernels.motion_artifacts import border_weight, border_widths, is_motion_residue, motion_correlation
 from .kernels.select import accept
 from .kernels.snr import trace_snr
 from .kernels.spatial import (active_frames, background_window_means, footprint_window, peak_window, r_values,
@@ -135,7 +135,7 @@ def evaluate_components(movie: xr.DataArray, ds: xr.Dataset, params: Params,
                     use_cnn=q.use_cnn)
         mcorr, border = motion_residue(A, C + YrA, (H, W), motion)
         if q.max_motion_corr is not None:
-            ok &= ~((mcorr >= q.max_motion_corr) & (border >= 0.5))  # NaN compares False
+            ok &= ~is_motion_residue(mcorr, border, q.max_motion_corr)
         bcorr = background_correlation(C, f)
         if q.max_background_corr is not None:
             ok &= ~((bcorr >= q.max_background_corr) & ~(snr > q.min_SNR))

@@ -254,7 +254,7 @@ def test_foopsi_negative_offset():
     res = constrained_foopsi(y, p=2, bas_nonneg=False)
     assert abs(res.b + 50.0) < 0.2
     assert np.corrcoef(res.c, c_true)[0, 1] > 0.95
-    clipped = constrained_foopsi(y, p=2)  # baseline held at 0: nothing fits
+    clipped = constrained_foopsi(y, p=2, bas_nonneg=True)  # baseline held at 0: nothing fits
     assert clipped.b == 0 and np.all(np.isfinite(clipped.c))
 
 

@@ -29,12 +29,12 @@ def _check_found(res: PatchResult, s, fp=0.9, tr=0.9, extra=1):
 
 def test_fit_patch_finds_every_neuron_and_drops_extra_seeds():
     s = simulate(seed=12, nb=1)
-    res = fit_patch(s.Y, K=7, gSig=2, p=1, nb=1)  # two seeds more than planted neurons
+    res = fit_patch(s.Y, K=7, gSig=2, p=1, nb=1, only_init=False)  # two seeds more than planted neurons
     _check_found(res, s, fp=0.95, tr=0.95, extra=0)
 
 
 def test_fit_patch_outputs(sim):
-    res = fit_patch(sim.Y, K=7, gSig=2, p=1, nb=2)
+    res = fit_patch(sim.Y, K=7, gSig=2, p=1, nb=2, only_init=False)
     idx = _check_found(res, sim, fp=0.95, tr=0.95, extra=2)
     K, T = res.C.shape
     N = sim.Y.shape[1] * sim.Y.shape[2]
@@ -55,7 +55,7 @@ def test_fit_patch_outputs(sim):
 
 
 def test_fit_patch_downsampled_initialisation(sim):
-    res = fit_patch(sim.Y, K=5, gSig=2, p=1, nb=2, ssub=2, tsub=2)
+    res = fit_patch(sim.Y, K=5, gSig=2, p=1, nb=2, ssub=2, tsub=2, only_init=False)
     _check_found(res, sim)
     assert res.C.shape[1] == sim.Y.shape[0]
 
@@ -63,7 +63,7 @@ def test_fit_patch_downsampled_initialisation(sim):
 @pytest.mark.parametrize("p,nb", [(0, 1), (2, 0)])
 def test_fit_patch_options(p, nb):
     s = simulate(seed=11, nb=nb)
-    res = fit_patch(s.Y, K=5, gSig=2, p=p, nb=nb, do_merge=False)
+    res = fit_patch(s.Y, K=5, gSig=2, p=p, nb=nb, do_merge=False, only_init=False)
     _check_found(res, s, tr=0.9)
     assert res.g.shape == (res.C.shape[0], p) and res.f.shape[0] == nb
 
@@ -91,7 +91,7 @@ def test_patch_of_caiman_size_finds_its_neurons():
 
     Its speed is measured by ``benchmarks/bench_patch.py``, not asserted here."""
     s = simulate(T=3000, dims=(31, 31), centers=((8, 8), (9, 22), (22, 12), (24, 20)), nb=2)
-    res = fit_patch(s.Y, K=4, gSig=4, p=1, nb=2)
+    res = fit_patch(s.Y, K=4, gSig=4, p=1, nb=2, only_init=False)
     _check_found(res, s, fp=0.95, tr=0.95, extra=0)
 
 
