@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     directory = Path(a.dir) if a.dir else Path(tempfile.mkdtemp(prefix="bench_startup_"))
     movie = directory / f"movie_{a.size}_{a.frames}.tif"
     if not movie.exists():
-        write_movie(movie, SimulationParams.preset("small", T=a.frames, H=a.size, W=a.size, seed=1))
+        neurons = max(4, round(40 * (a.size / 128) ** 2))  # the preset's density of neurons
+        write_movie(movie, SimulationParams.preset("small", T=a.frames, H=a.size, W=a.size, K=neurons, seed=1))
     rows = []
     try:
         for i in range(a.repeat):

@@ -160,14 +160,15 @@ def run(movie: tuple[str, ...], out: str, params_file: str | None, assignments: 
         scheduler: str | None, n_workers: int | None, quiet: bool) -> None:
     """Run the pipeline on MOVIE and write the results store OUT (resumable)."""
     from .cluster import connect
-    from .pipeline import run_pipeline
     from .compute import set_quiet
 
     params = load_params(params_file, assignments)
     so = parse_storage_options(storage_options)
     out_so = parse_storage_options(out_storage_options) if out_storage_options else so
     set_quiet(quiet)
+    pipeline = _import_while("calcium_dask.pipeline")  # ~1 s of imports, while the cluster starts
     with connect(scheduler, n_workers=n_workers, quiet=quiet) as client:
+        run_pipeline = pipeline.result().run_pipeline
         summary = run_pipeline(list(movie) if len(movie) > 1 else movie[0], out, params,
                                storage_options=so, out_storage_options=out_so, until=until,
                                from_stage=from_stage, force=force,
@@ -176,6 +177,18 @@ def run(movie: tuple[str, ...], out: str, params_file: str | None, assignments: 
             client.cluster.close()
     if not quiet:
         _print_summary(summary)
+
+
+def _import_while(module: str) -> Any:
+    """Import ``module`` on a thread of its own (a future of the module): the main thread
+    meanwhile waits on other processes (a local cluster's workers starting)."""
+    import importlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="import")
+    future = pool.submit(importlib.import_module, module)
+    pool.shutdown(wait=False)  # the thread ends with the import
+    return future
 
 
 def _print_summary(summary) -> None:

@@ -2,8 +2,16 @@
 
 Each stage reads one group (``Params.motion``, ``Params.init``...). Every field carries
 its documentation and its valid range in one place (this module), which drives validation,
-the command-line help and YAML/JSON round trips. A CaImAn parameter dict, flat as in its
-demo notebook or nested by group, is accepted unchanged by :meth:`Params.from_caiman`.
+the command-line help and YAML/JSON round trips; the numpy kernels default to the same
+values (a test checks every kernel's signature). A CaImAn parameter dict, flat as in its
+demo notebook or nested by group, is accepted unchanged by :meth:`Params.from_caiman`; its
+keys that are not parameters here are in :mod:`calcium_dask.caiman_params`.
+
+Fixed choices that are not parameters are documented constants beside the code that uses
+them: ``DETREND_DECAYS`` (the seeding's detrend window, in decay times) and ``GROUP_SIDE``
+in :mod:`calcium_dask.cnmf.patches`, ``SEARCH_RADIUS`` (CaImAn's default ``expandCore``, a
+diamond of radius 2) in :mod:`calcium_dask.cnmf.refit`, and the border rule of evaluation,
+``MOSTLY_IN_BORDER``, in :mod:`calcium_dask.evaluate.kernels.motion_artifacts`.
 
 The defaults are the values of CaImAn's demo pipeline for two-photon movies (piecewise-
 rigid correction on 48-pixel patches; CNMF on 31-pixel patches with K=4, gSig=4, p=1,
