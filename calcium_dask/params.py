@@ -178,8 +178,9 @@ class PatchParams:
 @dataclass(frozen=True)
 class SpatialParams:
     thr_method: Literal["nrg", "max"] = _f("nrg", "footprint thresholding: energy or max fraction")
-    nrgthr: float = _f(0.9999, "energy kept by thresholding", lo=0.0, hi=1.0)
-    maxthr: float = _f(0.1, "fraction of the max below which pixels are dropped", lo=0.0, hi=1.0)
+    nrgthr: float = _f(0.9999, "energy kept by thresholding (thr_method 'nrg')", lo=0.0, hi=1.0)
+    maxthr: float = _f(0.1, "fraction of the max below which pixels are dropped (thr_method 'max')",
+                       lo=0.0, hi=1.0)
     extract_cc: bool = _f(True, "keep only the largest connected piece of a footprint")
     update_background_components: bool = _f(True, "update the background footprints too")
 
@@ -234,10 +235,10 @@ class QualityParams:
 
 @dataclass(frozen=True)
 class DffParams:
-    quantileMin: float = _f(8.0, "percentile of the running baseline", lo=0.0, hi=100.0)
+    quantileMin: float = _f(8.0, "percentile of the running baseline (when flag_auto is false)", lo=0.0, hi=100.0)
     frames_window: int = _f(500, "length of the running baseline window, frames", lo=3)
     use_residuals: bool = _f(True, "add the residuals to the denoised traces before dF/F")
-    flag_auto: bool = _f(True, "choose the percentile per trace automatically")
+    flag_auto: bool = _f(True, "choose the percentile per trace automatically (quantileMin unused)")
     detrend_only: bool = _f(False, "subtract the baseline without dividing by it")
 
 
