@@ -79,11 +79,11 @@ class _Reads(ast.NodeVisitor):
         g = self._group_of(node.value)
         if g is not None and node.attr in self.groups[g][1]:
             self._found(f"{g}.{node.attr}", node)
-        elif node.attr == "gSiz" and "init" in self.groups:  # Params.gSiz(): init.gSiz or 2 gSig + 1
-            self._found("init.gSiz", node)
         self.generic_visit(node)
 
     def visit_Call(self, node: ast.Call) -> None:
+        if isinstance(node.func, ast.Attribute) and node.func.attr == "gSiz" and not node.args:
+            self._found("init.gSiz", node)  # Params.gSiz(): init.gSiz, or 2 gSig + 1
         # stored parameters read as a dict: ...get("<group>", ...).get("<key>")
         inner = node.func.value if isinstance(node.func, ast.Attribute) and node.func.attr == "get" else None
         if (isinstance(inner, ast.Call) and isinstance(inner.func, ast.Attribute) and inner.func.attr == "get"
