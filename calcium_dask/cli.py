@@ -407,7 +407,23 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"calcium-dask: internal error: {type(e).__name__}: {one_line(e)} "
                    "(rerun with --debug for the traceback)", err=True)
         sys.exit(1)
-    sys.exit(code if isinstance(code, int) else 0)
+    code = code if isinstance(code, int) else 0
+    if argv is None and "distributed" in sys.modules:
+        _exit_now(code)
+    sys.exit(code)
+
+
+def _exit_now(code: int) -> None:
+    """End the process now that the command is done and its cluster closed: tearing down
+    the modules of the numerical stack one by one (Python's finalization) would take ~1 s
+    more, after the results are written. Only the command-line process does this."""
+    import logging
+    import os
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
 
 
 cli.add_command(batch_command)

@@ -37,3 +37,14 @@ def test_public_names_still_resolve_on_first_use():
 
     assert cd.open_movie is open_movie and cd.Params is Params
     assert {"open_movie", "Params", "cnmf", "connect"} <= set(dir(cd))
+
+
+def test_the_modules_workers_warm_up_exist():
+    """A worker imports them beside its start (a wrong name would only warm nothing)."""
+    import importlib
+
+    from calcium_dask.cluster import TASK_MODULES
+
+    assert TASK_MODULES
+    for name in TASK_MODULES:
+        importlib.import_module(name)
