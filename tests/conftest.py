@@ -37,11 +37,20 @@ def local_cluster():
     from calcium_dask.cluster import connect
 
     c = connect(n_workers=2, memory_limit="2GB", dashboard_address=None, quiet=True)
+    c.run(_warmed_up)  # tests that time or order tasks must not race the workers' warm-up
     try:
         yield c
     finally:
         c.cluster.close()
         c.close()
+
+
+def _warmed_up() -> None:
+    import threading
+
+    for t in threading.enumerate():
+        if t.name == "warm-up":
+            t.join()
 
 
 @pytest.fixture(scope="session")
