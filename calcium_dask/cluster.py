@@ -62,9 +62,11 @@ class PinThreads(WorkerPlugin):
         threading.Thread(target=_warm, name="warm-up", daemon=True).start()
 
 
-#: the modules the pipeline's tasks are defined in, which a worker imports to run them
-TASK_MODULES = ("calcium_dask.motion.correct", "calcium_dask.cnmf.patches", "calcium_dask.cnmf.refit",
-                "calcium_dask.evaluate.orchestrate")
+#: the module the first stage's tasks are defined in, which a worker imports to run them
+#: (with xarray, dask.array and zarr, which every stage's need): imported beside the
+#: worker's start, the work is only done earlier. The later stages' modules import on
+#: demand; importing them too here slowed the first stage on 2 cores
+TASK_MODULES = ("calcium_dask.motion.correct",)
 
 
 def _warm() -> None:
