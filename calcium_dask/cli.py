@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
 
 from ._version import __version__
 from .batch import batch_command
-from .errors import CalciumDaskError, one_line
+from .errors import CalciumDaskError, IgnoredParametersWarning, one_line
 from .service.commands import cancel_command, serve_command, status_command, submit_command, watch_command
 
 __all__ = ["main", "cli"]
@@ -149,7 +149,9 @@ def load_params(params_file: str | None, assignments: tuple[str, ...]):
 @params_option
 @set_option
 @click.option("--describe", is_flag=True, help="List every parameter with its default and meaning.")
-def params_cmd(params_file: str | None, assignments: tuple[str, ...], describe: bool) -> None:
+@click.option("--caiman", "caiman", is_flag=True,
+              help="List CaImAn's other parameters and what calcium-dask does with each.")
+def params_cmd(params_file: str | None, assignments: tuple[str, ...], describe: bool, caiman: bool) -> None:
     """Validate parameters and print them as YAML (the defaults when no file is given)."""
     import yaml
 
@@ -158,6 +160,18 @@ def params_cmd(params_file: str | None, assignments: tuple[str, ...], describe: 
     if describe:
         for key, default, doc in rows():
             click.echo(f"{key:<34} {default!s:<14} {doc}")
+        return
+    if caiman:
+        from .caiman_params import CAIMAN_KEYS, WHOLE_GROUPS
+
+        for group, why in WHOLE_GROUPS.items():
+            click.echo(f"{group + '.*':<34} {'ignored':<12} {why}")
+        registry = {key.partition(".")[2] for key, _, _ in rows()}  # these set the registry's
+        for key, e in sorted(CAIMAN_KEYS.items(), key=lambda kv: (kv[1].group, kv[0].lower())):
+            if e.group in WHOLE_GROUPS or key in registry:
+                continue
+            same = f" (quiet when {' or '.join(map(repr, e.same))})" if e.kind == "unsupported" and e.same else ""
+            click.echo(f"{e.group + '.' + key:<34} {e.kind:<12} {e.why}{same}")
         return
     click.echo(yaml.safe_dump(load_params(params_file, assignments).to_dict(), sort_keys=False), nl=False)
 
@@ -209,7 +223,6 @@ def run(movie: tuple[str, ...], out: str, params_file: str | None, assignments: 
     """
     from .cluster import connect
     from .compute import set_quiet
-    from .pipeline import run_pipeline
 
     params = load_params(params_file, assignments)
     layout = {"data.nplanes": nplanes, "data.nchannels": nchannels, "data.functional_chan": functional_chan,
@@ -220,10 +233,11 @@ def run(movie: tuple[str, ...], out: str, params_file: str | None, assignments: 
     url = list(movie) if len(movie) > 1 else movie[0]
     set_quiet(quiet)
     if plane is not None:  # one plane of 4-D data (or of a recording): the classic single run
+        pipeline = _import_while("calcium_dask.pipeline")  # ~1 s of imports, while the cluster starts
         with connect(scheduler, n_workers=n_workers, quiet=quiet) as client:
-            summary = run_pipeline(url, out, params, storage_options=so, out_storage_options=out_so, until=until,
-                                   from_stage=from_stage, force=force,
-                                   open_kwargs=dict(engine=engine, dataset=dataset, plane=plane))
+            summary = pipeline.result().run_pipeline(url, out, params, storage_options=so, out_storage_options=out_so,
+                                                     until=until, from_stage=from_stage, force=force,
+                                                     open_kwargs=dict(engine=engine, dataset=dataset, plane=plane))
             if client.cluster is not None:
                 client.cluster.close()
         if not quiet:
@@ -240,9 +254,9 @@ def _run_fields(url: Any, out: str, params: Any, so: dict, out_so: dict, until: 
     from .batch import print_table
     from .cluster import connect
     from .compute import is_quiet, set_quiet
-    from .fields import run_fields
     from .io import open_session
 
+    fields = _import_while("calcium_dask.fields")  # ~1 s of imports, while the cluster starts
     d = params.data  # the recording's layout and channels are checked before a cluster starts
     several = len(open_session(url, engine=engine, dataset=dataset, nplanes=d.nplanes, nchannels=d.nchannels,
                                functional_chan=d.functional_chan, align_by_chan=d.align_by_chan,
@@ -252,7 +266,7 @@ def _run_fields(url: Any, out: str, params: Any, so: dict, out_so: dict, until: 
     set_quiet(quiet or several)  # concurrent bars would interleave: one line per stage instead
     try:
         with connect(scheduler, n_workers=n_workers, quiet=quiet) as client:
-            res = run_fields(url, out, params, client, storage_options=so, out_storage_options=out_so, until=until,
+            res = fields.result().run_fields(url, out, params, client, storage_options=so, out_storage_options=out_so, until=until,
                              from_stage=from_stage, force=force, max_concurrent=max_concurrent,
                              open_kwargs=dict(engine=engine, dataset=dataset), echo=echo)
             if client.cluster is not None:
@@ -268,6 +282,18 @@ def _run_fields(url: Any, out: str, params: Any, so: dict, out_so: dict, until: 
     if res.failed:
         click.echo(f"{len(res.failed)} of {len(res.results)} fields of view failed", err=True)
         sys.exit(1)
+
+
+def _import_while(module: str) -> Any:
+    """Import ``module`` on a thread of its own (a future of the module): the main thread
+    meanwhile waits on other processes (a local cluster's workers starting)."""
+    import importlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="import")
+    future = pool.submit(importlib.import_module, module)
+    pool.shutdown(wait=False)  # the thread ends with the import
+    return future
 
 
 def _print_summary(summary) -> None:
@@ -380,6 +406,8 @@ def demo_params(fr: float):
 
 def score_lines(store, truth) -> list[str]:
     """One line per stage present in the store, scored against the ground truth."""
+    import numpy as np
+
     from .datasets.scoring import frame_offset, match_footprints, score_shifts, score_sources, shift_images
 
     lines: list[str] = []
@@ -535,6 +563,17 @@ def _one_line_warning(message: Any, category: Any, *args: Any, **kwargs: Any) ->
     return f"calcium-dask: warning: {message}\n"
 
 
+def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """Parameters ignored by calcium-dask: one plain line on stderr, not Python's two."""
+    if issubclass(category, IgnoredParametersWarning):
+        click.echo(f"calcium-dask: warning: {message}", err=True)
+    else:
+        _SHOW_WARNING(message, category, *args, **kwargs)
+
+
+_SHOW_WARNING = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning user errors into one line and exit code 2."""
     import warnings
@@ -543,7 +582,10 @@ def main(argv: list[str] | None = None) -> None:
     if not debug:
         warnings.formatwarning = _one_line_warning  # e.g. a dropped partial volume: one line
     try:
-        code = cli.main(args=argv, prog_name="calcium-dask", standalone_mode=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("once", IgnoredParametersWarning)  # one line, even if loaded twice
+            warnings.showwarning = _show_warning
+            code = cli.main(args=argv, prog_name="calcium-dask", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
@@ -564,7 +606,23 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"calcium-dask: internal error: {type(e).__name__}: {one_line(e)} "
                    "(rerun with --debug for the traceback)", err=True)
         sys.exit(1)
-    sys.exit(code if isinstance(code, int) else 0)
+    code = code if isinstance(code, int) else 0
+    if argv is None and "distributed" in sys.modules:
+        _exit_now(code)
+    sys.exit(code)
+
+
+def _exit_now(code: int) -> None:
+    """End the process now that the command is done and its cluster closed: tearing down
+    the modules of the numerical stack one by one (Python's finalization) would take ~1 s
+    more, after the results are written. Only the command-line process does this."""
+    import logging
+    import os
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
 
 
 cli.add_command(batch_command)

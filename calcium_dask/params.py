@@ -2,8 +2,16 @@
 
 Each stage reads one group (``Params.motion``, ``Params.init``...). Every field carries
 its documentation and its valid range in one place (this module), which drives validation,
-the command-line help and YAML/JSON round trips. A CaImAn parameter dict, flat as in its
-demo notebook or nested by group, is accepted unchanged by :meth:`Params.from_caiman`.
+the command-line help and YAML/JSON round trips; the numpy kernels default to the same
+values (a test checks every kernel's signature). A CaImAn parameter dict, flat as in its
+demo notebook or nested by group, is accepted unchanged by :meth:`Params.from_caiman`; its
+keys that are not parameters here are in :mod:`calcium_dask.caiman_params`.
+
+Fixed choices that are not parameters are documented constants beside the code that uses
+them: ``DETREND_DECAYS`` (the seeding's detrend window, in decay times) and ``GROUP_SIDE``
+in :mod:`calcium_dask.cnmf.patches`, ``SEARCH_RADIUS`` (CaImAn's default ``expandCore``, a
+diamond of radius 2) in :mod:`calcium_dask.cnmf.refit`, and the border rule of evaluation,
+``MOSTLY_IN_BORDER``, in :mod:`calcium_dask.evaluation.kernels.motion_artifacts`.
 
 The defaults are the values of CaImAn's demo pipeline for two-photon movies (piecewise-
 rigid correction on 48-pixel patches; CNMF on 31-pixel patches with K=4, gSig=4, p=1,
@@ -50,6 +58,7 @@ import functools
 import json
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -57,22 +66,29 @@ from typing import Any, Literal
 import numpy as np
 import yaml
 
-from .errors import ParamsError
+from .caiman_params import CAIMAN_KEYS, read_caiman
+from .errors import IgnoredParametersWarning, ParamsError
 
 __all__ = ["Params", "GROUPS", "STAGE_GROUPS", "describe"]
 
 
-def _f(default: Any, doc: str, *, lo: float | None = None, hi: float | None = None) -> Any:
-    """A parameter field: default, one-line documentation, inclusive numeric bounds."""
-    return field(default=default, metadata={"doc": doc, "lo": lo, "hi": hi})
+def _f(default: Any, doc: str, *, lo: float | None = None, hi: float | None = None, per_axis: bool = False,
+       refuse: dict[Any, str] | None = None) -> Any:
+    """A parameter field: default, one-line documentation, inclusive numeric bounds.
+
+    ``per_axis``: one value per axis (y, x), or one for both (CaImAn's lists per axis);
+    ``refuse``: values of the type that are not implemented -> why (a clear error).
+    """
+    return field(default=default, metadata={"doc": doc, "lo": lo, "hi": hi, "per_axis": per_axis,
+                                            "refuse": refuse or {}})
 
 
 @dataclass(frozen=True)
 class DataParams:
     fr: float = _f(30.0, "imaging rate, frames per second", lo=1e-3)
     decay_time: float = _f(0.4, "decay time of a transient of the indicator, seconds", lo=0.0)
-    dxy: tuple[float, float] = _f((1.0, 1.0), "pixel size (y, x) in micrometres", lo=1e-6)
-    fnames: tuple[str, ...] | None = _f(None, "input file names (recorded; the movie is given to run)")
+    dxy: tuple[float, float] = _f((1.0, 1.0), "pixel size (y, x) in micrometres (recorded; the NWB export's "
+                                              "grid spacing)", lo=1e-6, per_axis=True)
     var_name_hdf5: str = _f("mov", "dataset name inside an HDF5 file")
     # suite2p's names for recordings that interleave planes and channels (1-based channels)
     nplanes: int | None = _f(None, "planes per volume, flyback frames included (suite2p); None: from the "
@@ -87,9 +103,9 @@ class DataParams:
 @dataclass(frozen=True)
 class MotionParams:
     pw_rigid: bool = _f(True, "piecewise-rigid correction after the rigid one")
-    max_shifts: tuple[int, int] = _f((6, 6), "largest rigid shift (y, x) allowed, pixels", lo=0)
-    strides: tuple[int, int] = _f((48, 48), "patch spacing for piecewise-rigid, pixels", lo=4)
-    overlaps: tuple[int, int] = _f((24, 24), "overlap of neighbouring patches, pixels", lo=0)
+    max_shifts: tuple[int, int] = _f((6, 6), "largest rigid shift (y, x) allowed, pixels", lo=0, per_axis=True)
+    strides: tuple[int, int] = _f((48, 48), "patch spacing for piecewise-rigid, pixels", lo=4, per_axis=True)
+    overlaps: tuple[int, int] = _f((24, 24), "overlap of neighbouring patches, pixels", lo=0, per_axis=True)
     max_deviation_rigid: int = _f(3, "largest deviation of a patch's shift from the rigid one", lo=0)
     niter_rig: int = _f(1, "iterations of rigid template refinement", lo=1, hi=20)
     niter_els: int = _f(1, "piecewise-rigid iterations: the template is refined piecewise-rigidly "
@@ -99,7 +115,8 @@ class MotionParams:
     shifts_opencv: bool = _f(True, "apply shifts by interpolation (opencv) rather than in Fourier space")
     border_nan: bool | Literal["copy"] = _f("copy", "pixels shifted in from outside: 'copy' edge, True NaN, False 0")
     nonneg_movie: bool = _f(True, "offset the corrected movie to be non-negative when min_mov < 0")
-    gSig_filt: tuple[int, int] | None = _f(None, "high-pass filter width for registration (one-photon)", lo=1)
+    gSig_filt: tuple[int, int] | None = _f(None, "high-pass filter width for registration (one-photon)", lo=1,
+                                           per_axis=True)
     min_mov: float | None = _f(None, "movie minimum; estimated from the data when None")
     clip_quantile: float | None = _f(
         0.95, "register frames and template clipped at this quantile of the template's pixels, so "
@@ -121,7 +138,8 @@ class MotionParams:
 class PreprocessParams:
     noise_range: tuple[float, float] = _f((0.25, 0.5), "PSD band for noise, fraction of the frame rate", lo=0.0, hi=0.5)
     noise_method: Literal["mean", "median", "logmexp"] = _f("mean", "how the PSD is averaged in the band")
-    max_num_samples_fft: int = _f(3072, "samples used for the noise PSD of long traces", lo=64)
+    max_num_samples_fft: int = _f(3072, "frames of the pixel noise estimate: a longer patch uses three blocks "
+                                        "of a third as many (start, middle, end)", lo=64)
     lags: int = _f(5, "autocovariance lags used to estimate the AR coefficients", lo=1, hi=100)
     check_nan: bool = _f(True, "fill NaN/inf pixels from the nearest finite pixel of their frame (false: an error)")
 
@@ -129,8 +147,9 @@ class PreprocessParams:
 @dataclass(frozen=True)
 class InitParams:
     K: int | None = _f(4, "components per patch (whole field when rf is None)", lo=0)
-    gSig: tuple[float, float] = _f((4.0, 4.0), "half-size of a neuron (y, x), pixels", lo=0.5)
-    gSiz: tuple[int, int] | None = _f(None, "size of the box around a neuron, pixels (default 2*gSig+1)", lo=1)
+    gSig: tuple[float, float] = _f((4.0, 4.0), "half-size of a neuron (y, x), pixels", lo=0.5, per_axis=True)
+    gSiz: tuple[int, int] | None = _f(None, "size of the box around a neuron, pixels (default 2*gSig+1)", lo=1,
+                                      per_axis=True)
     method_init: Literal["greedy_roi"] = _f("greedy_roi", "initialisation method (two-photon; CNMF-E's "
                                                       "corr_pnr is not offered)")
     nb: int = _f(2, "number of background components", lo=0, hi=20)
@@ -138,30 +157,43 @@ class InitParams:
     tsub: int = _f(1, "temporal downsampling during initialisation", lo=1, hi=100)
     nIter: int = _f(5, "rank-1 refinement iterations per greedy component", lo=1, hi=100)
     maxIter: int = _f(5, "HALS iterations after initialisation", lo=0, hi=100)
-    rolling_sum: bool = _f(True, "pick seeds by a rolling sum over time")
-    rolling_length: int = _f(100, "length of the rolling window, frames", lo=1)
+    rolling_sum: bool = _f(True, "score seeds by their largest rolling sum over time, else their total energy "
+                                 "(CaImAn's seeding, used when min_snr_init is None; the default seeding scores "
+                                 "each pixel's transients against its noise)")
+    rolling_length: int = _f(100, "length of the rolling window, frames (with rolling_sum, when min_snr_init "
+                                  "is None)", lo=1)
     normalize_init: bool = _f(True, "normalise the movie by its noise before initialisation")
+    min_snr_init: float | None = _f(4.0, "seeding stops when no transient of the detrended patch movie reaches "
+                                         "this many noise SDs (not in CaImAn; None: always K seeds, as its "
+                                         "greedy_roi)", lo=0.0)
 
 
 @dataclass(frozen=True)
 class PatchParams:
-    rf: int | None = _f(15, "half-size of a CNMF patch, pixels (None: the whole field)", lo=2)
-    stride: int | None = _f(10, "overlap between CNMF patches, pixels", lo=0)
+    rf: int | tuple[int, int] | None = _f(15, "half-size of a CNMF patch, pixels, or one per axis (y, x) "
+                                              "(None: the whole field)", lo=2, per_axis=True)
+    stride: int | tuple[int, int] | None = _f(10, "overlap between CNMF patches, pixels, or one per axis (y, x) "
+                                                  "(None: rf // 2)", lo=0, per_axis=True)
     only_init: bool = _f(True, "patches only initialise; traces come from the refit")
+    p_patch: int = _f(0, "order of the AR model inside the patches when they do not only initialise",
+                      lo=0, hi=2)
     nb_patch: int = _f(1, "background components per patch", lo=0, hi=20)
     border_pix: int = _f(0, "pixels along each edge left out of every footprint (CaImAn's demo sets the "
                             "largest shift when border_nan is not 'copy')", lo=0)
-    low_rank_background: bool = _f(True, "one low-rank background for the whole field")
-    memory_fact: float = _f(1.0, "scale of the memory budget of a patch task", lo=0.01)
+    low_rank_background: bool = _f(True, "one low-rank background (init.nb components) for the whole field from "
+                                         "the patches' backgrounds", refuse={
+        False: "one background per patch (CaImAn's low_rank_background=False) is not implemented: the "
+               "patches' backgrounds always become init.nb global components"})
+    memory_fact: float = _f(1.0, "scale of the memory budget of a patch task (512 MB of movie data): a patch "
+                                 "that exceeds it is initialised on averages of frames", lo=0.001)
 
 
 @dataclass(frozen=True)
 class SpatialParams:
-    method_exp: Literal["dilate"] = _f("dilate", "how the search area is grown (CaImAn's 'dilate': "
-                                                 "the support dilated by a radius-2 diamond)")
     thr_method: Literal["nrg", "max"] = _f("nrg", "footprint thresholding: energy or max fraction")
-    nrgthr: float = _f(0.9999, "energy kept by thresholding", lo=0.0, hi=1.0)
-    maxthr: float = _f(0.1, "fraction of the max below which pixels are dropped", lo=0.0, hi=1.0)
+    nrgthr: float = _f(0.9999, "energy kept by thresholding (thr_method 'nrg')", lo=0.0, hi=1.0)
+    maxthr: float = _f(0.1, "fraction of the max below which pixels are dropped (thr_method 'max')",
+                       lo=0.0, hi=1.0)
     extract_cc: bool = _f(True, "keep only the largest connected piece of a footprint")
     update_background_components: bool = _f(True, "update the background footprints too")
 
@@ -170,11 +202,14 @@ class SpatialParams:
 class TemporalParams:
     p: int = _f(1, "order of the autoregressive model of calcium (0, 1, 2)", lo=0, hi=2)
     bas_nonneg: bool = _f(False, "constrain the baseline of each trace to be non-negative")
-    method_deconvolution: Literal["oasis"] = _f("oasis", "deconvolution method")
     fudge_factor: float = _f(0.96, "shrinkage of the AR time constants", lo=0.5, hi=1.0)
     ITER: int = _f(2, "block-coordinate-descent sweeps of the temporal update", lo=1, hi=20)
-    s_min: float | None = _f(None, "minimum spike size (None: noise-constrained)")
-    optimize_g: bool = _f(False, "refine the AR coefficients during deconvolution")
+    s_min: float | None = _f(None, "minimal spike size: after the noise-constrained fit, spikes are refitted "
+                                   "either 0 or >= s_min (negative: |s_min| noise SDs scaled as CaImAn's; "
+                                   "None or 0: no minimum)")
+    optimize_g: int | bool = _f(0, "refine each trace's decay on its largest isolated events after a first "
+                                   "fit: how many events (0 or false: keep the estimated decay; true: 5)",
+                                lo=0)
 
 
 @dataclass(frozen=True)
@@ -213,10 +248,10 @@ class QualityParams:
 
 @dataclass(frozen=True)
 class DffParams:
-    quantileMin: float = _f(8.0, "percentile of the running baseline", lo=0.0, hi=100.0)
+    quantileMin: float = _f(8.0, "percentile of the running baseline (when flag_auto is false)", lo=0.0, hi=100.0)
     frames_window: int = _f(500, "length of the running baseline window, frames", lo=3)
     use_residuals: bool = _f(True, "add the residuals to the denoised traces before dF/F")
-    flag_auto: bool = _f(True, "choose the percentile per trace automatically")
+    flag_auto: bool = _f(True, "choose the percentile per trace automatically (quantileMin unused)")
     detrend_only: bool = _f(False, "subtract the baseline without dividing by it")
 
 
@@ -287,26 +322,6 @@ STAGE_GROUPS: dict[str, tuple[str, ...]] = {
     "evaluate": ("data", "preprocess", "init", "quality", "dff"),
 }
 
-# CaImAn keys that do not change results here (processes, memory layout, solvers, GPUs):
-# accepted from a CaImAn dict and ignored, so its demo dict loads unchanged. Among them:
-# splits_rig / num_frames_split split the movie in time for CaImAn's parallel processes
-# (here the movie's dask chunks, compute.chunk_frames, do); del_duplicates chooses how
-# CaImAn resolves patch overlaps (here each patch keeps the components of the tile it
-# owns, then overlapping correlated ones merge); dist, min_corr, min_pnr and
-# ring_size_factor steer the 'ellipse' search and CNMF-E's corr_pnr initialisation,
-# which are not offered (method_exp and method_init reject them).
-CAIMAN_IGNORED = frozenset(
-    "n_processes n_pixels_per_process dims caiman_version last_commit mmap_F mmap_C "
-    "in_memory use_cuda indices is3D memory_efficient num_blocks_per_run_spat "
-    "num_blocks_per_run_temp solvers verbosity block_size_temp block_size_spat "
-    "splits_els num_splits_to_process_els num_splits_to_process_rig "
-    "method_ls normalize_yyt_one include_noise compute_g pixels sn p_patch p_ssub "
-    "p_tsub remove_very_bad_comps skip_refinement merge_parallel max_num_samples_fft_temporal "
-    "gSig_range use_ecc max_ecc center_psf init_iter ssub_B seed_method kernel "
-    "splits_rig num_frames_split del_duplicates dist min_corr min_pnr ring_size_factor".split()
-)
-
-
 def _index() -> dict[str, list[str]]:
     """Bare parameter name -> the groups that define it."""
     idx: dict[str, list[str]] = {}
@@ -324,6 +339,12 @@ def _unknown(key: str) -> ParamsError:
     close = difflib.get_close_matches(key, _ALL_KEYS, n=1, cutoff=0.6)
     hint = f"; did you mean '{close[0]}'?" if close else ""
     return ParamsError(f"unknown parameter '{key}'{hint}")
+
+
+def _unknown_caiman(key: str) -> ParamsError:
+    close = difflib.get_close_matches(key, _ALL_KEYS + sorted(CAIMAN_KEYS), n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return ParamsError(f"unknown parameter '{key}' (neither calcium-dask's nor CaImAn's){hint}")
 
 
 def _type_name(tp: Any) -> str:
@@ -397,6 +418,20 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+def _check_axes(value: Any, key: str) -> None:
+    """A value per axis must be two (y, x): CaImAn's 3-D lists are refused by name."""
+    if isinstance(value, (list, tuple, np.ndarray)) and np.ndim(value) == 1 and len(value) != 2:
+        why = (": calcium-dask processes 2-D movies, one plane at a time (open_movie(..., plane=...))"
+               if len(value) == 3 else "")
+        raise ParamsError(f"parameter '{key}' expects 2 values (y, x), got {len(value)}{why}")
+
+
+def _check_refused(value: Any, meta: Any, key: str) -> None:
+    for bad, why in meta["refuse"].items():
+        if value == bad and type(value) is type(bad):
+            raise ParamsError(f"parameter '{key}' = {value!r} is not supported: {why}")
+
+
 def _build_group(name: str, values: dict[str, Any]) -> Any:
     cls = GROUPS[name]
     hints = _hints(cls)
@@ -405,8 +440,12 @@ def _build_group(name: str, values: dict[str, Any]) -> Any:
     for k, v in values.items():
         if k not in fields:
             raise _unknown(f"{name}.{k}")
-        kwargs[k] = _coerce(v, hints[k], f"{name}.{k}")
-        _check_range(kwargs[k], fields[k].metadata, f"{name}.{k}")
+        key, meta = f"{name}.{k}", fields[k].metadata
+        if meta["per_axis"]:
+            _check_axes(v, key)
+        kwargs[k] = _coerce(v, hints[k], key)
+        _check_range(kwargs[k], meta, key)
+        _check_refused(kwargs[k], meta, key)
     return cls(**kwargs)
 
 
@@ -439,24 +478,45 @@ class Params:
     # -- construction -------------------------------------------------------------
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None = None, *, strict: bool = True) -> Params:
-        """Build from a dict nested by group, flat with bare names, or ``"group.key"`` keys."""
+        """Build from a dict nested by group, flat with bare names, or ``"group.key"`` keys.
+
+        Only this package's parameters are accepted; ``strict=False`` is
+        :meth:`from_caiman`, which takes CaImAn's dicts as they are.
+        """
+        if not strict:
+            return cls.from_caiman(d or {})
         grouped: dict[str, dict[str, Any]] = {g: {} for g in GROUPS}
         for key, value in (d or {}).items():
             if key in GROUPS and isinstance(value, dict):
                 for k, v in value.items():
-                    _place(grouped, f"{key}.{k}", v, strict)
+                    _place(grouped, f"{key}.{k}", v)
             else:
-                _place(grouped, key, value, strict)
+                _place(grouped, key, value)
         return cls(**{g: _build_group(g, v) for g, v in grouped.items()})
 
     @classmethod
     def from_caiman(cls, d: dict[str, Any]) -> Params:
-        """Accept a CaImAn ``CNMFParams`` dict (flat or nested) unchanged.
+        """Accept a CaImAn parameter dict unchanged: ``CNMFParams(params_dict=...)``'s flat
+        dict, one nested by group (``{"motion": {...}, "init": {...}}``) or
+        ``CNMFParams.to_dict()`` (``"init_params"``...); values may be numpy scalars and
+        arrays, and per-axis values lists, tuples or arrays.
 
-        Keys that only steer CaImAn's own execution (``n_processes``, memory layout,
-        solvers...) are ignored; any other unknown key is an error.
+        A key of the registry sets that parameter (given in several of CaImAn's groups, as
+        ``p`` in ``preprocess`` and ``temporal``, the value in the group that holds it here
+        is used). Any other CaImAn key is treated as :mod:`calcium_dask.caiman_params` says:
+        keys that cannot change the results here (``n_processes``, memory layout, OnACID's
+        settings...) are accepted quietly; keys that change CaImAn's results but are not
+        implemented here (``method_ls``...) are ignored and named in one
+        :class:`~calcium_dask.errors.IgnoredParametersWarning` (as are values of a key set
+        twice that are not used); an unsupported method (``method_deconvolution='cvxpy'``)
+        or an unknown key is a :class:`~calcium_dask.errors.ParamsError`.
         """
-        return cls.from_dict(d, strict=False)
+        read = read_caiman(d, _NAMES, GROUPS, _unknown_caiman)
+        params = cls(**{g: _build_group(g, read.values.get(g, {})) for g in GROUPS})
+        message = read.warning()
+        if message:
+            warnings.warn(IgnoredParametersWarning(message), stacklevel=2)
+        return params
 
     @classmethod
     def load(cls, path: str | Path) -> Params:
@@ -544,10 +604,7 @@ def _resolve(key: str) -> tuple[str, str]:
     raise _unknown(key)
 
 
-def _place(grouped: dict[str, dict[str, Any]], key: str, value: Any, strict: bool) -> None:
-    bare = key.rpartition(".")[2]
-    if not strict and bare in CAIMAN_IGNORED:
-        return
+def _place(grouped: dict[str, dict[str, Any]], key: str, value: Any) -> None:
     group, name = _resolve(key)
     grouped[group][name] = value
 

@@ -137,3 +137,28 @@ def test_bench_tracking_scores_registration_after_the_pipeline_and_cleans_up(tmp
     assert scaling and "tracked as one" in scaling[0]
     assert any("matching + consistent identities" in ln and "MiB" in ln for ln in lines)
     assert not work.exists()  # movies and per-day results are deleted without --keep
+
+
+def test_bench_patch_times_a_patch_and_checks_its_fit(capsys):
+    row = _load("bench_patch").main(["--frames", "300", "--side", "31", "--repeat", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("command: python ") and "--frames 300" in lines[0]
+    side, frames, first, median, lo, hi, corr = lines[-1].split()
+    assert (side, frames) == ("31", "300") and float(median) == round(row["median"], 3)
+    assert float(first) > 0 and lo == hi == median  # one timed call
+    assert row["footprint_corr_min"] > 0.9  # the fit it timed found the planted neurons
+
+
+def test_bench_startup_times_the_cli_and_a_whole_run(tmp_path, capsys):
+    rows = _load("bench_startup").main(["--size", "48", "--frames", "80", "--workers", "1", "--cli-repeat", "1",
+                                        "--dir", str(tmp_path)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("command: python ") and "--frames 80" in lines[0]
+    assert lines[1].startswith("calcium-dask --version: median ") and lines[2].startswith("calcium-dask --help: ")
+    header = lines[-2].split()
+    assert header == ["run", "wall", "workers_up", "first_task", "motion", "cnmf", "evaluate", "in_stages"]
+    (row,) = rows
+    # the probe saw the worker start and the first task, in that order, within the run
+    assert 0 < row["workers_up"] < row["first_task"] < row["wall"]
+    assert 0 < row["in_stages"] < 1 and lines[-1].split()[-1] == f"{100 * row['in_stages']:.0f}%"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["movie_48_80.tif", "params.json", "truth.npz"]

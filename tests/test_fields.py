@@ -99,3 +99,23 @@ def test_a_session_resumes_plane_by_plane(session, client):
     other = params.replace(**{"data.nplanes": 2})
     with pytest.raises(Exception, match="nplanes=2 does not match the file"):
         run_fields(str(d / "session.tif"), store.url, other, client, echo=lines.append)
+
+
+@pytest.mark.parametrize("change", [{}, {"data.nplanes": 1}, {"data.nchannels": 1}, {"data.functional_chan": 2},
+                                   {"data.align_by_chan": 2}])
+def test_the_layout_parameters_choose_the_field_of_view(tmp_path, client, change):
+    """suite2p's names as parameters (data.nplanes, nchannels, functional_chan, align_by_chan)
+    decide which frames of an interleaved movie a run reads: each changed alone from a base
+    of 2 planes x 2 channels (functional 1, aligned by itself) changes the field of view."""
+    frames = (np.arange(8 * 40)[:, None, None] % 8 * 100 + np.zeros((1, 32, 32))).astype(np.uint16)
+    np.save(tmp_path / "m.npy", frames)  # frame t: plane (t // 2) % 2, channel t % 2
+    base = {"data.nplanes": 2, "data.nchannels": 2, "data.functional_chan": 1, "data.align_by_chan": None}
+    params = Params().replace(**{**base, **change, "motion.pw_rigid": False})
+    out = str(tmp_path / "r.zarr")
+    run_pipeline(str(tmp_path / "m.npy"), out, params, until="motion", group="plane1",
+                 open_kwargs={"plane": 1 if params.data.nplanes > 1 else 0})
+    rec = dict(ResultsStore(out, group="plane1").root(mode="r").attrs)["field_of_view"]
+    got = (rec["shape"][0], rec["plane"], rec["channel"], rec["align_channel"])
+    want = {(): (80, 1, 1, None), ("data.nplanes",): (160, 0, 1, None), ("data.nchannels",): (160, 1, 1, None),
+            ("data.functional_chan",): (80, 1, 2, None), ("data.align_by_chan",): (80, 1, 1, 2)}[tuple(change)]
+    assert got == want, (change, rec)

@@ -33,6 +33,7 @@ from .kernels.background import low_rank_background
 from .kernels.fit import fit_patch
 from .kernels.grid import own_boxes, patch_boxes
 from .kernels.merge import merge_until_stable
+from .options import patch_update_options
 from ..movie_blocks import FrameSource, frame_source, read_downsampled
 
 __all__ = ["fit_patches", "PatchSet", "PatchComponents", "patch_options", "patch_memory_tsub", "patch_tsub",
@@ -42,7 +43,6 @@ __all__ = ["fit_patches", "PatchSet", "PatchComponents", "patch_options", "patch
 PATCH_BUDGET = 512 * 2**20  # bytes of float32 patch data one task may hold (x memory_fact)
 DETREND_DECAYS = 2.5  # seeding detrend window, in indicator decay times
 GROUP_SIDE = 2  # patches per task along each axis (they share the tiles they read)
-MIN_SNR_INIT = 4.0  # seeding stops when no transient reaches this many noise SDs
 MAX_TYPICAL = 1e15  # median |pixel| above which float32 sums of squares over a patch overflow
 CLIENT_SAMPLES = 20_000  # samples per trace the patches send back for merging and seeding the refit
 MIN_PATCH_SAMPLES = 50  # samples a downsampled patch needs (noise spectrum, AR fit, seeding windows)
@@ -73,7 +73,7 @@ class PatchSet:
 def patch_options(params: Params) -> dict[str, Any]:
     """:func:`fit_patch` keyword arguments from the parameter groups."""
     ip, tp = params.init, params.temporal
-    return dict(K=ip.K or 0, gSig=ip.gSig, gSiz=params.gSiz(), p=tp.p, nb=params.patch.nb_patch,
+    return dict(K=ip.K or 0, gSig=ip.gSig, gSiz=params.gSiz(), p=params.patch.p_patch, nb=params.patch.nb_patch,
                 merge_thr=params.merging.merge_thr, max_merge_area=params.merging.max_merge_area,
                 method_init=ip.method_init, ssub=ip.ssub,
                 tsub=ip.tsub, noise_range=params.preprocess.noise_range,
@@ -82,8 +82,8 @@ def patch_options(params: Params) -> dict[str, Any]:
                 only_init=params.patch.only_init, nIter=ip.nIter, maxIter=ip.maxIter,
                 rolling_sum=ip.rolling_sum, rolling_length=ip.rolling_length,
                 normalize_init=ip.normalize_init, detrend_window=detrend_window(params),
-                min_snr_init=MIN_SNR_INIT, decay_frames=params.data.decay_time * params.data.fr,
-                remove_common=True, remove_motion=True)
+                min_snr_init=ip.min_snr_init, decay_frames=params.data.decay_time * params.data.fr,
+                remove_common=True, remove_motion=True, **patch_update_options(params))
 
 
 def detrend_window(params: Params) -> int:
@@ -284,5 +284,5 @@ def fit_patches(movie: xr.DataArray, params: Params) -> PatchSet:
     A, C, b_all, f_all, sn = _collect(results, (h, w))
     if params.merging.do_merge:
         A, C = merge_until_stable(A, C, params.merging.merge_thr, params.merging.max_merge_area)
-    b, f = low_rank_background(b_all, f_all, params.init.nb)
+    b, f = low_rank_background(b_all, f_all, params.init.nb, seed=params.compute.seed)
     return PatchSet(A, C, b, f, sn, boxes, [r.K for r in results], tsub * average)

@@ -46,8 +46,8 @@ SEARCH_RADIUS = 2  # city-block dilation of the supports (CaImAn's 'dilate' sear
 
 def temporal_options(params: Params) -> dict[str, Any]:
     tp, pp = params.temporal, params.preprocess
-    return dict(p=tp.p, bas_nonneg=tp.bas_nonneg, noise_range=pp.noise_range,
-                noise_method=pp.noise_method, lags=pp.lags, fudge_factor=tp.fudge_factor)
+    return dict(p=tp.p, bas_nonneg=tp.bas_nonneg, noise_range=pp.noise_range, noise_method=pp.noise_method,
+                lags=pp.lags, fudge_factor=tp.fudge_factor, s_min=tp.s_min, optimize_g=tp.optimize_g)
 
 
 @dataclass

@@ -29,7 +29,7 @@ from .kernels.background_residue import background_correlation
 from .kernels.classifier import classify
 from .kernels.dff import detrend_df_f
 from .kernels.duplicates import duplicate_candidates, resolve_duplicates
-from .kernels.motion_artifacts import border_weight, border_widths, motion_correlation
+from .kernels.motion_artifacts import border_weight, border_widths, is_motion_residue, motion_correlation
 from .kernels.select import accept
 from .kernels.snr import trace_snr
 from .kernels.spatial import footprint_window, r_values, window_background, window_sums
@@ -190,7 +190,7 @@ def evaluate_components(movie: xr.DataArray, ds: xr.Dataset, params: Params,
                     SNR_lowest=q.SNR_lowest, rval_lowest=q.rval_lowest, cnn_lowest=q.cnn_lowest,
                     use_cnn=q.use_cnn)
         if q.max_motion_corr is not None:
-            ok &= ~((um.motion_corr >= q.max_motion_corr) & (border >= 0.5))  # NaN compares False
+            ok &= ~is_motion_residue(um.motion_corr, border, q.max_motion_corr)
         if q.max_background_corr is not None:
             ok &= ~((um.background_corr >= q.max_background_corr) & ~(um.snr > q.min_SNR))
         dup = _duplicates(A, _lazy(ds, "traces"), um.snr, ok, params)

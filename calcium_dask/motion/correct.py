@@ -529,8 +529,9 @@ def motion_correct(movie: xr.DataArray, params: Params, *, store: ResultsStore |
     -------
     MotionResult
     """
-    _check_storage(params.motion, movie.dtype)
     store = as_store(store, storage_options) if store is not None else None
+    if store is not None:
+        _check_storage(params.motion, movie.dtype)
     digest = params.digest("motion")
     if store is not None and path == MOVIE_PATH and store.completed("motion", digest):
         return stored_motion(store, movie)

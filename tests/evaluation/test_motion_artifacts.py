@@ -49,3 +49,12 @@ def test_border_weight_is_the_share_of_a_footprint_in_the_border():
     w = border_weight(A, (H, W), (4, 0, 0, 0))
     np.testing.assert_allclose(w, [1.0, 0.0, 0.5])
     np.testing.assert_allclose(border_weight(A, (H, W), (0, 0, 0, 0)), 0.0)
+
+
+def test_a_residue_needs_both_the_correlation_and_the_border():
+    from calcium_dask.evaluation.kernels.motion_artifacts import MOSTLY_IN_BORDER, is_motion_residue
+
+    corr = np.array([0.9, 0.9, 0.3, np.nan, 0.9])
+    border = np.array([MOSTLY_IN_BORDER, MOSTLY_IN_BORDER - 0.01, 0.9, 0.9, np.nan])
+    assert is_motion_residue(corr, border, 0.6).tolist() == [True, False, False, False, False]
+    assert not is_motion_residue(corr, border, 0.95).any()

@@ -41,7 +41,7 @@ class DuplicateCandidates:
 
 
 def duplicate_candidates(A: sp.spmatrix, strength: np.ndarray, candidates: np.ndarray, *,
-                         thresh_subset: float = 0.6, mask_frac: float = 0.2) -> DuplicateCandidates:
+                         thresh_subset: float = 0.5, mask_frac: float = 0.2) -> DuplicateCandidates:
     """The pairs :func:`find_duplicates` must correlate (see there for the arguments)."""
     K = A.shape[1]
     cand = np.asarray(candidates, bool).ravel()
@@ -81,7 +81,7 @@ def _trace_corr(C: np.ndarray, pairs: np.ndarray) -> np.ndarray:
 
 
 def find_duplicates(A: sp.spmatrix, C: np.ndarray, strength: np.ndarray, candidates: np.ndarray, *,
-                    thresh_subset: float = 0.6, corr_thr: float = 0.5, mask_frac: float = 0.2) -> np.ndarray:
+                    thresh_subset: float = 0.5, corr_thr: float = 0.5, mask_frac: float = 0.2) -> np.ndarray:
     """For each component, the component it duplicates, or -1.
 
     Component ``j`` duplicates component ``i`` (both among ``candidates``) when at least

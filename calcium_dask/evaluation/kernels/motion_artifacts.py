@@ -20,7 +20,12 @@ import scipy.sparse as sp
 
 from ._stats import zscore
 
-__all__ = ["motion_correlation", "border_weight", "border_widths"]
+__all__ = ["motion_correlation", "border_weight", "border_widths", "is_motion_residue", "MOSTLY_IN_BORDER"]
+
+#: The border rule: a unit lies mostly in the filled border when at least this fraction of
+#: its footprint's weight is there (:func:`border_weight`). A constant, not a parameter: a
+#: cell cut by the frame's edge reaches it only when most of it is outside the frame.
+MOSTLY_IN_BORDER = 0.5
 
 
 def motion_correlation(traces: np.ndarray, shifts: np.ndarray) -> np.ndarray:
@@ -85,3 +90,23 @@ def border_weight(A: sp.spmatrix, dims: tuple[int, int], widths: tuple[int, int,
     total = np.asarray(A.sum(axis=0)).ravel()
     inside = np.asarray(A[band].sum(axis=0)).ravel() if band.any() else np.zeros(A.shape[1])
     return np.where(total > 0, inside / np.where(total > 0, total, 1.0), 0.0)
+
+
+def is_motion_residue(motion_corr: np.ndarray, border: np.ndarray, max_motion_corr: float) -> np.ndarray:
+    """Units taken for a residue of the border fill: a raw trace that follows the frame's
+    displacement (``motion_corr >= max_motion_corr``) and a footprint mostly in the filled
+    border (``border >= MOSTLY_IN_BORDER``); NaN metrics are no residue.
+
+    Parameters
+    ----------
+    motion_corr, border : ndarray (K,)
+        :func:`motion_correlation` and :func:`border_weight` of each unit.
+    max_motion_corr : float
+        ``quality.max_motion_corr``.
+
+    Returns
+    -------
+    ndarray (K,) bool
+    """
+    with np.errstate(invalid="ignore"):
+        return (np.asarray(motion_corr) >= max_motion_corr) & (np.asarray(border) >= MOSTLY_IN_BORDER)

@@ -9,8 +9,8 @@ __all__ = ["accept"]
 
 
 def accept(snr: np.ndarray, r_values: np.ndarray, cnn_pred: np.ndarray | None = None, *,
-           min_SNR: float = 2.5, rval_thr: float = 0.8, min_cnn_thr: float = 0.9,
-           SNR_lowest: float = 0.5, rval_lowest: float = -1.0, cnn_lowest: float = 0.1,
+           min_SNR: float = 2.0, rval_thr: float = 0.8, min_cnn_thr: float = 0.9,
+           SNR_lowest: float = 0.5, rval_lowest: float = -1.0, cnn_lowest: float = 0.2,
            use_cnn: bool = True) -> np.ndarray:
     """Which components pass the evaluation.
 
