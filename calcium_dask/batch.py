@@ -40,12 +40,12 @@ import click
 from .errors import CalciumDaskError, one_line
 
 __all__ = ["ManifestError", "Session", "Manifest", "SessionResult", "load_manifest", "run_batch",
-           "write_summary", "batch_command"]
+           "run_sessions", "write_summary", "batch_command"]
 
 TOP_KEYS = ("params", "storage_options", "allowed_roots", "sessions")
 SESSION_KEYS = ("name", "input", "output", "overrides", "until", "storage_options", "engine",
                 "dataset", "plane")
-ENGINES = ("tiff", "zarr", "hdf5", "nwb", "npy")
+ENGINES = ("tiff", "zarr", "hdf5", "nwb", "npy", "sbx", "bruker", "nd2")
 _NAME = re.compile(r"[A-Za-z0-9][\w.@+-]*")
 _MAX_SHOWN = 6  # problems named in the one-line error
 _MAX_REASON = 300  # characters of an exception quoted in a problem or a summary row
@@ -66,6 +66,9 @@ class Session:
     storage_options: dict[str, Any] = field(default_factory=dict)
     until: str | None = None
     open_kwargs: dict[str, Any] = field(default_factory=dict)
+    group: str | None = None  # one field of view of a multi-plane session: its group in ``output``
+    from_stage: str | None = None  # rerun from this stage on
+    out_storage_options: dict[str, Any] | None = None  # for ``output`` (default: ``storage_options``)
 
 
 @dataclass(frozen=True)
@@ -382,12 +385,16 @@ def run_session(s: Session, *, force: bool = False, echo: Callable[[str], None] 
     rows: dict[str, dict[str, Any]] = {}
     stages = _stages(s.until)
     try:
-        done = {} if force else ResultsStore(s.output, dict(s.storage_options)).stages()
+        out_so = dict(s.storage_options if s.out_storage_options is None else s.out_storage_options)
+        done = {} if force else ResultsStore(s.output, out_so, s.group).stages()
         first = next((i for i, st in enumerate(stages) if st not in done), len(stages) - 1)
+        if s.from_stage is not None and s.from_stage in stages:
+            first = min(first, stages.index(s.from_stage))
         for j, stage in enumerate(stages[first:]):
             summary = run_pipeline(s.input, s.output, s.params, storage_options=dict(s.storage_options),
-                                   out_storage_options=dict(s.storage_options), until=stage,
-                                   force=force and j == 0, open_kwargs=dict(s.open_kwargs))
+                                   out_storage_options=out_so, until=stage,
+                                   from_stage=s.from_stage if j == 0 else None, force=force and j == 0,
+                                   open_kwargs=dict(s.open_kwargs), group=s.group)
             for row in summary.rows:
                 if row["stage"] not in rows:
                     rows[row["stage"]] = row
@@ -441,6 +448,13 @@ def run_batch(manifest: Manifest, client: Any, *, max_concurrent: int = 2, force
     list of SessionResult
         In the manifest's order.
     """
+    return run_sessions(manifest.sessions, client, max_concurrent=max_concurrent, force=force, echo=echo)
+
+
+def run_sessions(sessions: Sequence[Session], client: Any, *, max_concurrent: int = 2, force: bool = False,
+                 echo: Callable[[str], None] = print) -> list[SessionResult]:
+    """Run ``sessions`` (each a pipeline run) on ``client``, at most ``max_concurrent`` at once,
+    each in a thread of this process; see :func:`run_batch`. Results in the given order."""
     lock = threading.Lock()
 
     def say(line: str) -> None:
@@ -454,7 +468,7 @@ def run_batch(manifest: Manifest, client: Any, *, max_concurrent: int = 2, force
 
     pool = ThreadPoolExecutor(max_workers=max(1, max_concurrent), thread_name_prefix="calcium-dask-session")
     try:
-        futures = [pool.submit(one, s) for s in manifest.sessions]
+        futures = [pool.submit(one, s) for s in sessions]
         return [f.result() for f in futures]
     finally:
         pool.shutdown(wait=False, cancel_futures=True)

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
 
 from ._version import __version__
 from .batch import batch_command
-from .errors import CalciumDaskError, one_line
+from .errors import CalciumDaskError, IgnoredParametersWarning, one_line
+from .service.commands import cancel_command, serve_command, status_command, submit_command, watch_command
 
 __all__ = ["main", "cli"]
 
@@ -52,20 +53,37 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
+ENGINE_CHOICE = click.Choice(["tiff", "zarr", "hdf5", "nwb", "npy", "sbx", "bruker", "nd2"])
+nplanes_option = click.option("--nplanes", type=click.IntRange(min=1), default=None,
+                              help="Planes per volume, flyback frames included (suite2p's nplanes; default: "
+                                   "from the file's metadata).")
+nchannels_option = click.option("--nchannels", type=click.IntRange(min=1), default=None,
+                                help="Channels per frame (suite2p's nchannels; default: from the file's metadata).")
+
+
 @cli.command()
 @click.argument("movie", nargs=-1, required=True)
-@click.option("--engine", type=click.Choice(["tiff", "zarr", "hdf5", "nwb", "npy"]), default=None,
-              help="Reader to use (guessed from the file when omitted).")
+@click.option("--engine", type=ENGINE_CHOICE, default=None, help="Reader to use (guessed from the file when omitted).")
 @click.option("--dataset", default=None, help="HDF5 dataset, zarr array or NWB series name.")
 @click.option("--plane", type=int, default=None, help="Plane/channel of 4-D data.")
+@nplanes_option
+@nchannels_option
 @storage_option
 def info(movie: tuple[str, ...], engine: str | None, dataset: str | None, plane: int | None,
-         storage_options: tuple[str, ...]) -> None:
-    """Describe MOVIE (one file, URL or glob; several TIFF files form one movie)."""
-    from .io import open_movie
+         nplanes: int | None, nchannels: int | None, storage_options: tuple[str, ...]) -> None:
+    """Describe MOVIE: one file, URL or glob (several TIFF files form one movie), a Scanbox
+    .sbx, a Bruker T-series folder or XML, a Nikon .nd2; planes, channels and ROIs of a
+    rig's recording."""
+    from .io import open_movie, open_session, recording_layout
 
-    mov = open_movie(list(movie) if len(movie) > 1 else movie[0], engine=engine, dataset=dataset,
-                     plane=plane, storage_options=parse_storage_options(storage_options))
+    url = list(movie) if len(movie) > 1 else movie[0]
+    so = parse_storage_options(storage_options)
+    if recording_layout(url, engine=engine, nplanes=nplanes, nchannels=nchannels, dataset=dataset,
+                        storage_options=so) is not None:
+        _echo_rows(_session_rows(open_session(url, engine=engine, dataset=dataset, nplanes=nplanes,
+                                              nchannels=nchannels, storage_options=so)))
+        return
+    mov = open_movie(url, engine=engine, dataset=dataset, plane=plane, storage_options=so)
     t, h, w = mov.shape
     nbytes = mov.data.nbytes
     rows = [
@@ -80,9 +98,37 @@ def info(movie: tuple[str, ...], engine: str | None, dataset: str | None, plane:
         ("pixel size", "x".join(f"{d:g}" for d in mov.attrs["dxy"]) + " um"),
         ("size", _human_bytes(nbytes)),
     ]
+    _echo_rows(rows)
+
+
+def _echo_rows(rows: list[tuple[str, str]]) -> None:
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         click.echo(f"{k:<{width}}  {v}")
+
+
+def _session_rows(rec: Any) -> list[tuple[str, str]]:
+    """``calcium-dask info`` of a recording: its layout, then one line per field of view."""
+    first = rec.fields[0].movie
+    files = first.attrs["source"]
+    t = first.shape[0]
+    names = f" ({', '.join(rec.channel_names)})" if rec.channel_names else ""
+    rate = f"{rec.frame_rate:g} Hz per frame, " if rec.frame_rate else ""
+    nbytes = sum(f.movie.data.nbytes for f in rec.fields) * rec.nchannels
+    rows = [("source", files if isinstance(files, str) else f"{len(files)} files"), ("format", rec.format),
+            ("planes", f"{rec.nplanes}" + (f" (+{rec.nflyback} flyback per volume, dropped)" if rec.nflyback else "")),
+            ("channels", f"{rec.nchannels}{names}"),
+            ("ROIs", f"{rec.nrois} (canvas {rec.canvas_shape[0]} x {rec.canvas_shape[1]} pixels)"
+             if rec.nrois and rec.canvas_shape else "none"),
+            ("frame rate", f"{rate}{rec.fr:g} Hz per field of view (volume rate, {first.attrs['fr_from']})"),
+            ("fields of view", f"{len(rec)}, {t} frames each"), ("duration", f"{t / rec.fr:.1f} s"),
+            ("dtype", str(first.dtype)), ("pixel size", "x".join(f"{d:g}" for d in first.attrs["dxy"]) + " um"),
+            ("size", _human_bytes(nbytes) + " (all channels)")]
+    for f in rec.fields:
+        where = "" if f.position is None else f" at (y={f.position[0]:g}, x={f.position[1]:g})"
+        align = "" if f.align is None else f", motion from channel {int(f.align.attrs['channel']) + 1}"
+        rows.append((f"  {f.name}", f"{f.shape[1]} x {f.shape[2]} pixels, channel {f.channel}{align}{where}"))
+    return rows
 
 
 params_option = click.option("--params", "params_file", type=click.Path(dir_okay=False), default=None,
@@ -110,7 +156,9 @@ def load_params(params_file: str | None, assignments: tuple[str, ...]):
 @params_option
 @set_option
 @click.option("--describe", is_flag=True, help="List every parameter with its default and meaning.")
-def params_cmd(params_file: str | None, assignments: tuple[str, ...], describe: bool) -> None:
+@click.option("--caiman", "caiman", is_flag=True,
+              help="List CaImAn's other parameters and what calcium-dask does with each.")
+def params_cmd(params_file: str | None, assignments: tuple[str, ...], describe: bool, caiman: bool) -> None:
     """Validate parameters and print them as YAML (the defaults when no file is given)."""
     import yaml
 
@@ -119,6 +167,18 @@ def params_cmd(params_file: str | None, assignments: tuple[str, ...], describe: 
     if describe:
         for key, default, doc in rows():
             click.echo(f"{key:<34} {default!s:<14} {doc}")
+        return
+    if caiman:
+        from .caiman_params import CAIMAN_KEYS, WHOLE_GROUPS
+
+        for group, why in WHOLE_GROUPS.items():
+            click.echo(f"{group + '.*':<34} {'ignored':<12} {why}")
+        registry = {key.partition(".")[2] for key, _, _ in rows()}  # these set the registry's
+        for key, e in sorted(CAIMAN_KEYS.items(), key=lambda kv: (kv[1].group, kv[0].lower())):
+            if e.group in WHOLE_GROUPS or key in registry:
+                continue
+            same = f" (quiet when {' or '.join(map(repr, e.same))})" if e.kind == "unsupported" and e.same else ""
+            click.echo(f"{e.group + '.' + key:<34} {e.kind:<12} {e.why}{same}")
         return
     click.echo(yaml.safe_dump(load_params(params_file, assignments).to_dict(), sort_keys=False), nl=False)
 
@@ -138,9 +198,19 @@ quiet_option = click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--until", default=None, help="Stop after this stage.")
 @click.option("--from", "from_stage", default=None, help="Rerun from this stage on.")
 @click.option("--force", is_flag=True, help="Start over, ignoring completed stages.")
-@click.option("--engine", type=click.Choice(["tiff", "zarr", "hdf5", "nwb", "npy"]), default=None)
+@click.option("--engine", type=ENGINE_CHOICE, default=None)
 @click.option("--dataset", default=None, help="HDF5 dataset, zarr array or NWB series name.")
-@click.option("--plane", type=int, default=None, help="Plane/channel of 4-D data.")
+@click.option("--plane", type=int, default=None,
+              help="Run one plane alone (of 4-D data, or of a recording) into OUT's root.")
+@nplanes_option
+@nchannels_option
+@click.option("--functional-chan", type=click.IntRange(min=1), default=None,
+              help="Channel whose activity is extracted, from 1 (suite2p's functional_chan; default 1).")
+@click.option("--align-by-chan", type=click.IntRange(min=1), default=None,
+              help="Channel motion is computed on, from 1, then applied to the functional one (suite2p's "
+                   "align_by_chan; default: the functional channel).")
+@click.option("--max-concurrent", type=click.IntRange(min=1), default=None,
+              help="Fields of view (planes, ROIs) running at once on the cluster (default: all, at most 8).")
 @storage_option
 @click.option("--out-storage-option", "out_storage_options", multiple=True, metavar="KEY=VALUE",
               help="fsspec option for the results store (default: those of --storage-option).")
@@ -149,26 +219,88 @@ quiet_option = click.option("--quiet", is_flag=True, help="No progress output.")
 @quiet_option
 def run(movie: tuple[str, ...], out: str, params_file: str | None, assignments: tuple[str, ...],
         until: str | None, from_stage: str | None, force: bool, engine: str | None, dataset: str | None,
-        plane: int | None, storage_options: tuple[str, ...], out_storage_options: tuple[str, ...],
-        scheduler: str | None, n_workers: int | None, quiet: bool) -> None:
-    """Run the pipeline on MOVIE and write the results store OUT (resumable)."""
+        plane: int | None, nplanes: int | None, nchannels: int | None, functional_chan: int | None,
+        align_by_chan: int | None, max_concurrent: int | None, storage_options: tuple[str, ...],
+        out_storage_options: tuple[str, ...], scheduler: str | None, n_workers: int | None, quiet: bool) -> None:
+    """Run the pipeline on MOVIE and write the results store OUT (resumable).
+
+    A recording of several planes or mesoscope ROIs (from its metadata, or --nplanes)
+    runs one pipeline per field of view, all at once on the cluster, into the groups
+    /plane0, /plane1... (or /roi0...) of OUT; exit code 1 if one of them failed.
+    """
     from .cluster import connect
-    from .pipeline import run_pipeline
     from .compute import set_quiet
 
     params = load_params(params_file, assignments)
+    layout = {"data.nplanes": nplanes, "data.nchannels": nchannels, "data.functional_chan": functional_chan,
+              "data.align_by_chan": align_by_chan}
+    params = params.replace(**{k: v for k, v in layout.items() if v is not None})
     so = parse_storage_options(storage_options)
     out_so = parse_storage_options(out_storage_options) if out_storage_options else so
+    url = list(movie) if len(movie) > 1 else movie[0]
     set_quiet(quiet)
-    with connect(scheduler, n_workers=n_workers, quiet=quiet) as client:
-        summary = run_pipeline(list(movie) if len(movie) > 1 else movie[0], out, params,
-                               storage_options=so, out_storage_options=out_so, until=until,
-                               from_stage=from_stage, force=force,
-                               open_kwargs=dict(engine=engine, dataset=dataset, plane=plane))
-        if client.cluster is not None:
-            client.cluster.close()
+    if plane is not None:  # one plane of 4-D data (or of a recording): the classic single run
+        pipeline = _import_while("calcium_dask.pipeline")  # ~1 s of imports, while the cluster starts
+        with connect(scheduler, n_workers=n_workers, quiet=quiet) as client:
+            summary = pipeline.result().run_pipeline(url, out, params, storage_options=so, out_storage_options=out_so,
+                                                     until=until, from_stage=from_stage, force=force,
+                                                     open_kwargs=dict(engine=engine, dataset=dataset, plane=plane))
+            if client.cluster is not None:
+                client.cluster.close()
+        if not quiet:
+            _print_summary(summary)
+        return
+    _run_fields(url, out, params, so, out_so, until, from_stage, force, engine, dataset, max_concurrent,
+                scheduler, n_workers, quiet)
+
+
+def _run_fields(url: Any, out: str, params: Any, so: dict, out_so: dict, until: str | None,
+                from_stage: str | None, force: bool, engine: str | None, dataset: str | None,
+                max_concurrent: int | None, scheduler: str | None, n_workers: int | None, quiet: bool) -> None:
+    """``run`` on every field of view of a recording (one of them: today's single run)."""
+    from .batch import print_table
+    from .cluster import connect
+    from .compute import is_quiet, set_quiet
+    from .io import open_session
+
+    fields = _import_while("calcium_dask.fields")  # ~1 s of imports, while the cluster starts
+    d = params.data  # the recording's layout and channels are checked before a cluster starts
+    several = len(open_session(url, engine=engine, dataset=dataset, nplanes=d.nplanes, nchannels=d.nchannels,
+                               functional_chan=d.functional_chan, align_by_chan=d.align_by_chan,
+                               storage_options=so)) > 1
+    echo = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
+    was_quiet = is_quiet()
+    set_quiet(quiet or several)  # concurrent bars would interleave: one line per stage instead
+    try:
+        with connect(scheduler, n_workers=n_workers, quiet=quiet) as client:
+            res = fields.result().run_fields(url, out, params, client, storage_options=so, out_storage_options=out_so, until=until,
+                             from_stage=from_stage, force=force, max_concurrent=max_concurrent,
+                             open_kwargs=dict(engine=engine, dataset=dataset), echo=echo)
+            if client.cluster is not None:
+                client.cluster.close()
+    finally:
+        set_quiet(was_quiet)
+    if len(res.recording) == 1:
+        if not quiet:
+            _print_summary(res.results[0])
+        return
     if not quiet:
-        _print_summary(summary)
+        print_table(res.results)
+    if res.failed:
+        click.echo(f"{len(res.failed)} of {len(res.results)} fields of view failed", err=True)
+        sys.exit(1)
+
+
+def _import_while(module: str) -> Any:
+    """Import ``module`` on a thread of its own (a future of the module): the main thread
+    meanwhile waits on other processes (a local cluster's workers starting)."""
+    import importlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="import")
+    future = pool.submit(importlib.import_module, module)
+    pool.shutdown(wait=False)  # the thread ends with the import
+    return future
 
 
 def _print_summary(summary) -> None:
@@ -190,27 +322,47 @@ def _print_summary(summary) -> None:
 @click.option("--preset", type=click.Choice(["small", "medium", "large", "hard", "miniscope"]), default="small",
               show_default=True, help="Size and difficulty of the simulated movie (miniscope: one-photon).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
-              help="Override a simulation parameter, e.g. --set T=3000 --set seed=3.")
+              help="Override a simulation parameter, e.g. --set T=3000 --set seed=3 (with --sessions also "
+                   "max_shift, max_rotation, max_deformation, silent_frac, new_frac, shape_change).")
 @click.option("--format", "fmt", type=click.Choice(["tiff", "zarr"]), default=None,
-              help="Output format (default: from OUT's suffix).")
+              help="Output format (default: from OUT's suffix; TIFF with --sessions).")
 @click.option("--chunk-frames", type=int, default=500, show_default=True, help="Frames held in memory at once.")
-def simulate(out: str, preset: str, assignments: tuple[str, ...], fmt: str | None, chunk_frames: int) -> None:
-    """Simulate a movie with ground truth (OUT: movie.tif or movie.zarr; truth.npz beside it)."""
+@click.option("--sessions", "n_sessions", type=click.IntRange(min=1), default=None,
+              help="Simulate this many sessions (days) of one field of view: OUT is a folder of "
+                   "day<N>/movie.* (each with its truth.npz) and sessions.npz (the neurons' identities).")
+def simulate(out: str, preset: str, assignments: tuple[str, ...], fmt: str | None, chunk_frames: int,
+             n_sessions: int | None) -> None:
+    """Simulate a movie with ground truth (OUT: movie.tif or movie.zarr; truth.npz beside it); the
+    miniscope preset is a one-photon movie."""
+    import dataclasses
+
     import yaml
 
     from .datasets import SimulationParams, write_movie
+    from .datasets.sessions import SessionsParams, write_sessions
 
-    overrides = {}
+    overrides: dict[str, Any] = {}
     for a in assignments:
         key, sep, raw = a.partition("=")
         if not sep:
             raise click.BadParameter(f"expected key=value, got {a!r}", param_hint="--set")
         overrides[key.strip()] = yaml.safe_load(raw)
+    session_keys = {f.name for f in dataclasses.fields(SessionsParams)} - {"movie", "n_sessions"}
+    per_session = {k: overrides.pop(k) for k in list(overrides) if k in session_keys}
+    if per_session and n_sessions is None:
+        raise click.BadParameter(f"{', '.join(per_session)} needs --sessions", param_hint="--set")
     try:
         sp = SimulationParams.preset(preset, **overrides)
+        ssp = SessionsParams(sp, n_sessions=n_sessions, **per_session) if n_sessions else None
     except (TypeError, ValueError) as e:
         raise click.BadParameter(str(e), param_hint="--set") from None
     t0 = time.perf_counter()
+    if ssp is not None:
+        paths = write_sessions(out, ssp, format=fmt or "tiff", chunk_frames=chunk_frames)
+        click.echo(f"wrote {len(paths)} sessions of {sp.T} frames of {sp.H}x{sp.W} in {out} in "
+                   f"{time.perf_counter() - t0:.1f} s: {', '.join(str(p) for p in paths)}; identities in "
+                   f"{Path(out) / 'sessions.npz'}")
+        return
     path = write_movie(out, sp, format=fmt, chunk_frames=chunk_frames)
     click.echo(f"wrote {path} ({sp.T} frames of {sp.H}x{sp.W}, {sp.K} neurons) in "
                f"{time.perf_counter() - t0:.1f} s; ground truth in {path.parent / 'truth.npz'}")
@@ -294,6 +446,8 @@ def demo_params_one_photon(fr: float):
 
 def score_lines(store, truth) -> list[str]:
     """One line per stage present in the store, scored against the ground truth."""
+    import numpy as np
+
     from .datasets.scoring import frame_offset, match_footprints, score_shifts, score_sources, shift_images
 
     lines: list[str] = []
@@ -327,6 +481,73 @@ def score_lines(store, truth) -> list[str]:
 
 
 @cli.command()
+@click.argument("results", nargs=-1, required=True)
+@click.option("--out", required=True, help="Tracking store to write (zarr; path or URL).")
+@click.option("--reference", type=int, default=None,
+              help="Session the others are aligned to, by position among RESULTS from 0 (default: the middle one).")
+@click.option("--name", "names", multiple=True, help="Session names in order (default: the stores' folder names).")
+@params_option
+@set_option
+@storage_option
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Dask scheduler address (default: $DASK_SCHEDULER_ADDRESS, else threads in this process).")
+@quiet_option
+def register(results: tuple[str, ...], out: str, reference: int | None, names: tuple[str, ...],
+             params_file: str | None, assignments: tuple[str, ...], storage_options: tuple[str, ...],
+             scheduler: str | None, quiet: bool) -> None:
+    """Align the sessions RESULTS... (results stores of one field of view) and track their units across
+    them; writes the tracking store OUT. A session that cannot be registered is named on stderr and the
+    exit code is 1; the others are registered."""
+    import os
+    import warnings
+
+    from .compute import set_quiet
+    from .tracking import SessionProblem, register_sessions
+
+    if len(results) < 2:
+        raise click.UsageError("register needs at least two results stores")
+    params = load_params(params_file, assignments)
+    set_quiet(quiet)
+    address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SessionProblem)
+        if address:
+            from .cluster import connect
+
+            with connect(address, quiet=quiet):
+                tracking = _register(register_sessions, results, params, reference, out, names, storage_options)
+        else:
+            tracking = _register(register_sessions, results, params, reference, out, names, storage_options)
+    for w in caught:
+        if issubclass(w.category, SessionProblem):
+            click.echo(f"calcium-dask: warning: {w.message}", err=True)
+    if not quiet:
+        _print_tracking(tracking)
+    if tracking.errors:
+        sys.exit(1)
+
+
+def _register(register_sessions, results, params, reference, out, names, storage_options):
+    return register_sessions(list(results), params, reference=reference, out=out, names=list(names) or None,
+                             storage_options=parse_storage_options(storage_options) or None)
+
+
+def _print_tracking(tracking) -> None:
+    ds = tracking.ds
+    A = tracking.assignments
+    for s, name in enumerate(tracking.sessions):
+        status = "reference" if s == tracking.reference else (
+            "not registered" if not bool(ds["registered"].values[s]) else
+            f"rotation {float(ds['rotation_deg'].values[s]):+.2f} deg, shift "
+            + ", ".join(f"{v:+.1f}" for v in ds["translation"].values[s]) + " px, image corr "
+            + f"{float(ds['align_corr'].values[s]):.2f}")
+        click.echo(f"{name}: {int((A[:, s] >= 0).sum())} units tracked; {status}")
+    seen = (A >= 0).sum(1)
+    click.echo(f"{len(A)} tracked units; {int((seen > 1).sum())} in two or more sessions, "
+               f"{len(tracking.found_in_all())} in every registered session; store: {tracking.url}")
+
+
+@cli.command()
 @click.argument("results")
 @click.option("--nwb", "nwb_path", required=True, type=click.Path(dir_okay=False), help="NWB file to write.")
 @click.option("--metadata", "metadata_file", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -356,7 +577,7 @@ def export(results: str, nwb_path: str, metadata_file: str | None, accepted_only
 @click.option("--max-traces", type=int, default=20, show_default=True, help="Accepted units whose traces are shown.")
 @storage_option
 def report(results: str, out_html: str | None, max_traces: int, storage_options: tuple[str, ...]) -> None:
-    """Write a self-contained HTML report of the results store RESULTS."""
+    """Write a self-contained HTML report of the results store (or tracking store) RESULTS."""
     from .io.urls import normalize
     from .viz.report import write_report
 
@@ -378,11 +599,33 @@ def _human_bytes(n: float) -> str:
     return f"{n:.1f} TB"  # pragma: no cover
 
 
+def _one_line_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> str:
+    return f"calcium-dask: warning: {message}\n"
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """Parameters ignored by calcium-dask: one plain line on stderr, not Python's two."""
+    if issubclass(category, IgnoredParametersWarning):
+        click.echo(f"calcium-dask: warning: {message}", err=True)
+    else:
+        _SHOW_WARNING(message, category, *args, **kwargs)
+
+
+_SHOW_WARNING = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning user errors into one line and exit code 2."""
+    import warnings
+
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    if not debug:
+        warnings.formatwarning = _one_line_warning  # e.g. a dropped partial volume: one line
     try:
-        code = cli.main(args=argv, prog_name="calcium-dask", standalone_mode=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("once", IgnoredParametersWarning)  # one line, even if loaded twice
+            warnings.showwarning = _show_warning
+            code = cli.main(args=argv, prog_name="calcium-dask", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
@@ -403,7 +646,25 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"calcium-dask: internal error: {type(e).__name__}: {one_line(e)} "
                    "(rerun with --debug for the traceback)", err=True)
         sys.exit(1)
-    sys.exit(code if isinstance(code, int) else 0)
+    code = code if isinstance(code, int) else 0
+    if argv is None and "distributed" in sys.modules:
+        _exit_now(code)
+    sys.exit(code)
+
+
+def _exit_now(code: int) -> None:
+    """End the process now that the command is done and its cluster closed: tearing down
+    the modules of the numerical stack one by one (Python's finalization) would take ~1 s
+    more, after the results are written. Only the command-line process does this."""
+    import logging
+    import os
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
 
 
 cli.add_command(batch_command)
+for _command in (serve_command, submit_command, status_command, watch_command, cancel_command):
+    cli.add_command(_command)

@@ -14,7 +14,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from .errors import ClusterError
 
-__all__ = ["connect", "PinThreads", "MALLOC_ENV", "SCHEDULER_CONFIG", "THREAD_ENV"]
+__all__ = ["connect", "PinThreads", "MALLOC_ENV", "SCHEDULER_CONFIG", "THREAD_ENV", "TASK_MODULES"]
 
 #: one BLAS/OpenMP thread per worker thread: dask runs tasks in parallel already
 THREAD_ENV = {k: "1" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
@@ -55,9 +55,29 @@ class PinThreads(WorkerPlugin):
         # zarr decodes chunks on a thread pool as large as the machine: in a one-thread
         # worker that takes cores from the other workers
         zarr.config.set({"threading.max_workers": 1})
-        # numba's first call in a process costs ~1 s (its compiler and runtime start, even
-        # for a cached function); pay it now, beside the worker, not in its first task
-        threading.Thread(target=_warm_numba, name="warm-numba", daemon=True).start()
+        # a worker's first task imports the modules its function lives in (~1 s: xarray,
+        # dask.array, zarr), and numba's first call costs ~1 s (its compiler and runtime
+        # start, even for a cached function): pay both now, beside the worker, while the
+        # client builds the first graph, not in the first task
+        threading.Thread(target=_warm, name="warm-up", daemon=True).start()
+
+
+#: the module the first stage's tasks are defined in, which a worker imports to run them
+#: (with xarray, dask.array and zarr, which every stage's need): imported beside the
+#: worker's start, the work is only done earlier. The later stages' modules import on
+#: demand; importing them too here slowed the first stage on 2 cores
+TASK_MODULES = ("calcium_dask.motion.correct",)
+
+
+def _warm() -> None:
+    import importlib
+
+    for name in TASK_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # pragma: no cover - a task that needs it will say why
+            return
+    _warm_numba()
 
 
 def _warm_numba() -> None:

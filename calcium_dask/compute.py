@@ -8,6 +8,8 @@ from typing import Any, Callable, Sequence
 
 import dask
 
+from .run_context import RunCancelled, current_run
+
 __all__ = ["compute", "set_quiet"]
 
 _QUIET = False
@@ -42,6 +44,9 @@ class _Reporter:
         self.tty = sys.stderr.isatty()
         self._next = 0.25
         self._bar = None
+        self.run = current_run()  # a service's run: told of every task, may cancel the pass
+        if self.run is not None:
+            self.run.report(label, 0, total)
         if self.tty and not _QUIET:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -52,6 +57,8 @@ class _Reporter:
 
     def step(self) -> None:
         self.done += 1
+        if self.run is not None:
+            self.run.report(self.label, self.done, self.total)
         if _QUIET:
             return
         if self._bar is not None:
@@ -71,14 +78,18 @@ class _Reporter:
 Reduction = tuple[Sequence[Any], Callable[[list[Any]], Any]]
 
 
+WAVE = 2000  # objects in flight at once: the scheduler's memory stays bounded for any session length
+GATHER_BATCH = 256  # finished objects whose results are fetched together
+
+
 def compute(objs: Sequence[Any], *, label: str, urgent: int = 0,
             sums: Sequence[Reduction] = ()) -> list[Any]:
     """Compute dask collections/delayed objects, reporting progress as each one finishes.
 
-    On a ``distributed`` client the objects run as futures (results gathered once); without
-    one, the local scheduler runs them in order. The first ``urgent`` objects (e.g. a
-    template the others wait for) are submitted first, ahead of the others' tasks: a task
-    of theirs that is ready runs before any other ready task.
+    On a ``distributed`` client the objects run as futures; without one, the local
+    scheduler runs them in order. The first ``urgent`` objects (e.g. a template the others
+    wait for) are submitted first, ahead of the others' tasks: a task of theirs that is
+    ready runs before any other ready task.
 
     Each of ``sums``, a pair ``(parts, combine)``, is reduced to one value appended to the
     results; ``combine`` takes a list of values and returns their sum. On a client, parts
@@ -86,6 +97,11 @@ def compute(objs: Sequence[Any], *, label: str, urgent: int = 0,
     whatever order the workers finish them (a fixed tree waits for each group's slowest
     part: correcting 20,000 frames, 60 partial sums of 8 MB each piled up on a worker).
     Without one, they are combined in a fixed tree, in the order the local scheduler runs.
+
+    On a client at most ``WAVE`` objects (and parts) are in flight: the rest are submitted
+    as those finish, in their order (an object and the parts at the same position, which
+    usually share their inputs, go together). A pass over millions of frames never puts
+    its whole graph on the scheduler.
     """
     objs, sums = list(objs), list(sums)
     if any(len(parts) == 0 for parts, _ in sums):
@@ -98,14 +114,14 @@ def compute(objs: Sequence[Any], *, label: str, urgent: int = 0,
             for _ in range(rep.total):
                 rep.step()
             return out
-        # a task that fails (a connection reset reading object storage, a lost worker) runs
-        # again: every task reads its inputs and writes whole chunks, so a retry is safe
-        futures = client.compute(objs[:urgent], retries=RETRIES, priority=1) if urgent else []
-        futures += client.compute(objs[urgent:], retries=RETRIES)
-        parts = [client.compute(list(p), retries=RETRIES) for p, _ in sums]
-        totals = _reduce_as_completed(client, futures, parts, [c for _, c in sums], rep)
-        return client.gather(futures) + client.gather(totals)
+        return _Flight(client, objs, urgent, sums, rep).run()
+    except BaseException:  # distributed's CancelledError is not an Exception
+        if rep.run is not None and rep.run.cancelled:
+            raise RunCancelled("the run was cancelled") from None
+        raise
     finally:
+        if rep.run is not None:
+            rep.run.untrack()
         rep.close()
 
 
@@ -117,37 +133,99 @@ def _tree(parts: list[Any], combine: Callable[[list[Any]], Any], split_every: in
     return parts[0]
 
 
-def _reduce_as_completed(client: Any, futures: list, parts: list[list], combines: list, rep: _Reporter) -> list:
-    """Wait for ``futures`` and reduce each list of ``parts`` pairwise as its parts finish:
-    the futures of the totals (one per list, in order)."""
-    from distributed import as_completed
+class _Flight:
+    """Futures of one :func:`compute` call on a client: submitted in bounded waves, results
+    kept as they finish, sums reduced pairwise as their parts finish.
 
-    # id -> (future, its roles: (reduction or None, counts for progress)); a future that
-    # stands for several equal objects or parts is tracked once and plays every role
-    roles: dict[int, tuple[Any, list[tuple[int | None, bool]]]] = {}
-    for i, fs in [(None, futures), *enumerate(parts)]:
-        for f in fs:
-            roles.setdefault(id(f), (f, []))[1].append((i, True))
-    for fs in parts:
-        fs.clear()  # a part's result is freed once combined: ``roles`` holds its only reference
-    waiting: list[Any] = [None] * len(parts)
-    done = as_completed([f for f, _ in roles.values()])
-    for fut in done:
-        _, todo = roles.pop(id(fut))
-        if fut.status == "error":
-            fut.result()  # raises the task's error now, not after the whole pass
-        for i, counts in todo:
-            if counts:
-                rep.step()
-            if i is None:
-                continue
-            if waiting[i] is None:
-                waiting[i] = fut
-                continue
-            # ahead of the pass's other ready tasks: a sum frees the memory of its two inputs
-            merged = client.submit(combines[i], [waiting[i], fut], retries=RETRIES, priority=1)
-            waiting[i] = None
-            if id(merged) not in roles:
-                done.add(merged)
-            roles.setdefault(id(merged), (merged, []))[1].append((i, False))
-    return waiting
+    A task that fails (a connection reset reading object storage, a lost worker) runs
+    again up to ``RETRIES`` times: every task reads its inputs and writes whole chunks, so
+    a retry is safe.
+    """
+
+    def __init__(self, client: Any, objs: list, urgent: int, sums: list[Reduction], rep: _Reporter) -> None:
+        from distributed import as_completed
+
+        self.client, self.rep = client, rep
+        self.results: list[Any] = [None] * len(objs)
+        self.combines = [c for _, c in sums]
+        self.waiting: list[Any] = [None] * len(sums)  # a part (or partial sum) waiting for its pair
+        self.finished: list[tuple[int, Any]] = []  # (slot, future) to gather, a batch at a time
+        # what is submitted in one wave: (result slot or None, sum index or None, object)
+        self.queue: list[tuple[int | None, int | None, Any]] = []
+        longest = max([len(objs)] + [len(p) for p, _ in sums])
+        for k in range(longest):
+            if urgent <= k < len(objs):
+                self.queue.append((k, None, objs[k]))
+            for i, (parts, _) in enumerate(sums):
+                if k < len(parts):
+                    self.queue.append((None, i, parts[k]))
+        self.queue.reverse()  # popped from the end, in order
+        self.roles: dict[int, tuple[Any, list[tuple[int | None, int | None, bool]]]] = {}
+        self.done = as_completed([])
+        # held to the end: later waves' tasks depend on them (a released template would be
+        # computed again)
+        self.keep = client.compute(objs[:urgent], retries=RETRIES, priority=1) if urgent else []
+        self._tell_run(self.keep)
+        for k, f in enumerate(self.keep):
+            self._track(f, k, None, True)
+
+    def _tell_run(self, futures: list) -> None:
+        """A service's run can cancel every future of the pass."""
+        if self.rep.run is not None and futures:
+            self.rep.run.track(self.client, futures)
+
+    def _track(self, fut: Any, slot: int | None, sum_i: int | None, counts: bool) -> None:
+        entry = self.roles.get(fut.key)
+        if entry is None:
+            self.roles[fut.key] = (fut, [(slot, sum_i, counts)])
+            self.done.add(fut)
+        else:  # equal objects share a key: one future plays every role
+            entry[1].append((slot, sum_i, counts))
+
+    def _submit_wave(self) -> None:
+        batch = [self.queue.pop() for _ in range(min(WAVE - len(self.roles), len(self.queue)))]
+        if not batch:
+            return
+        futures = self.client.compute([obj for _, _, obj in batch], retries=RETRIES)
+        self._tell_run(futures)
+        for (slot, sum_i, _), fut in zip(batch, futures):
+            self._track(fut, slot, sum_i, True)
+
+    def run(self) -> list[Any]:
+        self._submit_wave()
+        while self.roles:
+            fut = next(self.done)
+            _, todo = self.roles.pop(fut.key)
+            if fut.status == "error":
+                fut.result()  # raises the task's error now, not after the whole pass
+            for slot, sum_i, counts in todo:
+                if counts:
+                    self.rep.step()
+                if slot is not None:
+                    self.finished.append((slot, fut))
+                if sum_i is not None:
+                    self._fold(sum_i, fut)
+            if len(self.finished) >= GATHER_BATCH:
+                self._gather()
+            if len(self.roles) <= WAVE // 2:
+                self._submit_wave()
+        self._gather()
+        return self.results + self.client.gather(self.waiting)
+
+    def _gather(self) -> None:
+        """Fetch the finished objects' results in one round trip (and release them)."""
+        values = self.client.gather([f for _, f in self.finished])
+        for (slot, _), value in zip(self.finished, values):
+            self.results[slot] = value
+        self.finished.clear()
+
+    def _fold(self, i: int, fut: Any) -> None:
+        """Combine ``fut`` with the value waiting in sum ``i``, or let it wait."""
+        if self.waiting[i] is None:
+            self.waiting[i] = fut
+            return
+        # ahead of the pass's other ready tasks: a sum frees the memory of its two inputs
+        merged = self.client.submit(self.combines[i], [self.waiting[i], fut], retries=RETRIES, priority=1)
+        self._tell_run([merged])
+        self.waiting[i] = None
+        self._track(merged, None, i, False)

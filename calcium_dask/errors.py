@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ["CalciumDaskError", "MovieError", "ParamsError", "StoreError", "ClusterError", "one_line"]
+__all__ = ["CalciumDaskError", "MovieError", "ParamsError", "StoreError", "ClusterError",
+           "IgnoredParametersWarning", "one_line"]
 
 
 class CalciumDaskError(Exception):
@@ -24,6 +25,11 @@ class MovieError(CalciumDaskError, ValueError):
 
 class ParamsError(CalciumDaskError, ValueError):
     """A parameter is unknown, of the wrong type or out of range."""
+
+
+class IgnoredParametersWarning(UserWarning):
+    """A parameter dict (CaImAn's) names parameters that calcium-dask ignores although they
+    change CaImAn's results; the message names them all, in one line."""
 
 
 class StoreError(CalciumDaskError, ValueError):

@@ -4,7 +4,7 @@ stored (zarr) movie that each task opens itself; missing pixels are filled as bl
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import dask
 import numpy as np
@@ -13,7 +13,25 @@ import zarr
 
 from .io.kernels.missing_pixels import fill_missing
 
-__all__ = ["ZarrMovie", "zarr_movie", "time_blocks", "patch_input", "fill_missing_lazy"]
+__all__ = ["FrameSource", "ZarrMovie", "DaskFrames", "frame_source", "zarr_movie", "iter_blocks",
+           "read_downsampled", "fill_missing_lazy"]
+
+
+class FrameSource(Protocol):
+    """What tasks read frames from: any picklable object with a shape and ``read``."""
+
+    shape: tuple[int, int, int]
+    t_chunk: int  # frames a read should cover (the stored chunk)
+    name: str  # the file or URL, named in errors
+
+    def restrict(self, t0: int, t1: int) -> FrameSource:
+        """The source a task reading only frames ``t0:t1`` needs (it may carry less)."""
+
+    def read(self, t0: int, t1: int, box: Box | None = None) -> np.ndarray:
+        """Frames ``t0:t1`` inside ``box = (y0, y1, x0, x1)`` as float32, missing pixels filled."""
+
+
+Box = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True)
@@ -31,26 +49,101 @@ class ZarrMovie:
         kw = {"storage_options": self.storage_options} if "://" in self.url and self.storage_options else {}
         return zarr.open_array(self.url, path=self.path, mode="r", **kw)
 
-    def read(self, t0: int, t1: int, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    def read(self, t0: int, t1: int, box: Box | None = None) -> np.ndarray:
         """Frames ``t0:t1``, restricted to ``box = (y0, y1, x0, x1)`` (only its tiles are read)."""
         y0, y1, x0, x1 = box if box is not None else (0, self.shape[1], 0, self.shape[2])
-        block = np.asarray(self._array()[t0:t1, y0:y1, x0:x1], dtype=np.float32)
+        arr = self._array()
+        block = np.asarray(arr[t0:t1, y0:y1, x0:x1], dtype=np.float32)
+        if "scale_factor" in arr.attrs:  # a compact (16-bit) movie: CF decoding, as xarray does
+            block = block * np.float32(arr.attrs["scale_factor"]) + np.float32(arr.attrs.get("add_offset", 0.0))
         return fill_missing(block, fill=self.check_nan, t0=t0, source=f"{self.url}/{self.path}")
 
-    def read_downsampled(self, box: tuple[int, int, int, int], tsub: int) -> np.ndarray:
-        """The whole time series of ``box``, averaged over groups of ``tsub`` frames.
+    def restrict(self, t0: int, t1: int) -> ZarrMovie:
+        return self  # a task opens the array and reads only what it asks for
 
-        Reads one time chunk at a time, so memory stays at the output's size.
-        """
-        y0, y1, x0, x1 = box
-        n_out = self.shape[0] // tsub
-        out = np.empty((n_out, y1 - y0, x1 - x0), np.float32)
-        step = max(tsub, (self.t_chunk // tsub) * tsub)
-        for t0 in range(0, n_out * tsub, step):
-            t1 = min(t0 + step, n_out * tsub)
-            block = self.read(t0, t1, box)
-            out[t0 // tsub: t1 // tsub] = block.reshape(-1, tsub, *block.shape[1:]).mean(1)
-        return out
+    @property
+    def name(self) -> str:
+        return f"{self.url}/{self.path}"
+
+
+class DaskFrames:
+    """A dask-backed movie (a file read lazily, or frames corrected on the fly) that a task
+    computes piece by piece with the synchronous scheduler, inside the task.
+
+    ``restrict`` cuts the graph to a span of frames, so a task carries only the graph of
+    the frames it reads. (A plain class, not a dataclass: dask computes the collections it
+    finds in a dataclass's fields before a task gets them.)
+    """
+
+    def __init__(self, data: Any, source: str, check_nan: bool = True, offset: int = 0) -> None:
+        self.data = data  # dask array (frame, y, x), whole frames per chunk, regular time chunks
+        self.source = source
+        self.check_nan = check_nan
+        self.offset = offset  # movie frame of ``data``'s first frame
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.offset + int(self.data.shape[0]), *map(int, self.data.shape[1:]))
+
+    @property
+    def t_chunk(self) -> int:
+        return int(self.data.chunks[0][0])
+
+    @property
+    def name(self) -> str:
+        return self.source
+
+    def restrict(self, t0: int, t1: int) -> DaskFrames:
+        (part,) = dask.optimize(self.data[t0 - self.offset:t1 - self.offset])
+        return DaskFrames(part, self.source, self.check_nan, t0)
+
+    def read(self, t0: int, t1: int, box: Box | None = None) -> np.ndarray:
+        y0, y1, x0, x1 = box if box is not None else (0, self.shape[1], 0, self.shape[2])
+        piece = self.data[t0 - self.offset:t1 - self.offset, y0:y1, x0:x1]
+        block = np.asarray(piece.compute(scheduler="sync"), dtype=np.float32)
+        return fill_missing(block, fill=self.check_nan, t0=t0, source=self.source)
+
+    def __dask_tokenize__(self) -> Any:
+        return (type(self).__name__, self.data.name, self.source, self.check_nan, self.offset)
+
+
+def frame_source(movie: xr.DataArray) -> FrameSource:
+    """Where tasks read ``movie``: its zarr array when it came from a results store, the
+    object a lazy corrected movie names (``frame_source`` attribute), else its dask graph."""
+    given = movie.attrs.get("frame_source")
+    if given is not None:
+        return given
+    ref = zarr_movie(movie)
+    if ref is not None:
+        return ref
+    data = movie.data.rechunk({1: -1, 2: -1})
+    if len(set(data.chunks[0][:-1])) > 1:
+        data = data.rechunk({0: data.chunks[0][0]})
+    source = movie.attrs.get("source", "movie")
+    source = source[0] if isinstance(source, (list, tuple)) and source else source
+    return DaskFrames(data, str(source), _check_nan(movie))
+
+
+def iter_blocks(source: FrameSource, t0: int, t1: int, box: Box | None = None):
+    """``(first frame, frames)`` of ``t0:t1`` read one stored chunk at a time."""
+    step = source.t_chunk
+    for a in range(t0, t1, step):
+        b = min(a - a % step + step, t1)
+        yield a, source.read(a, b, box)
+
+
+def read_downsampled(source: FrameSource, box: Box, tsub: int) -> np.ndarray:
+    """The whole time series of ``box`` (T // tsub, h, w), averaged over groups of ``tsub``
+    frames, read one chunk at a time so that memory stays at the output's size."""
+    y0, y1, x0, x1 = box
+    n_out = source.shape[0] // tsub
+    out = np.empty((n_out, y1 - y0, x1 - x0), np.float32)
+    step = max(tsub, (source.t_chunk // tsub) * tsub)
+    for t0 in range(0, n_out * tsub, step):
+        t1 = min(t0 + step, n_out * tsub)
+        block = source.read(t0, t1, box)
+        out[t0 // tsub: t1 // tsub] = block.reshape(-1, tsub, *block.shape[1:]).mean(1)
+    return out
 
 
 def zarr_movie(movie: xr.DataArray) -> ZarrMovie | None:
@@ -59,7 +152,7 @@ def zarr_movie(movie: xr.DataArray) -> ZarrMovie | None:
     if not url or not path:
         return None
     chunks = movie.encoding.get("chunks") or movie.encoding.get("preferred_chunks", {}).get("frame")
-    t_chunk = chunks[0] if isinstance(chunks, tuple) else int(chunks or 500)
+    t_chunk = movie.attrs.get("zarr_t_chunk") or (chunks[0] if isinstance(chunks, tuple) else int(chunks or 500))
     return ZarrMovie(url, path, tuple(movie.shape), int(t_chunk), dict(movie.attrs.get("zarr_storage_options", {})),
                      check_nan=_check_nan(movie))
 
@@ -67,28 +160,6 @@ def zarr_movie(movie: xr.DataArray) -> ZarrMovie | None:
 def _check_nan(movie: xr.DataArray) -> bool:
     """Whether reads fill missing pixels: the ``check_nan`` attribute CNMF and evaluation set."""
     return bool(movie.attrs.get("check_nan", True))
-
-
-def time_blocks(movie: xr.DataArray) -> list[tuple[int, Any]]:
-    """``(t0, delayed block (Tc, H, W))`` covering the movie, one per time chunk."""
-    ref = zarr_movie(movie)
-    if ref is not None:
-        read = dask.delayed(ZarrMovie.read, pure=True)
-        return [(t0, read(ref, t0, min(t0 + ref.t_chunk, ref.shape[0])))
-                for t0 in range(0, ref.shape[0], ref.t_chunk)]
-    data = fill_missing_lazy(movie.data.rechunk({1: -1, 2: -1}), _check_nan(movie), movie.attrs.get("source", "movie"))
-    starts = np.cumsum((0,) + data.chunks[0][:-1])
-    return list(zip((int(s) for s in starts), data.to_delayed().ravel()))
-
-
-def patch_input(movie: xr.DataArray, box: tuple[int, int, int, int]) -> Any:
-    """What a patch task receives: a ZarrMovie to read itself, or the materialised patch."""
-    ref = zarr_movie(movie)
-    if ref is not None:
-        return ref
-    y0, y1, x0, x1 = box
-    patch = fill_missing_lazy(movie.data[:, y0:y1, x0:x1], _check_nan(movie), movie.attrs.get("source", "movie"))
-    return patch.rechunk(-1).to_delayed().ravel()[0]
 
 
 def fill_missing_lazy(data: Any, check_nan: bool = True, source: Any = "movie", first: int = 0) -> Any:

@@ -1,4 +1,9 @@
-"""Results to NWB (pynwb ophys): ImageSegmentation, Fluorescence and DfOverF."""
+"""Results to NWB (pynwb ophys): ImageSegmentation, Fluorescence and DfOverF.
+
+Streams: footprints are written as pixel masks (their non-zero pixels, read a block of units
+at a time), and the traces through hdmf's iterative write, a buffer of frames at a time from
+the lazy traces, so no unit x frame array is ever held.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,18 @@ import uuid
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+import dask
+import dask.array as da
 import numpy as np
+import scipy.sparse as sp
 
 if TYPE_CHECKING:  # pragma: no cover
     from .results import Results
 
 __all__ = ["write_nwb"]
+
+NWB_BUFFER_VALUES = 16 * 2**20  # values of a traces array held at once while writing (64 MB)
+NWB_CHUNK_VALUES = 2**20  # values per HDF5 chunk of a traces array (4 MB)
 
 
 def _imaging_plane(nwb: Any, fr: float, dxy: tuple[float, float], meta: dict[str, Any]) -> Any:
@@ -50,12 +61,40 @@ def _segmentation(nwb: Any, plane: Any, results: Results) -> Any:
                       ("r_value", "spatial correlation with the movie"), ("cnn_pred", "shape-classifier score")):
         if name in ds:
             ps.add_column(name=name, description=doc)
-    footprints = np.asarray(ds["footprints"].values, dtype=np.float32)
-    for k in range(footprints.shape[0]):
-        extra = {n: (bool(ds[n].values[k]) if n == "accepted" else float(ds[n].values[k]))
-                 for n in ("accepted", "snr", "r_value", "cnn_pred") if n in ds}
-        ps.add_roi(image_mask=footprints[k].T, **extra)  # NWB image masks are (x, y)
+    A = sp.csc_matrix(results.A)
+    W = results.dims[1]
+    metrics = {n: np.asarray(ds[n].values) for n in ("accepted", "snr", "r_value", "cnn_pred") if n in ds}
+    for k in range(A.shape[1]):
+        col = A[:, k].tocoo()
+        y, x = np.divmod(col.row, W)
+        extra = {n: (bool(v[k]) if n == "accepted" else float(v[k])) for n, v in metrics.items()}
+        ps.add_roi(pixel_mask=[(int(xi), int(yi), float(w)) for xi, yi, w in zip(x, y, col.data)], **extra)
     return ophys, ps
+
+
+def _trace_iterator(data: Any) -> Any:
+    """An hdmf iterator over a lazy (frames, units) array: a buffer of frames at a time."""
+    from hdmf.data_utils import GenericDataChunkIterator
+
+    class _Frames(GenericDataChunkIterator):
+        def __init__(self, arr: Any, **kwargs: Any) -> None:
+            self.arr = arr
+            super().__init__(**kwargs)
+
+        def _get_data(self, selection: tuple) -> np.ndarray:
+            with dask.config.set(scheduler="threads"):  # read here, not gathered through a worker
+                return np.asarray(self.arr[selection], np.float32)
+
+        def _get_maxshape(self) -> tuple[int, ...]:
+            return tuple(int(s) for s in self.arr.shape)
+
+        def _get_dtype(self) -> np.dtype:
+            return np.dtype(np.float32)
+
+    T, K = data.shape
+    frames = max(1, min(T, NWB_BUFFER_VALUES // max(K, 1)))
+    chunk = (max(1, min(T, NWB_CHUNK_VALUES // max(K, 1))), max(1, K))
+    return _Frames(data, buffer_shape=(max(chunk[0], frames // chunk[0] * chunk[0]), max(1, K)), chunk_shape=chunk)
 
 
 def write_nwb(results: Results, path: str, *, session_description: str = "calcium-dask results",
@@ -101,15 +140,16 @@ def write_nwb(results: Results, path: str, *, session_description: str = "calciu
     plane = _imaging_plane(nwb, fr, dxy, meta)
     ophys, ps = _segmentation(nwb, plane, results)
     rois = ps.create_roi_table_region(region=list(range(results.ds.sizes["unit"])), description="all units")
-    series = {"Fluorescence": (Fluorescence, results.C + results.YrA if results.YrA is not None else results.C,
-                               "raw traces (denoised C + residuals YrA), a.u."),
+    C = da.asarray(results.C)
+    raw = C + da.asarray(results.YrA) if results.YrA is not None else C
+    series = {"Fluorescence": (Fluorescence, raw, "raw traces (denoised C + residuals YrA), a.u."),
               "DfOverF": (DfOverF, results.F_dff, "dF/F")}
     for name, (container, data, doc) in series.items():
         if data is None:
             continue
         holder = container(name=name)
         ophys.add(holder)  # first, so that the series and its ROI table share an ancestor
-        holder.create_roi_response_series(name="RoiResponseSeries", data=np.asarray(data, np.float32).T,
+        holder.create_roi_response_series(name="RoiResponseSeries", data=_trace_iterator(da.asarray(data).T),
                                           rois=rois, unit="n.a.", rate=fr, description=doc)
     with NWBHDF5IO(path, "w") as io:
         io.write(nwb)

@@ -2,8 +2,16 @@
 
 Each stage reads one group (``Params.motion``, ``Params.init``...). Every field carries
 its documentation and its valid range in one place (this module), which drives validation,
-the command-line help and YAML/JSON round trips. A CaImAn parameter dict, flat as in its
-demo notebook or nested by group, is accepted unchanged by :meth:`Params.from_caiman`.
+the command-line help and YAML/JSON round trips; the numpy kernels default to the same
+values (a test checks every kernel's signature). A CaImAn parameter dict, flat as in its
+demo notebook or nested by group, is accepted unchanged by :meth:`Params.from_caiman`; its
+keys that are not parameters here are in :mod:`calcium_dask.caiman_params`.
+
+Fixed choices that are not parameters are documented constants beside the code that uses
+them: ``DETREND_DECAYS`` (the seeding's detrend window, in decay times) and ``GROUP_SIDE``
+in :mod:`calcium_dask.cnmf.patches`, ``SEARCH_RADIUS`` (CaImAn's default ``expandCore``, a
+diamond of radius 2) in :mod:`calcium_dask.cnmf.refit`, and the border rule of evaluation,
+``MOSTLY_IN_BORDER``, in :mod:`calcium_dask.evaluation.kernels.motion_artifacts`.
 
 The defaults are the values of CaImAn's demo pipeline for two-photon movies (piecewise-
 rigid correction on 48-pixel patches; CNMF on 31-pixel patches with K=4, gSig=4, p=1,
@@ -18,7 +26,7 @@ Three defaults differ from the demo:
   classifier, whose scores are not those of CaImAn's network. On the CNMF components the
   classifier's training script holds out, 0.2 vetoes 3.9 % of the true neurons and 88 % of
   the other components (0.1: 2.9 % and 82 %; see
-  :mod:`calcium_dask.evaluate.train_classifier`). Re-evaluating the pipeline's results on
+  :mod:`calcium_dask.train_classifier`). Re-evaluating the pipeline's results on
   28 simulated movies, 0.2 keeps 95.4 % of the true neurons CNMF found at a mean precision
   of 0.969 (0.1: 96.5 % at 0.951, and precision 0.87 on one movie).
 - ``rval_thr`` is 0.8, CaImAn's library default, not the demo's 0.85. Re-evaluating the
@@ -46,9 +54,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -56,31 +66,46 @@ from typing import Any, Literal
 import numpy as np
 import yaml
 
-from .errors import ParamsError
+from .caiman_params import CAIMAN_KEYS, read_caiman
+from .errors import IgnoredParametersWarning, ParamsError
 
-__all__ = ["Params", "GROUPS", "PRESETS", "describe"]
+__all__ = ["Params", "GROUPS", "STAGE_GROUPS", "PRESETS", "describe"]
 
 
-def _f(default: Any, doc: str, *, lo: float | None = None, hi: float | None = None) -> Any:
-    """A parameter field: default, one-line documentation, inclusive numeric bounds."""
-    return field(default=default, metadata={"doc": doc, "lo": lo, "hi": hi})
+def _f(default: Any, doc: str, *, lo: float | None = None, hi: float | None = None, per_axis: bool = False,
+       refuse: dict[Any, str] | None = None) -> Any:
+    """A parameter field: default, one-line documentation, inclusive numeric bounds.
+
+    ``per_axis``: one value per axis (y, x), or one for both (CaImAn's lists per axis);
+    ``refuse``: values of the type that are not implemented -> why (a clear error).
+    """
+    return field(default=default, metadata={"doc": doc, "lo": lo, "hi": hi, "per_axis": per_axis,
+                                            "refuse": refuse or {}})
 
 
 @dataclass(frozen=True)
 class DataParams:
     fr: float = _f(30.0, "imaging rate, frames per second", lo=1e-3)
     decay_time: float = _f(0.4, "decay time of a transient of the indicator, seconds", lo=0.0)
-    dxy: tuple[float, float] = _f((1.0, 1.0), "pixel size (y, x) in micrometres", lo=1e-6)
-    fnames: tuple[str, ...] | None = _f(None, "input file names (recorded; the movie is given to run)")
+    dxy: tuple[float, float] = _f((1.0, 1.0), "pixel size (y, x) in micrometres (recorded; the NWB export's "
+                                              "grid spacing)", lo=1e-6, per_axis=True)
     var_name_hdf5: str = _f("mov", "dataset name inside an HDF5 file")
+    # suite2p's names for recordings that interleave planes and channels (1-based channels)
+    nplanes: int | None = _f(None, "planes per volume, flyback frames included (suite2p); None: from the "
+                                   "file's metadata, else 1", lo=1)
+    nchannels: int | None = _f(None, "channels per frame (suite2p); None: from the file's metadata, else 1", lo=1)
+    functional_chan: int = _f(1, "channel whose activity is extracted, numbered from 1 (suite2p)", lo=1)
+    align_by_chan: int | None = _f(None, "channel motion is computed on, numbered from 1, its shifts then "
+                                         "applied to the functional channel (suite2p; None: the functional one)",
+                                   lo=1)
 
 
 @dataclass(frozen=True)
 class MotionParams:
     pw_rigid: bool = _f(True, "piecewise-rigid correction after the rigid one")
-    max_shifts: tuple[int, int] = _f((6, 6), "largest rigid shift (y, x) allowed, pixels", lo=0)
-    strides: tuple[int, int] = _f((48, 48), "patch spacing for piecewise-rigid, pixels", lo=4)
-    overlaps: tuple[int, int] = _f((24, 24), "overlap of neighbouring patches, pixels", lo=0)
+    max_shifts: tuple[int, int] = _f((6, 6), "largest rigid shift (y, x) allowed, pixels", lo=0, per_axis=True)
+    strides: tuple[int, int] = _f((48, 48), "patch spacing for piecewise-rigid, pixels", lo=4, per_axis=True)
+    overlaps: tuple[int, int] = _f((24, 24), "overlap of neighbouring patches, pixels", lo=0, per_axis=True)
     max_deviation_rigid: int = _f(3, "largest deviation of a patch's shift from the rigid one", lo=0)
     niter_rig: int = _f(1, "iterations of rigid template refinement", lo=1, hi=20)
     niter_els: int = _f(1, "piecewise-rigid iterations: the template is refined piecewise-rigidly "
@@ -90,7 +115,8 @@ class MotionParams:
     shifts_opencv: bool = _f(True, "apply shifts by interpolation (opencv) rather than in Fourier space")
     border_nan: bool | Literal["copy"] = _f("copy", "pixels shifted in from outside: 'copy' edge, True NaN, False 0")
     nonneg_movie: bool = _f(True, "offset the corrected movie to be non-negative when min_mov < 0")
-    gSig_filt: tuple[int, int] | None = _f(None, "high-pass filter width for registration (one-photon)", lo=1)
+    gSig_filt: tuple[int, int] | None = _f(None, "high-pass filter width for registration (one-photon)", lo=1,
+                                           per_axis=True)
     min_mov: float | None = _f(None, "movie minimum; estimated from the data when None")
     clip_quantile: float | None = _f(
         0.95, "register frames and template clipped at this quantile of the template's pixels, so "
@@ -105,6 +131,10 @@ class MotionParams:
         "autocorrelation lobe by less than this ratio takes the shift interpolated between its "
         "significant neighbours in time (suite2p's name; None: trust every peak)", lo=1.0, hi=10.0)
     num_frames_template: int = _f(500, "frames used to build the first template", lo=10)
+    save_movie: Literal["float32", "compact", "none"] = _f(
+        "compact", "how the corrected movie is stored: 'float32' (4 bytes a pixel); 'compact' (16-bit codes "
+        "with a scale and offset, zstd-compressed: at most as large as a 16-bit input); 'none' (no copy: "
+        "later stages warp the raw frames by the saved shifts as they read them)")
     template_sampling: Literal["middle", "spread"] = _f(
         "spread", "frames that refine a piecewise-rigid template: runs spread over the whole movie, "
         "as CaImAn samples them (the corrected movie takes the movie's average geometry; costs a "
@@ -116,7 +146,8 @@ class MotionParams:
 class PreprocessParams:
     noise_range: tuple[float, float] = _f((0.25, 0.5), "PSD band for noise, fraction of the frame rate", lo=0.0, hi=0.5)
     noise_method: Literal["mean", "median", "logmexp"] = _f("mean", "how the PSD is averaged in the band")
-    max_num_samples_fft: int = _f(3072, "samples used for the noise PSD of long traces", lo=64)
+    max_num_samples_fft: int = _f(3072, "frames of the pixel noise estimate: a longer patch uses three blocks "
+                                        "of a third as many (start, middle, end)", lo=64)
     lags: int = _f(5, "autocovariance lags used to estimate the AR coefficients", lo=1, hi=100)
     check_nan: bool = _f(True, "fill NaN/inf pixels from the nearest finite pixel of their frame (false: an error)")
 
@@ -124,8 +155,9 @@ class PreprocessParams:
 @dataclass(frozen=True)
 class InitParams:
     K: int | None = _f(4, "components per patch (whole field when rf is None)", lo=0)
-    gSig: tuple[float, float] = _f((4.0, 4.0), "half-size of a neuron (y, x), pixels", lo=0.5)
-    gSiz: tuple[int, int] | None = _f(None, "size of the box around a neuron, pixels (default 2*gSig+1)", lo=1)
+    gSig: tuple[float, float] = _f((4.0, 4.0), "half-size of a neuron (y, x), pixels", lo=0.5, per_axis=True)
+    gSiz: tuple[int, int] | None = _f(None, "size of the box around a neuron, pixels (default 2*gSig+1)", lo=1,
+                                      per_axis=True)
     method_init: Literal["greedy_roi", "corr_pnr"] = _f(
         "greedy_roi", "initialisation method: greedy_roi (two-photon) or corr_pnr (CNMF-E, one-photon: seeds "
         "from the correlation and peak-to-noise images of the filtered movie, ring model of the background; "
@@ -144,33 +176,48 @@ class InitParams:
     tsub: int = _f(1, "temporal downsampling during initialisation", lo=1, hi=100)
     nIter: int = _f(5, "rank-1 refinement iterations per greedy component", lo=1, hi=100)
     maxIter: int = _f(5, "HALS iterations after initialisation", lo=0, hi=100)
-    rolling_sum: bool = _f(True, "pick seeds by a rolling sum over time")
-    rolling_length: int = _f(100, "length of the rolling window, frames", lo=1)
+    rolling_sum: bool = _f(True, "score seeds by their largest rolling sum over time, else their total energy "
+                                 "(CaImAn's seeding, used when min_snr_init is None; the default seeding scores "
+                                 "each pixel's transients against its noise)")
+    rolling_length: int = _f(100, "length of the rolling window, frames (with rolling_sum, when min_snr_init "
+                                  "is None)", lo=1)
     normalize_init: bool = _f(True, "normalise the movie by its noise before initialisation")
+    min_snr_init: float | None = _f(4.0, "seeding stops when no transient of the detrended patch movie reaches "
+                                         "this many noise SDs (not in CaImAn; None: always K seeds, as its "
+                                         "greedy_roi)", lo=0.0)
 
 
 @dataclass(frozen=True)
 class PatchParams:
-    rf: int | None = _f(15, "half-size of a CNMF patch, pixels (None: the whole field)", lo=2)
-    stride: int | None = _f(10, "overlap between CNMF patches, pixels", lo=0)
+    rf: int | tuple[int, int] | None = _f(15, "half-size of a CNMF patch, pixels, or one per axis (y, x) "
+                                              "(None: the whole field)", lo=2, per_axis=True)
+    stride: int | tuple[int, int] | None = _f(10, "overlap between CNMF patches, pixels, or one per axis (y, x) "
+                                                  "(None: rf // 2)", lo=0, per_axis=True)
     only_init: bool = _f(True, "patches only initialise; traces come from the refit")
+    p_patch: int = _f(0, "order of the AR model inside the patches when they do not only initialise",
+                      lo=0, hi=2)
     nb_patch: int = _f(1, "background components per patch", lo=0, hi=20)
     border_pix: int = _f(0, "pixels along each edge left out of every footprint (CaImAn's demo sets the "
                             "largest shift when border_nan is not 'copy')", lo=0)
-    low_rank_background: bool | None = _f(True, "one low-rank background for the whole field (None: no low-rank "
-                                                "background, as corr_pnr's ring model needs)")
-    del_duplicates: bool = _f(True, "each patch keeps only the components centred in the part of the field it "
-                                    "is nearest to (CaImAn's default: False, every component kept, then merged)")
-    memory_fact: float = _f(1.0, "scale of the memory budget of a patch task", lo=0.01)
+    low_rank_background: bool | None = _f(True, "one low-rank background (init.nb components) for the whole field from "
+                                                "the patches' backgrounds (None: no low-rank background, as "
+                                                "corr_pnr's ring model needs)", refuse={
+        False: "one background per patch (CaImAn's low_rank_background=False) is not implemented: the "
+               "patches' backgrounds always become init.nb global components (or, with "
+               "method_init='corr_pnr' and None, CNMF-E's ring background)"})
+    del_duplicates: bool = _f(True, "each patch keeps only the components centred in its own part of the field "
+                                    "(False, CaImAn's default: every patch keeps all its components, and "
+                                    "duplicates in the overlaps merge when their traces correlate)")
+    memory_fact: float = _f(1.0, "scale of the memory budget of a patch task (512 MB of movie data): a patch "
+                                 "that exceeds it is initialised on averages of frames", lo=0.001)
 
 
 @dataclass(frozen=True)
 class SpatialParams:
-    method_exp: Literal["dilate"] = _f("dilate", "how the search area is grown (CaImAn's 'dilate': "
-                                                 "the support dilated by a radius-2 diamond)")
     thr_method: Literal["nrg", "max"] = _f("nrg", "footprint thresholding: energy or max fraction")
-    nrgthr: float = _f(0.9999, "energy kept by thresholding", lo=0.0, hi=1.0)
-    maxthr: float = _f(0.1, "fraction of the max below which pixels are dropped", lo=0.0, hi=1.0)
+    nrgthr: float = _f(0.9999, "energy kept by thresholding (thr_method 'nrg')", lo=0.0, hi=1.0)
+    maxthr: float = _f(0.1, "fraction of the max below which pixels are dropped (thr_method 'max')",
+                       lo=0.0, hi=1.0)
     extract_cc: bool = _f(True, "keep only the largest connected piece of a footprint")
     update_background_components: bool = _f(True, "update the background footprints too")
 
@@ -179,11 +226,14 @@ class SpatialParams:
 class TemporalParams:
     p: int = _f(1, "order of the autoregressive model of calcium (0, 1, 2)", lo=0, hi=2)
     bas_nonneg: bool = _f(False, "constrain the baseline of each trace to be non-negative")
-    method_deconvolution: Literal["oasis"] = _f("oasis", "deconvolution method")
     fudge_factor: float = _f(0.96, "shrinkage of the AR time constants", lo=0.5, hi=1.0)
     ITER: int = _f(2, "block-coordinate-descent sweeps of the temporal update", lo=1, hi=20)
-    s_min: float | None = _f(None, "minimum spike size (None: noise-constrained)")
-    optimize_g: bool = _f(False, "refine the AR coefficients during deconvolution")
+    s_min: float | None = _f(None, "minimal spike size: after the noise-constrained fit, spikes are refitted "
+                                   "either 0 or >= s_min (negative: |s_min| noise SDs scaled as CaImAn's; "
+                                   "None or 0: no minimum)")
+    optimize_g: int | bool = _f(0, "refine each trace's decay on its largest isolated events after a first "
+                                   "fit: how many events (0 or false: keep the estimated decay; true: 5)",
+                                lo=0)
 
 
 @dataclass(frozen=True)
@@ -225,10 +275,10 @@ class QualityParams:
 
 @dataclass(frozen=True)
 class DffParams:
-    quantileMin: float = _f(8.0, "percentile of the running baseline", lo=0.0, hi=100.0)
+    quantileMin: float = _f(8.0, "percentile of the running baseline (when flag_auto is false)", lo=0.0, hi=100.0)
     frames_window: int = _f(500, "length of the running baseline window, frames", lo=3)
     use_residuals: bool = _f(True, "add the residuals to the denoised traces before dF/F")
-    flag_auto: bool = _f(True, "choose the percentile per trace automatically")
+    flag_auto: bool = _f(True, "choose the percentile per trace automatically (quantileMin unused)")
     detrend_only: bool = _f(False, "subtract the baseline without dividing by it")
 
 
@@ -237,6 +287,43 @@ class ComputeParams:
     chunk_frames: int | None = _f(None, "frames per chunk of the corrected movie (None: automatic)", lo=1)
     tile: int = _f(64, "tile size (y and x) of the corrected movie's chunks, pixels", lo=8)
     seed: int = _f(0, "seed of any random choice (reproducibility)", lo=0)
+
+
+# -- tracking (issue 23): matching units across sessions; read by calcium_dask.tracking only --
+@dataclass(frozen=True)
+class TrackingParams:
+    reference: int | None = _f(None, "session the others are aligned to, by position (None: the middle one)", lo=0)
+    align_image: Literal["mean", "correlation", "both"] = _f(
+        "mean", "summary image(s) the sessions are aligned on, high-passed and standardised (both: their "
+        "sum; the correlation image changes with each day's activity)")
+    max_rotation: float = _f(10.0, "largest rotation between sessions searched, degrees", lo=0.0, hi=45.0)
+    align_nonrigid: bool = _f(True, "after the rigid alignment, a smooth non-rigid field from optical flow "
+                                    "on the summary images")
+    nonrigid_spacing: float = _f(48.0, "distance between the nodes of the smooth non-rigid field, pixels "
+                                       "(the smallest scale of deformation followed)", lo=8.0)
+    max_deformation: float = _f(6.0, "largest non-rigid displacement kept, pixels", lo=0.0)
+    min_overlap: float = _f(0.3, "an alignment covering less of the reference's field than this fraction "
+                                 "fails", lo=0.0, hi=1.0)
+    min_align_corr: float = _f(0.55, "an alignment whose rigidly aligned (high-passed) images correlate less "
+                                     "than this fails (simulated days of one field: 0.8-0.95; of unrelated "
+                                     "fields: up to 0.47)", lo=-1.0, hi=1.0)
+    only_accepted: bool = _f(True, "track only the units that passed evaluation (all units before it)")
+    mask_thr: float = _f(0.2, "a footprint's mask: its pixels above this fraction of its maximum",
+                         lo=0.0, hi=1.0)
+    overlap: Literal["jaccard", "cosine"] = _f(
+        "jaccard", "footprint overlap in the cost: Jaccard index of the masks (CaImAn) or cosine similarity "
+        "of the footprints")
+    max_dist: float = _f(10.0, "largest distance between the centroids of two matched units, reference "
+                               "pixels (CaImAn's max_dist)", lo=0.0)
+    dist_weight: float = _f(0.0, "cost = 1 - overlap + dist_weight * distance / max_dist (0: the overlap "
+                                 "alone within max_dist, as CaImAn; on simulated days any weight lost recall "
+                                 "and no precision)", lo=0.0)
+    thresh_cost: float = _f(0.7, "pairs whose cost is above this are never matched (CaImAn's thresh_cost)",
+                            lo=0.0, hi=2.0)
+    min_link: float = _f(0.5, "two groups of matched units become one tracked unit when the pairwise "
+                              "assignments matched at least this fraction of their pairs of units",
+                         lo=0.0, hi=1.0)
+# -- end of tracking ------------------------------------------------------------------------
 
 
 #: group name -> dataclass, in pipeline order
@@ -252,25 +339,15 @@ GROUPS: dict[str, type] = {
     "quality": QualityParams,
     "dff": DffParams,
     "compute": ComputeParams,
+    "tracking": TrackingParams,
 }
 
-# CaImAn keys that do not change results here (processes, memory layout, solvers, GPUs):
-# accepted from a CaImAn dict and ignored, so its demo dict loads unchanged. Among them:
-# splits_rig / num_frames_split split the movie in time for CaImAn's parallel processes
-# (here the movie's dask chunks, compute.chunk_frames, do); dist steers the 'ellipse'
-# search, which is not offered (method_exp rejects it); seed_method 'manual' is CaImAn's
-# clicking on seeds in a window (here seeds are always automatic).
-CAIMAN_IGNORED = frozenset(
-    "n_processes n_pixels_per_process dims caiman_version last_commit mmap_F mmap_C "
-    "in_memory use_cuda indices is3D memory_efficient num_blocks_per_run_spat "
-    "num_blocks_per_run_temp solvers verbosity block_size_temp block_size_spat "
-    "splits_els num_splits_to_process_els num_splits_to_process_rig "
-    "method_ls normalize_yyt_one include_noise compute_g pixels sn p_patch p_ssub "
-    "p_tsub remove_very_bad_comps skip_refinement merge_parallel max_num_samples_fft_temporal "
-    "gSig_range use_ecc max_ecc seed_method kernel "
-    "splits_rig num_frames_split dist".split()
-)
-
+#: the parameter groups each stage reads: a stage's results are reusable when these are unchanged
+STAGE_GROUPS: dict[str, tuple[str, ...]] = {
+    "motion": ("data", "motion", "preprocess", "compute"),
+    "cnmf": ("data", "preprocess", "init", "patch", "spatial", "temporal", "merging", "compute"),
+    "evaluate": ("data", "preprocess", "init", "quality", "dff"),
+}
 
 def _index() -> dict[str, list[str]]:
     """Bare parameter name -> the groups that define it."""
@@ -289,6 +366,12 @@ def _unknown(key: str) -> ParamsError:
     close = difflib.get_close_matches(key, _ALL_KEYS, n=1, cutoff=0.6)
     hint = f"; did you mean '{close[0]}'?" if close else ""
     return ParamsError(f"unknown parameter '{key}'{hint}")
+
+
+def _unknown_caiman(key: str) -> ParamsError:
+    close = difflib.get_close_matches(key, _ALL_KEYS + sorted(CAIMAN_KEYS), n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return ParamsError(f"unknown parameter '{key}' (neither calcium-dask's nor CaImAn's){hint}")
 
 
 def _type_name(tp: Any) -> str:
@@ -356,16 +439,40 @@ def _check_range(value: Any, meta: Any, key: str) -> None:
             raise ParamsError(f"parameter '{key}' = {value!r} is out of range {rng}")
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """A group's field types (resolving them costs more than the rest of validating a group)."""
+    return typing.get_type_hints(cls)
+
+
+def _check_axes(value: Any, key: str) -> None:
+    """A value per axis must be two (y, x): CaImAn's 3-D lists are refused by name."""
+    if isinstance(value, (list, tuple, np.ndarray)) and np.ndim(value) == 1 and len(value) != 2:
+        why = (": calcium-dask processes 2-D movies, one plane at a time (open_movie(..., plane=...))"
+               if len(value) == 3 else "")
+        raise ParamsError(f"parameter '{key}' expects 2 values (y, x), got {len(value)}{why}")
+
+
+def _check_refused(value: Any, meta: Any, key: str) -> None:
+    for bad, why in meta["refuse"].items():
+        if value == bad and type(value) is type(bad):
+            raise ParamsError(f"parameter '{key}' = {value!r} is not supported: {why}")
+
+
 def _build_group(name: str, values: dict[str, Any]) -> Any:
     cls = GROUPS[name]
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for k, v in values.items():
         if k not in fields:
             raise _unknown(f"{name}.{k}")
-        kwargs[k] = _coerce(v, hints[k], f"{name}.{k}")
-        _check_range(kwargs[k], fields[k].metadata, f"{name}.{k}")
+        key, meta = f"{name}.{k}", fields[k].metadata
+        if meta["per_axis"]:
+            _check_axes(v, key)
+        kwargs[k] = _coerce(v, hints[k], key)
+        _check_range(kwargs[k], meta, key)
+        _check_refused(kwargs[k], meta, key)
     return cls(**kwargs)
 
 
@@ -393,6 +500,7 @@ class Params:
     quality: QualityParams = field(default_factory=QualityParams)
     dff: DffParams = field(default_factory=DffParams)
     compute: ComputeParams = field(default_factory=ComputeParams)
+    tracking: TrackingParams = field(default_factory=TrackingParams)
 
     def __post_init__(self) -> None:
         _check_combinations(self)
@@ -416,24 +524,45 @@ class Params:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None = None, *, strict: bool = True) -> Params:
-        """Build from a dict nested by group, flat with bare names, or ``"group.key"`` keys."""
+        """Build from a dict nested by group, flat with bare names, or ``"group.key"`` keys.
+
+        Only this package's parameters are accepted; ``strict=False`` is
+        :meth:`from_caiman`, which takes CaImAn's dicts as they are.
+        """
+        if not strict:
+            return cls.from_caiman(d or {})
         grouped: dict[str, dict[str, Any]] = {g: {} for g in GROUPS}
         for key, value in (d or {}).items():
             if key in GROUPS and isinstance(value, dict):
                 for k, v in value.items():
-                    _place(grouped, f"{key}.{k}", v, strict)
+                    _place(grouped, f"{key}.{k}", v)
             else:
-                _place(grouped, key, value, strict)
+                _place(grouped, key, value)
         return cls(**{g: _build_group(g, v) for g, v in grouped.items()})
 
     @classmethod
     def from_caiman(cls, d: dict[str, Any]) -> Params:
-        """Accept a CaImAn ``CNMFParams`` dict (flat or nested) unchanged.
+        """Accept a CaImAn parameter dict unchanged: ``CNMFParams(params_dict=...)``'s flat
+        dict, one nested by group (``{"motion": {...}, "init": {...}}``) or
+        ``CNMFParams.to_dict()`` (``"init_params"``...); values may be numpy scalars and
+        arrays, and per-axis values lists, tuples or arrays.
 
-        Keys that only steer CaImAn's own execution (``n_processes``, memory layout,
-        solvers...) are ignored; any other unknown key is an error.
+        A key of the registry sets that parameter (given in several of CaImAn's groups, as
+        ``p`` in ``preprocess`` and ``temporal``, the value in the group that holds it here
+        is used). Any other CaImAn key is treated as :mod:`calcium_dask.caiman_params` says:
+        keys that cannot change the results here (``n_processes``, memory layout, OnACID's
+        settings...) are accepted quietly; keys that change CaImAn's results but are not
+        implemented here (``method_ls``...) are ignored and named in one
+        :class:`~calcium_dask.errors.IgnoredParametersWarning` (as are values of a key set
+        twice that are not used); an unsupported method (``method_deconvolution='cvxpy'``)
+        or an unknown key is a :class:`~calcium_dask.errors.ParamsError`.
         """
-        return cls.from_dict(d, strict=False)
+        read = read_caiman(d, _NAMES, GROUPS, _unknown_caiman)
+        params = cls(**{g: _build_group(g, read.values.get(g, {})) for g in GROUPS})
+        message = read.warning()
+        if message:
+            warnings.warn(IgnoredParametersWarning(message), stacklevel=2)
+        return params
 
     @classmethod
     def load(cls, path: str | Path) -> Params:
@@ -494,6 +623,14 @@ class Params:
         else:
             path.write_text(json.dumps(self.to_dict(), indent=1))
 
+    def digest(self, stage: str) -> str:
+        """A short hash of the groups ``stage`` reads (:data:`STAGE_GROUPS`)."""
+        import hashlib
+
+        d = self.to_dict()
+        text = json.dumps({g: d[g] for g in STAGE_GROUPS[stage]}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     def gSiz(self) -> tuple[int, int]:
         """The neuron box size, defaulting to ``2 * gSig + 1`` as CaImAn does."""
         if self.init.gSiz is not None:
@@ -542,10 +679,7 @@ def _resolve(key: str) -> tuple[str, str]:
     raise _unknown(key)
 
 
-def _place(grouped: dict[str, dict[str, Any]], key: str, value: Any, strict: bool) -> None:
-    bare = key.rpartition(".")[2]
-    if not strict and bare in CAIMAN_IGNORED:
-        return
+def _place(grouped: dict[str, dict[str, Any]], key: str, value: Any) -> None:
     group, name = _resolve(key)
     grouped[group][name] = value
 

@@ -7,10 +7,13 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
-# kernels must not oversubscribe the 2 CI cores
+# kernels must not oversubscribe the 2 CI cores: the variables for the processes the tests
+# start; for this one, whose BLAS a pytest plugin (zarr's) loaded before this file, the limit
 for _k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_k, "1")
+threadpool_limits(1)
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared")
 
@@ -34,11 +37,20 @@ def local_cluster():
     from calcium_dask.cluster import connect
 
     c = connect(n_workers=2, memory_limit="2GB", dashboard_address=None, quiet=True)
+    c.run(_warmed_up)  # tests that time or order tasks must not race the workers' warm-up
     try:
         yield c
     finally:
         c.cluster.close()
         c.close()
+
+
+def _warmed_up() -> None:
+    import threading
+
+    for t in threading.enumerate():
+        if t.name == "warm-up":
+            t.join()
 
 
 @pytest.fixture(scope="session")

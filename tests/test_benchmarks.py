@@ -98,3 +98,67 @@ def test_bench_motion_accuracy_scores_a_simulated_movie_against_its_ceiling(tmp_
     exact = score_mean_image(bench.truth_mean(raw, truth, keep_static=False), truth["clean_mean"])["corr"]
     assert exact > 0.9995 and exact - row["ceiling"] > 1e-3  # here 0.9998 and 0.004
     assert GroundTruth.load(movie_dir / "truth.npz").params.nr_mean_free is False
+
+
+def test_bench_planes_times_a_session_against_its_planes_and_scores_both(tmp_path, capsys, client):
+    bench = _load("bench_planes")
+    bench.main(["--size", "48", "--frames", "60", "--planes", "2", "--repeat", "1", "--no-warmup",
+                "--dir", str(tmp_path / "sim")], client=client)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("command: python benchmarks/bench_planes.py --size 48")
+    repeat = next(ln for ln in lines if ln.startswith("repeat 1:"))
+    total = float(repeat.split("one by one ")[1].split(" s")[0])
+    session = float(repeat.split("session ")[1].split(" s")[0])
+    # the printed times are rounded to 0.1 s
+    assert abs(float(repeat.rsplit("ratio ", 1)[1]) - session / total) <= 0.06 / total * (1 + session / total)
+    assert any(ln.startswith("summary: session / sum of single runs: median") for ln in lines)
+    rows = [ln.split() for ln in lines if ln.split() and ln.split()[0] in ("0", "1")]
+    assert [r[0] for r in rows] == ["0", "1"]
+    for _, f1_s, f1_a, sh_s, sh_a in rows:  # the same planes, the same results
+        assert f1_s == f1_a and sh_s == sh_a and 0 <= float(f1_s) <= 1
+    assert "F1 0.0000 (target <= 0.01: met)" in lines[-1]
+    stores = [p for p in (tmp_path / "sim").iterdir() if p.name.startswith("stores_")]
+    assert stores == []  # every results store deleted
+    assert sorted(p.name for p in (tmp_path / "sim").glob("*.tif")) == ["alone0.tif", "alone1.tif", "session.tif"]
+
+
+def test_bench_tracking_scores_registration_after_the_pipeline_and_cleans_up(tmp_path, capsys):
+    bench = _load("bench_tracking")
+    work = tmp_path / "work"
+    results = bench.main(["--settings", "caiman2", "--size", "64", "--frames", "100", "--workers", "1",
+                          "--scaling", "3", "60", "--scaling-size", "160", "--dir", str(work)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("command: python ") and "--scaling-size" in lines[0]
+    (sc,) = results.values()
+    score_line = next(ln for ln in lines if ln.strip().startswith("pairs among units found on both days"))
+    assert f"precision {sc['precision']:.4f}, recall {sc['recall']:.4f}" in score_line
+    assert 0 <= sc["recall"] <= 1 and sc["pairs_true"] >= 1  # two 64 px days share a few neurons
+    scaling = [ln for ln in lines if ln.strip().startswith("pairs: precision")]
+    assert scaling and "tracked as one" in scaling[0]
+    assert any("matching + consistent identities" in ln and "MiB" in ln for ln in lines)
+    assert not work.exists()  # movies and per-day results are deleted without --keep
+
+
+def test_bench_patch_times_a_patch_and_checks_its_fit(capsys):
+    row = _load("bench_patch").main(["--frames", "300", "--side", "31", "--repeat", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("command: python ") and "--frames 300" in lines[0]
+    side, frames, first, median, lo, hi, corr = lines[-1].split()
+    assert (side, frames) == ("31", "300") and float(median) == round(row["median"], 3)
+    assert float(first) > 0 and lo == hi == median  # one timed call
+    assert row["footprint_corr_min"] > 0.9  # the fit it timed found the planted neurons
+
+
+def test_bench_startup_times_the_cli_and_a_whole_run(tmp_path, capsys):
+    rows = _load("bench_startup").main(["--size", "48", "--frames", "80", "--workers", "1", "--cli-repeat", "1",
+                                        "--dir", str(tmp_path)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("command: python ") and "--frames 80" in lines[0]
+    assert lines[1].startswith("calcium-dask --version: median ") and lines[2].startswith("calcium-dask --help: ")
+    header = lines[-2].split()
+    assert header == ["run", "wall", "workers_up", "first_task", "motion", "cnmf", "evaluate", "in_stages"]
+    (row,) = rows
+    # the probe saw the worker start and the first task, in that order, within the run
+    assert 0 < row["workers_up"] < row["first_task"] < row["wall"]
+    assert 0 < row["in_stages"] < 1 and lines[-1].split()[-1] == f"{100 * row['in_stages']:.0f}%"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["movie_48_80.tif", "params.json", "truth.npz"]

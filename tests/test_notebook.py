@@ -19,6 +19,20 @@ NOTEBOOK_CNMFE = NOTEBOOK.with_name("demo_pipeline_cnmfE.ipynb")
 KERNEL = "calcium-dask-test"
 
 
+def test_notebook_uses_only_the_public_api():
+    """The notebook imports calcium-dask only as ``cd`` (and its views): every step is a
+    public call, no internal module is reached into."""
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    imports = re.findall(r"^\s*(?:from\s+(\S+)\s+import|import\s+(\S+))", code, re.M)
+    ours = sorted({a or b for a, b in imports if (a or b).startswith("calcium_dask")})
+    assert ours == ["calcium_dask"], ours
+    assert "import calcium_dask as cd" in code and "from calcium_dask import viz" in code
+    for step in ("cd.connect(", "cd.open_movie(", "cd.motion_correct(", "cd.cnmf.fit(", "cd.cnmf.refit(",
+                 "cd.evaluate(", ".detrend_df_f(", ".select_components(", ".save(", "cd.open_results("):
+        assert step in code, step
+
+
 @pytest.mark.parametrize("path", [NOTEBOOK, NOTEBOOK_CNMFE], ids=["two-photon", "one-photon"])
 def test_committed_notebook_has_no_outputs(path):
     nb = nbformat.read(path, as_version=4)

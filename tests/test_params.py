@@ -27,7 +27,7 @@ def test_caiman_demo_dict_unchanged():
     assert p.temporal.p == 1 and p.init.nb == 2 and p.init.K == 4 and p.init.gSig == (4.0, 4.0)
     assert p.patch.rf == 15 and p.patch.stride == 10 and p.patch.only_init is True
     assert p.merging.merge_thr == 0.85 and p.quality.min_cnn_thr == 0.99
-    assert p.data.fnames == ("Sue_2x_3000_40_-46.tif",)
+    assert "fnames" not in p.to_dict()["data"]  # recorded by CaImAn, given to open_movie here
 
 
 def test_caiman_nested_dict():
@@ -42,8 +42,12 @@ def test_strict_rejects_caiman_only_keys():
 
 
 def test_caiman_execution_keys_load_and_change_nothing():
-    keys = {"splits_rig": 7, "num_frames_split": 40, "seed_method": "auto", "dist": 2}
-    assert Params.from_caiman(keys) == Params()
+    import warnings
+
+    keys = {"splits_rig": 7, "num_frames_split": 40, "n_processes": 4, "dist": 2}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # quietly
+        assert Params.from_caiman(keys) == Params()
     with pytest.raises(ParamsError, match="splits_rig"):
         Params.from_dict({"splits_rig": 7})
 
@@ -73,11 +77,27 @@ def test_defaults_are_caimans_demo_pipeline_for_two_photon_movies():
     ({"fr": -30}, "out of range"),
     ({"nb": 2.5}, "expects an integer"),
     ({"method_init": "corr_pnr"}, "must be one of"),  # CNMF-E is not offered: no silent fallback
-    ({"method_exp": "ellipse"}, "must be one of"),
 ])
 def test_bad_values(bad, message):
     with pytest.raises(ParamsError, match=message):
         Params.from_dict(bad)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"method_exp": "ellipse"}, "'method_exp' = 'ellipse' is not supported: .*only CaImAn's 'dilate'"),
+    ({"spatial": {"method_exp": "ellipse"}}, "'spatial.method_exp' = 'ellipse' is not supported"),
+    ({"method_deconvolution": "cvxpy"}, "only OASIS"),
+    ({"is3D": True}, "one plane at a time"),
+    ({"low_rank_background": False}, "one background per patch .* not implemented"),
+    ({"gSig": [4, 4, 2]}, "expects 2 values \\(y, x\\), got 3: calcium-dask processes 2-D movies"),
+    ({"rf": [15, 15, 5]}, "'patch.rf' expects 2 values"),
+    ({"max_shifts": [6]}, "expects 2 values \\(y, x\\), got 1$"),
+    ({"n_procesess": 2}, "neither calcium-dask's nor CaImAn's.*did you mean 'n_processes'"),
+    ({"online": {"min_SNR": 2}, "min_SNRR": 2}, "did you mean 'min_SNR'"),
+])
+def test_caiman_values_calcium_dask_does_not_offer_are_refused_by_name(bad, message):
+    with pytest.raises(ParamsError, match=message):
+        Params.from_caiman(bad)
 
 
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])

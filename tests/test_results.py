@@ -39,9 +39,11 @@ def test_caiman_names():
     r = make_results()
     fp = r.ds["footprints"].values
     assert r.A.shape == (H * W, K)
-    # CaImAn's pixel order: Fortran (x * H + y)
-    np.testing.assert_array_equal(r.A[:, 2].toarray().ravel(), fp[2].ravel(order="F"))
+    # one pixel order everywhere: C order (y * W + x), the footprints' own
+    np.testing.assert_array_equal(r.A[:, 2].toarray().reshape(H, W), fp[2])
+    assert not np.array_equal(r.A[:, 2].toarray().ravel(), fp[2].ravel(order="F"))
     assert r.b.shape == (H * W, 1) and r.C.shape == (K, T) and r.f.shape == (1, T)
+    np.testing.assert_array_equal(r.b[:, 0].reshape(H, W), r.ds["background_footprints"].values[0])
     np.testing.assert_array_equal(r.idx_components, [0, 2, 3])
     np.testing.assert_array_equal(r.idx_components_bad, [1, 4])
     coords = r.coordinates
@@ -106,17 +108,49 @@ def test_nwb_round_trip_and_inspector(tmp_path):
         ophys = nwb.processing["ophys"]
         ps = ophys["ImageSegmentation"]["PlaneSegmentation"]
         assert len(ps) == K
-        np.testing.assert_allclose(ps["image_mask"][1].T, r.ds["footprints"].values[1])
+        mask = np.zeros((H, W))  # pixel masks: (x, y, weight) of the footprint's non-zero pixels
+        for x, y, w in ps["pixel_mask"][1]:
+            mask[y, x] = w
+        np.testing.assert_allclose(mask, r.ds["footprints"].values[1], rtol=1e-6)
         np.testing.assert_array_equal(ps["accepted"][:], r.ds["accepted"].values)
         raw = ophys["Fluorescence"]["RoiResponseSeries"].data[:]
-        np.testing.assert_allclose(raw.T, r.C + r.YrA, rtol=1e-6)
-        np.testing.assert_allclose(ophys["DfOverF"]["RoiResponseSeries"].data[:].T, r.F_dff)
+        np.testing.assert_allclose(raw.T, np.asarray(r.C) + np.asarray(r.YrA), rtol=1e-6)
+        np.testing.assert_allclose(ophys["DfOverF"]["RoiResponseSeries"].data[:].T, np.asarray(r.F_dff))
         assert ophys["Fluorescence"]["RoiResponseSeries"].rate == 15.0
     from nwbinspector import Importance, inspect_nwbfile
 
     serious = [m for m in inspect_nwbfile(nwbfile_path=path)
                if m.importance in (Importance.CRITICAL, Importance.ERROR, Importance.PYNWB_VALIDATION)]
     assert serious == []
+
+
+def test_nwb_traces_are_written_a_buffer_of_frames_at_a_time(tmp_path, monkeypatch):
+    """The export never reads a whole unit x frame array: every read the writer makes is a
+    buffer of at most NWB_BUFFER_VALUES values, and they cover the traces exactly."""
+    pytest.importorskip("pynwb")
+    import calcium_dask.nwb as nwb
+
+    monkeypatch.setattr(nwb, "NWB_BUFFER_VALUES", 2 * K * 7)  # 14 frames of K units a read
+    monkeypatch.setattr(nwb, "NWB_CHUNK_VALUES", K * 7)
+    reads = []
+    make = nwb._trace_iterator
+
+    def spying(data):
+        it = make(data)
+        original = it._get_data
+        it._get_data = lambda selection: reads.append(selection) or original(selection)
+        return it
+
+    monkeypatch.setattr(nwb, "_trace_iterator", spying)
+    r = make_results()
+    r.to_nwb(str(tmp_path / "r.nwb"))
+    assert len(reads) >= 2 * (T // 14)  # two series, several buffers each
+    assert all((s[0].stop - s[0].start) * K <= 2 * K * 7 for s in reads)
+    import pynwb
+
+    with pynwb.NWBHDF5IO(str(tmp_path / "r.nwb"), "r") as io:
+        got = io.read().processing["ophys"]["DfOverF"]["RoiResponseSeries"].data[:]
+    np.testing.assert_allclose(got.T, np.asarray(r.F_dff))
 
 
 def test_export_cli(tmp_path, capsys):

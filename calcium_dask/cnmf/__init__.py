@@ -1,9 +1,17 @@
-"""CNMF source extraction: numpy kernels per patch, patches and refit as dask graphs.
+"""CNMF source extraction: numpy kernels per patch (``cnmf.kernels``), patches and refit as
+dask graphs.
 
 As in CaImAn's demo notebook: :func:`fit` runs CNMF on patches and merges their
 components; :func:`refit` runs the seeded CNMF on the whole field of view; :func:`cnmf`
-does both and, given a results store, writes the estimates to it. The package itself is
-callable as :func:`cnmf`: ``calcium_dask.cnmf(movie, params)``.
+does both. The package itself is callable as :func:`cnmf`:
+``calcium_dask.cnmf(mc, params)``.
+
+Each takes the corrected movie as a :class:`~calcium_dask.motion.MotionResult` (what
+:func:`calcium_dask.motion_correct` returns) or as any (frame, y, x) movie, and returns a
+:class:`~calcium_dask.results.Results` whose traces live in a results store: ``store=``
+(then the step is resumable: a store holding this stage's results, made with the same
+parameters, is opened instead of recomputed), or a scratch store in a temporary folder
+when the cluster's workers share this machine's disk.
 """
 
 from __future__ import annotations
@@ -12,38 +20,56 @@ import sys
 import time
 import types
 import warnings
+from typing import Any
 
 import xarray as xr
 
 from ..params import Params
-from ..store import ResultsStore
+from ..results import Results, open_results
+from ..store import ResultsStore, as_store
+from ..traces import TraceArrays, TraceLayout, scratch_store
 from .cnmfe import CNMFEPatchSet, NoSeedsWarning, correlation_pnr, fit_patches_cnmfe, refit_cnmfe, seeding_dataset
-from .output import estimates_dataset
+from .output import write_estimates
 from .patches import PatchSet, fit_patches
-from .refit import CNMFEstimates
+from .refit import RefitResult
 from .refit import refit as _refit
 
-__all__ = ["cnmf", "fit", "refit", "correlation_pnr", "CNMFEstimates", "PatchSet", "CNMFEPatchSet",
-           "NoSeedsWarning", "estimates_dataset"]
+__all__ = ["cnmf", "fit", "refit", "correlation_pnr", "PatchSet", "CNMFEPatchSet", "RefitResult", "NoSeedsWarning"]
+
+STAGE = "cnmf"
 
 
-def fit(movie: xr.DataArray, params: Params) -> PatchSet | CNMFEPatchSet:
+def _movie_of(mc: Any) -> tuple[xr.DataArray, xr.Dataset | None, xr.Dataset | None, ResultsStore | None]:
+    """The corrected movie, motion and summary groups and store behind ``mc`` (a
+    MotionResult, or a movie)."""
+    if isinstance(mc, xr.DataArray):
+        return mc, None, None, None
+    return mc.corrected, mc.motion, mc.summary, getattr(mc, "store", None)
+
+
+def fit(mc: Any, params: Params) -> PatchSet | CNMFEPatchSet:
     """CNMF on patches (``rf``, ``stride``), duplicates in overlaps merged (CaImAn's ``fit``);
-    CNMF-E with its ring background when ``method_init='corr_pnr'``."""
+    CNMF-E with its ring background when ``method_init='corr_pnr'`` (one-photon movies).
+
+    Parameters
+    ----------
+    mc : MotionResult or xarray.DataArray
+        The motion-corrected movie.
+    params : Params
+
+    Returns
+    -------
+    PatchSet or CNMFEPatchSet
+        The patches' components (footprints, low-rate traces for seeding the refit; CNMF-E:
+        also the patches' ring backgrounds and the images the seeds were chosen on).
+    """
+    movie = _movie_of(mc)[0].assign_attrs(check_nan=params.preprocess.check_nan)
     if params.init.method_init == "corr_pnr":
         ps = fit_patches_cnmfe(movie, params)
         if ps.A.shape[1] == 0:
             warnings.warn(_no_seeds(ps, params), NoSeedsWarning, stacklevel=2)
         return ps
     return fit_patches(movie, params)
-
-
-def refit(movie: xr.DataArray, patches: PatchSet | CNMFEPatchSet, params: Params) -> CNMFEstimates:
-    """The seeded CNMF on the whole field of view from the patches' components (CNMF-E:
-    their full-rate traces, from one pass over the movie)."""
-    if isinstance(patches, CNMFEPatchSet):
-        return refit_cnmfe(movie, patches, params)
-    return _refit(movie, patches.A, patches.C, patches.b, patches.f, patches.sn, params, tsub=patches.tsub)
 
 
 def _no_seeds(ps: CNMFEPatchSet, params: Params) -> str:
@@ -54,29 +80,88 @@ def _no_seeds(ps: CNMFEPatchSet, params: Params) -> str:
             "calcium_dask.cnmf.correlation_pnr(movie, params)")
 
 
-def cnmf(movie: xr.DataArray, params: Params, *, store: ResultsStore | str | None = None) -> CNMFEstimates:
-    """``fit`` then ``refit``; with a store, write the estimates to its root group."""
+def refit(mc: Any, patches: PatchSet | CNMFEPatchSet, params: Params, *, store: ResultsStore | str | None = None) -> Results:
+    """The seeded CNMF on the whole field of view from the patches' components (CaImAn's
+    ``refit``), its traces written to ``store`` (default: a scratch store).
+
+    Returns
+    -------
+    Results
+        Footprints ``A`` (pixels ``y * W + x``), traces ``C``, ``S``, ``YrA``, background
+        ``b``, ``f``; not evaluated yet (see :func:`calcium_dask.evaluation`).
+    """
     t0 = time.perf_counter()
+    movie, motion, summary, mc_store = _movie_of(mc)
     movie = movie.assign_attrs(check_nan=params.preprocess.check_nan)  # what the readers fill
-    patches = fit(movie, params)
-    est = refit(movie, patches, params)
-    if store is not None:
-        store = ResultsStore(store) if isinstance(store, str) else store
-        if isinstance(patches, CNMFEPatchSet):  # what the seeds were chosen on: to tune min_corr, min_pnr
+    target = as_store(store) if store is not None else (mc_store or scratch_store())
+    _run_refit(movie, patches, params, target)
+    target.mark_complete(STAGE, time.perf_counter() - t0, params_digest=params.digest(STAGE),
+                         units=int(target.read()["footprints"].shape[0]))
+    return _opened(target, movie, motion, summary, params)
+
+
+def _run_refit(movie: xr.DataArray, patches: PatchSet | CNMFEPatchSet, params: Params,
+               store: ResultsStore) -> RefitResult:
+    """The refit, writing its traces to the root of ``store`` (scratch arrays in /scratch);
+    CNMF-E's also writes the images its seeds were chosen on (``/corr_pnr``)."""
+    from ..movie_blocks import frame_source
+
+    source = frame_source(movie)
+    layout = TraceLayout.for_movie(movie.shape[0], source.t_chunk)
+    store.clear_marks_from(STAGE)
+    store.clear_root_arrays()  # units of an earlier run (and their evaluation) go
+    scratch = TraceArrays(store, "scratch", layout)
+    try:
+        if isinstance(patches, CNMFEPatchSet):
             store.write(seeding_dataset(patches, params), group="corr_pnr")
-        ds = estimates_dataset(est)
-        ds.attrs["cnmf_seconds"] = round(time.perf_counter() - t0, 3)
-        store.clear_root_arrays()  # units of an earlier run (and their evaluation) go
-        store.write_root(ds)
-    return est
+            res = refit_cnmfe(source, patches, tuple(movie.shape[1:]), params, scratch,
+                              TraceArrays(store, "", layout))
+        else:
+            store.remove("corr_pnr")  # an earlier CNMF-E run's seeding images
+            res = _refit(source, patches.A, patches.C, patches.b, patches.f, patches.sn, tuple(movie.shape[1:]),
+                         params, scratch, TraceArrays(store, "", layout), tsub=patches.tsub)
+        write_estimates(store, res, tile=params.compute.tile)
+    finally:
+        store.remove("scratch")
+    return res
+
+
+def _opened(store: ResultsStore, movie: xr.DataArray, motion: Any, summary: Any, params: Params) -> Results:
+    res = open_results(store)
+    return Results(res.ds, None, motion if motion is not None else res.motion,
+                   summary if summary is not None else res.summary, store, movie, params)
+
+
+def cnmf(mc: Any, params: Params, *, store: ResultsStore | str | None = None) -> Results:
+    """``fit`` then ``refit`` (CaImAn's ``cnm.fit`` and ``cnm.refit``).
+
+    Parameters
+    ----------
+    mc : MotionResult or xarray.DataArray
+        The motion-corrected movie (a MotionResult carries its store, shifts and summary
+        images along).
+    params : Params
+    store : ResultsStore or str, optional
+        Results store to write the units to. A store whose ``cnmf`` stage completed with
+        the same parameters is opened, not recomputed. Default: the MotionResult's store,
+        else a scratch store.
+
+    Returns
+    -------
+    Results
+    """
+    movie, motion, summary, mc_store = _movie_of(mc)
+    target = as_store(store) if store is not None else mc_store
+    if target is not None and target.completed(STAGE, params.digest(STAGE)):
+        return _opened(target, movie.assign_attrs(check_nan=params.preprocess.check_nan), motion, summary, params)
+    return refit(mc, fit(mc, params), params, store=target)
 
 
 class _CallableModule(types.ModuleType):
     """This package, callable as :func:`cnmf` (``calcium_dask.cnmf`` names both)."""
 
-    def __call__(self, movie: xr.DataArray, params: Params, *,
-                 store: ResultsStore | str | None = None) -> CNMFEstimates:
-        return cnmf(movie, params, store=store)
+    def __call__(self, mc: Any, params: Params, *, store: ResultsStore | str | None = None) -> Results:
+        return cnmf(mc, params, store=store)
 
 
 sys.modules[__name__].__class__ = _CallableModule

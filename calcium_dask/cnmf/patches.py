@@ -26,32 +26,38 @@ import numpy as np
 import scipy.sparse as sp
 import xarray as xr
 
-from ..errors import MovieError
+from ..errors import MovieError, ParamsError
 from ..params import Params
 from ..compute import compute
 from .kernels.background import low_rank_background
 from .kernels.fit import fit_patch
 from .kernels.grid import own_boxes, patch_boxes
 from .kernels.merge import merge_until_stable
-from ..movie_blocks import ZarrMovie, patch_input
+from .options import patch_update_options
+from ..movie_blocks import FrameSource, frame_source, read_downsampled
 
-__all__ = ["fit_patches", "PatchSet", "patch_options", "patch_memory_tsub", "patch_groups"]
+__all__ = ["fit_patches", "PatchSet", "PatchComponents", "patch_options", "patch_memory_tsub", "patch_tsub",
+           "patch_groups",
+           "average_samples", "CLIENT_SAMPLES"]
 
 PATCH_BUDGET = 512 * 2**20  # bytes of float32 patch data one task may hold (x memory_fact)
 DETREND_DECAYS = 2.5  # seeding detrend window, in indicator decay times
 GROUP_SIDE = 2  # patches per task along each axis (they share the tiles they read)
-MIN_SNR_INIT = 4.0  # seeding stops when no transient reaches this many noise SDs
 MAX_TYPICAL = 1e15  # median |pixel| above which float32 sums of squares over a patch overflow
+CLIENT_SAMPLES = 20_000  # samples per trace the patches send back for merging and seeding the refit
+MIN_PATCH_SAMPLES = 50  # samples a downsampled patch needs (noise spectrum, AR fit, seeding windows)
 
 
 @dataclass
 class PatchSet:
     """Components of all patches, in global coordinates, after merging duplicates.
 
-    ``A`` (N, K) csc footprints; ``C`` (K, Tp) traces at the patches' frame rate
-    (``tsub`` frames averaged); ``b`` (N, nb), ``f`` (nb, Tp) one low-rank background;
-    ``sn`` (N,) pixel noise; ``boxes`` the patch grid; ``n_per_patch`` components found in
-    each patch before merging; ``tsub`` the temporal downsampling the patches used.
+    ``A`` (N, K) csc footprints; ``C`` (K, Tp) traces, each sample the average of ``tsub``
+    frames of the movie (the patches' own downsampling for memory, times a further one
+    that keeps ``Tp <= CLIENT_SAMPLES``: the client never holds a full-rate trace);
+    ``b`` (N, nb), ``f`` (nb, Tp) one low-rank background; ``sn`` (N,) pixel noise;
+    ``boxes`` the patch grid; ``n_per_patch`` components found in each patch before
+    merging; ``tsub`` frames of the movie per sample of ``C`` and ``f``.
     """
 
     A: sp.csc_matrix
@@ -67,7 +73,7 @@ class PatchSet:
 def patch_options(params: Params) -> dict[str, Any]:
     """:func:`fit_patch` keyword arguments from the parameter groups."""
     ip, tp = params.init, params.temporal
-    return dict(K=ip.K or 0, gSig=ip.gSig, gSiz=params.gSiz(), p=tp.p, nb=params.patch.nb_patch,
+    return dict(K=ip.K or 0, gSig=ip.gSig, gSiz=params.gSiz(), p=params.patch.p_patch, nb=params.patch.nb_patch,
                 merge_thr=params.merging.merge_thr, max_merge_area=params.merging.max_merge_area,
                 method_init=ip.method_init, ssub=ip.ssub,
                 tsub=ip.tsub, noise_range=params.preprocess.noise_range,
@@ -76,8 +82,8 @@ def patch_options(params: Params) -> dict[str, Any]:
                 only_init=params.patch.only_init, nIter=ip.nIter, maxIter=ip.maxIter,
                 rolling_sum=ip.rolling_sum, rolling_length=ip.rolling_length,
                 normalize_init=ip.normalize_init, detrend_window=detrend_window(params),
-                min_snr_init=MIN_SNR_INIT, decay_frames=params.data.decay_time * params.data.fr,
-                remove_common=True, remove_motion=True)
+                min_snr_init=ip.min_snr_init, decay_frames=params.data.decay_time * params.data.fr,
+                remove_common=True, remove_motion=True, **patch_update_options(params))
 
 
 def detrend_window(params: Params) -> int:
@@ -97,25 +103,43 @@ def patch_memory_tsub(n_frames: int, box: tuple[int, int, int, int], budget: flo
     return int(max(1, -(-need // int(budget))))
 
 
-def _read(source: Any, box: tuple[int, int, int, int], tsub: int) -> np.ndarray:
+def _read(source: FrameSource, box: tuple[int, int, int, int], tsub: int) -> np.ndarray:
     """The movie inside ``box`` (T, h, w) float32, averaged over ``tsub`` frames."""
-    if isinstance(source, ZarrMovie):
-        return source.read_downsampled(box, tsub) if tsub > 1 else source.read(0, source.shape[0], box)
-    return np.asarray(source, dtype=np.float32)
+    return read_downsampled(source, box, tsub) if tsub > 1 else source.read(0, source.shape[0], box)
 
 
-def _check_range(Y: np.ndarray, source: Any) -> None:
+def _check_range(Y: np.ndarray, source: FrameSource) -> None:
     """Refuse a movie whose typical value overflows float32 sums of squares over a patch."""
     typical = float(np.median(np.abs(Y[:: max(1, len(Y) // 64)]))) if Y.size else 0.0
     if typical > MAX_TYPICAL:
-        name = f"{source.url}/{source.path}" if isinstance(source, ZarrMovie) else "movie"
-        raise MovieError(name, f"typical pixel value {typical:.3g} is beyond float32 arithmetic "
-                               f"(limit {MAX_TYPICAL:.0e}); divide the movie by a constant")
+        raise MovieError(source.name, f"typical pixel value {typical:.3g} is beyond float32 arithmetic "
+                                      f"(limit {MAX_TYPICAL:.0e}); divide the movie by a constant")
 
 
-def _fit_group(source: Any, union: tuple[int, int, int, int], boxes: list[tuple[int, int, int, int]],
-               owns: list[tuple[int, int, int, int]], dims: tuple[int, int], tsub: int,
-               opts: dict[str, Any]) -> list[dict[str, Any]]:
+@dataclass
+class PatchComponents:
+    """What one patch task sends back: its own tile's components in global pixels.
+
+    ``rows``, ``cols``, ``vals``: the footprints' entries (global pixel, component in the
+    patch, value); ``K`` components; ``C`` (K, Tp) and ``f`` (nb, Tp) traces averaged to
+    the client's rate; ``pixels`` the patch's global pixel indices; ``b`` (pixels, nb)
+    its background footprints; ``sn`` its pixels' noise.
+    """
+
+    rows: np.ndarray
+    cols: np.ndarray
+    vals: np.ndarray
+    K: int
+    C: np.ndarray
+    pixels: np.ndarray
+    b: np.ndarray
+    f: np.ndarray
+    sn: np.ndarray
+
+
+def _fit_group(source: FrameSource, union: tuple[int, int, int, int], boxes: list[tuple[int, int, int, int]],
+               owns: list[tuple[int, int, int, int]], dims: tuple[int, int], tsub: int, average: int,
+               opts: dict[str, Any]) -> list[PatchComponents]:
     """One task: read the union of neighbouring patches once, run CNMF on each patch."""
     Y = _read(source, union, tsub)
     _check_range(Y, source)
@@ -124,12 +148,23 @@ def _fit_group(source: Any, union: tuple[int, int, int, int], boxes: list[tuple[
                     detrend_window=opts["detrend_window"] // tsub,
                     decay_frames=opts["decay_frames"] / tsub)
     y, x = union[0], union[2]
-    return [_fit_one(Y[:, b[0] - y: b[1] - y, b[2] - x: b[3] - x], b, o, dims, opts)
+    return [_fit_one(Y[:, b[0] - y: b[1] - y, b[2] - x: b[3] - x], b, o, dims, average, opts)
             for b, o in zip(boxes, owns)]
 
 
+def average_samples(X: np.ndarray, factor: int) -> np.ndarray:
+    """Rows of ``X`` averaged over groups of ``factor`` samples (a last partial group too)."""
+    X = np.asarray(X, np.float32)
+    if factor <= 1:
+        return X
+    n = -(-X.shape[1] // factor)
+    pad = n * factor - X.shape[1]
+    Xp = np.concatenate([X, np.repeat(X[:, -1:], pad, axis=1)], axis=1) if pad and X.shape[1] else X
+    return Xp.reshape(X.shape[0], n, factor).mean(axis=2) if X.shape[1] else X
+
+
 def _fit_one(Y: np.ndarray, box: tuple[int, int, int, int], own: tuple[int, int, int, int] | None,
-             dims: tuple[int, int], opts: dict[str, Any]) -> dict[str, Any]:
+             dims: tuple[int, int], average: int, opts: dict[str, Any]) -> PatchComponents:
     """CNMF on one patch; its own tile's components as sparse entries in global pixels."""
     y0, y1, x0, x1 = box
     h, w = y1 - y0, x1 - x0
@@ -138,9 +173,9 @@ def _fit_one(Y: np.ndarray, box: tuple[int, int, int, int], own: tuple[int, int,
     local = np.arange(h * w)
     glob = (y0 + local // w) * dims[1] + (x0 + local % w)  # patch pixel -> global pixel
     A = res.A.tocoo()
-    return {"rows": glob[A.row], "cols": A.col, "vals": A.data.astype(np.float32), "K": res.A.shape[1],
-            "C": np.asarray(res.C, np.float32), "pixels": glob, "b": np.asarray(res.b, np.float32),
-            "f": np.asarray(res.f, np.float32), "sn": np.asarray(res.sn, np.float32)}
+    return PatchComponents(glob[A.row], A.col, A.data.astype(np.float32), res.A.shape[1],
+                           average_samples(res.C, average), glob, np.asarray(res.b, np.float32),
+                           average_samples(res.f, average), np.asarray(res.sn, np.float32))
 
 
 def patch_groups(boxes: list[tuple[int, int, int, int]], n_frames: int, budget: float,
@@ -172,41 +207,56 @@ def _union(boxes: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
             min(b[2] for b in boxes), max(b[3] for b in boxes))
 
 
-def _collect(results: list[dict], dims: tuple[int, int]) -> tuple[sp.csc_matrix, np.ndarray, np.ndarray,
-                                                                   np.ndarray, np.ndarray]:
+def _collect(results: list[PatchComponents], dims: tuple[int, int]) -> tuple[sp.csc_matrix, np.ndarray, np.ndarray,
+                                                                             np.ndarray, np.ndarray]:
     """Stack the patches' components into global A, C, background factors and pixel noise."""
     N = dims[0] * dims[1]
-    offsets = np.cumsum([0] + [r["K"] for r in results])
-    rows = np.concatenate([r["rows"] for r in results]) if results else np.zeros(0, int)
-    cols = np.concatenate([r["cols"] + o for r, o in zip(results, offsets)]) if results else np.zeros(0, int)
-    vals = np.concatenate([r["vals"] for r in results]) if results else np.zeros(0, np.float32)
+    offsets = np.cumsum([0] + [r.K for r in results])
+    rows = np.concatenate([r.rows for r in results]) if results else np.zeros(0, int)
+    cols = np.concatenate([r.cols + o for r, o in zip(results, offsets)]) if results else np.zeros(0, int)
+    vals = np.concatenate([r.vals for r in results]) if results else np.zeros(0, np.float32)
     A = sp.csc_matrix((vals, (rows, cols)), shape=(N, int(offsets[-1])), dtype=np.float32)
-    C = np.vstack([r["C"] for r in results if r["K"]]) if offsets[-1] else np.zeros((0, results[0]["f"].shape[1]))
-    f_all = np.vstack([r["f"] for r in results if r["f"].shape[0]]) if any(r["f"].shape[0] for r in results) \
+    C = np.vstack([r.C for r in results if r.K]) if offsets[-1] else np.zeros((0, results[0].f.shape[1]))
+    f_all = np.vstack([r.f for r in results if r.f.shape[0]]) if any(r.f.shape[0] for r in results) \
         else np.zeros((0, C.shape[1]), np.float32)
     sn = np.zeros(N, np.float32)
     cover = np.zeros(N, np.float32)
     for r in results:
-        sn[r["pixels"]] = r["sn"]
-        cover[r["pixels"]] += 1
+        sn[r.pixels] = r.sn
+        cover[r.pixels] += 1
     # pixels in the overlaps belong to several patches: their backgrounds average, not add
     b_all = (sp.diags(1.0 / np.maximum(cover, 1)) @ _patch_backgrounds(results, N)).tocsr()
     return A, C, b_all, f_all, sn
 
 
-def _patch_backgrounds(results: list[dict], N: int) -> sp.csr_matrix:
+def _patch_backgrounds(results: list[PatchComponents], N: int) -> sp.csr_matrix:
     """(N, P) sparse matrix of every patch's background footprints in global pixels."""
     rows, cols, vals, j = [], [], [], 0
     for r in results:
-        for m in range(r["b"].shape[1]):
-            rows.append(r["pixels"])
-            cols.append(np.full(len(r["pixels"]), j))
-            vals.append(r["b"][:, m])
+        for m in range(r.b.shape[1]):
+            rows.append(r.pixels)
+            cols.append(np.full(len(r.pixels), j))
+            vals.append(r.b[:, m])
             j += 1
     if not j:
         return sp.csr_matrix((N, 0), dtype=np.float32)
     return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                          shape=(N, j), dtype=np.float32)
+
+
+def patch_tsub(shape: tuple[int, int, int], params: Params) -> int:
+    """Frames a patch averages per sample so that its data fits the task's budget; a clear
+    error, before any work, when downsampling (that, and ``init.tsub``) leaves a patch too
+    few samples (a movie short to begin with is not refused)."""
+    t, h, w = shape
+    boxes = patch_boxes((h, w), params.patch.rf, params.patch.stride, params.patch.border_pix)
+    tsub = max(patch_memory_tsub(t, box, PATCH_BUDGET * params.patch.memory_fact) for box in boxes)
+    samples = t // (tsub * params.init.tsub)
+    if tsub * params.init.tsub > 1 and samples < MIN_PATCH_SAMPLES:
+        why = f"averaged by {tsub} to fit a patch task's memory and by init.tsub={params.init.tsub}"
+        raise ParamsError(f"{t} frames {why} leave {samples} samples per patch, fewer than the "
+                          f"{MIN_PATCH_SAMPLES} CNMF needs: raise patch.memory_fact or lower init.tsub")
+    return tsub
 
 
 def fit_patches(movie: xr.DataArray, params: Params) -> PatchSet:
@@ -215,24 +265,25 @@ def fit_patches(movie: xr.DataArray, params: Params) -> PatchSet:
     t, h, w = movie.shape
     boxes = patch_boxes((h, w), params.patch.rf, params.patch.stride, params.patch.border_pix)
     budget = PATCH_BUDGET * params.patch.memory_fact
-    tsub = max(patch_memory_tsub(t, box, budget) for box in boxes)
+    tsub = patch_tsub(movie.shape, params)
+    average = max(1, -(-(t // tsub) // CLIENT_SAMPLES))
     opts = patch_options(params)
     # del_duplicates: each patch returns only its own tile's components (else all, merged later)
     tiles = own_boxes(boxes) if params.patch.del_duplicates else [None] * len(boxes)
     groups = patch_groups(boxes, t // tsub, budget)
+    source = frame_source(movie)
     fit = dask.delayed(_fit_group, pure=True)
     tasks = []
     for g in groups:
         union = _union([boxes[i] for i in g])
-        tasks.append(fit(patch_input(movie, union), union, [boxes[i] for i in g],
-                         [tiles[i] for i in g], (h, w), tsub, opts))
+        tasks.append(fit(source, union, [boxes[i] for i in g], [tiles[i] for i in g], (h, w), tsub, average, opts))
     done = compute(tasks, label=f"CNMF on {len(boxes)} patches")
-    results: list[dict] = [None] * len(boxes)  # type: ignore[list-item]
+    results: list[PatchComponents] = [None] * len(boxes)  # type: ignore[list-item]
     for g, out in zip(groups, done):
         for i, r in zip(g, out):
             results[i] = r
     A, C, b_all, f_all, sn = _collect(results, (h, w))
     if params.merging.do_merge:
         A, C = merge_until_stable(A, C, params.merging.merge_thr, params.merging.max_merge_area)
-    b, f = low_rank_background(b_all, f_all, params.init.nb)
-    return PatchSet(A, C, b, f, sn, boxes, [r["K"] for r in results], tsub)
+    b, f = low_rank_background(b_all, f_all, params.init.nb, seed=params.compute.seed)
+    return PatchSet(A, C, b, f, sn, boxes, [r.K for r in results], tsub * average)

@@ -14,6 +14,8 @@ imaging brings: scattering blurs the tissue, out-of-focus neurons flash under th
 >>> write_movie("sim/movie.zarr", SimulationParams.preset("medium"))  # doctest: +SKIP
 >>> write_movie("mini/movie.tif", SimulationParams.preset("miniscope"))  # doctest: +SKIP
 
+:mod:`~calcium_dask.datasets.scoring` scores results against the ground truth.
+
 Conventions (shared with the public benchmark movie):
 
 - ``truth.shifts[t]`` is the ``(y, x)`` displacement of the content of frame ``t``; a
@@ -27,8 +29,11 @@ Conventions (shared with the public benchmark movie):
 
 from __future__ import annotations
 
+from . import scoring
 from .params import SimulationParams
+from .scoring import frame_offset, match_footprints, score_shifts, score_sources, shift_images
 from .truth import GroundTruth
 from .write import simulate, write_movie
 
-__all__ = ["GroundTruth", "SimulationParams", "simulate", "write_movie"]
+__all__ = ["GroundTruth", "SimulationParams", "simulate", "write_movie", "scoring", "score_sources",
+           "score_shifts", "match_footprints", "shift_images", "frame_offset"]

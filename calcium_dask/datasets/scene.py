@@ -62,8 +62,32 @@ class Scene:
 def build_scene(p: SimulationParams) -> Scene:
     """Draw neurons, activity, background and motion for ``p`` (no pixels yet)."""
     layout, base, bg = _tissue(p)
+    return assemble_scene(p, layout, base, bg)
+
+
+def assemble_scene(p: SimulationParams, layout: Layout, base: np.ndarray, bg: np.ndarray, *,
+                   silent: np.ndarray | None = None, half: int | None = None,
+                   f0: np.ndarray | None = None) -> Scene:
+    """The scene of given tissue: footprints, activity, neuropil dynamics and motion drawn
+    from ``p``'s streams.
+
+    Parameters
+    ----------
+    p : SimulationParams
+        ``p.K`` must equal the layout's number of neurons.
+    layout : Layout
+        Neuron geometry, FOV coordinates.
+    base, bg : ndarray
+        Baseline (Hc, Wc) and neuropil (nb, Hc, Wc) images on the padded canvas.
+    silent : ndarray (K,) of bool, optional
+        Neurons that do not fire (they keep their resting fluorescence).
+    half : int, optional
+        Half-width of the footprint patches (default: from ``p.radius_range``).
+    f0 : ndarray (K,), optional
+        Resting fluorescence of each neuron (default: drawn with the SNRs).
+    """
     patches, origins = make_patches(stream(p.seed, "shapes"), layout,
-                                    patch_half_width(p.radius_range[1], p.blur_px), blur=p.blur_px)
+                                    half or patch_half_width(p.radius_range[1], p.blur_px), blur=p.blur_px)
     act = simulate_activity(
         stream(p.seed, "activity"), K=p.K, T=p.T, fr=p.fr, rate_range_hz=p.rate_range_hz,
         burst_frac=p.burst_frac, tau_rise_range_s=p.tau_rise_range_s,
@@ -88,7 +112,9 @@ def build_scene(p: SimulationParams) -> Scene:
         bg_spatial=np.ascontiguousarray(bg[(slice(None), *fov)]), bg_temporal=bg_t,
         shifts=shifts, nr_field=nr, nr_By=spline_basis(p.H, p.nr_grid[0]),
         nr_Bx=spline_basis(p.W, p.nr_grid[1]), clean_mean=np.zeros((p.H, p.W), np.float32))
-    _set_amplitudes(truth, act.C, act.S, stream(p.seed, "brightness"))
+    _set_amplitudes(truth, act.C, act.S, stream(p.seed, "brightness"), f0)
+    if silent is not None and np.any(silent):
+        _silence(truth, np.asarray(silent, bool))
     return Scene(truth=truth, base=base, bg=bg, origins=origins + pad, bg_boxes=[support_box(b) for b in bg])
 
 
@@ -98,6 +124,16 @@ def _world(p: SimulationParams) -> tuple[tuple[int, int], int]:
     (hence ``pad``) keeps the same tissue, neurons and brightness."""
     margin = WORLD_STEP * int(np.ceil(int(p.pad) / WORLD_STEP))
     return (p.H + 2 * margin, p.W + 2 * margin), margin
+
+
+def _silence(truth: GroundTruth, silent: np.ndarray) -> None:
+    """No calcium for the ``silent`` neurons; their resting light stays in the mean image."""
+    p = truth.params
+    truth.C[silent] = 0
+    truth.S[silent] = 0
+    truth.snr[silent] = 0
+    photons = _mean_image(truth, truth.f0, truth.C.mean(axis=1, dtype=np.float64))
+    truth.clean_mean[:] = p.offset + p.gain * photons
 
 
 def _tissue(p: SimulationParams) -> tuple[Layout, np.ndarray, np.ndarray]:
@@ -151,14 +187,16 @@ def _motion(p: SimulationParams) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _set_amplitudes(truth: GroundTruth, C_unit: np.ndarray, S_unit: np.ndarray,
-                    rng: np.random.Generator) -> None:
+                    rng: np.random.Generator, f0_given: np.ndarray | None = None) -> None:
     """Draw brightness and target SNRs, scale the calcium to match, fill the means.
 
     Each neuron's SNR is drawn log-uniformly from ``snr_range``. Its resting
     fluorescence ``f0`` and per-spike dF/F are drawn log-normally and then scaled by a
     common factor until ``gain * max C / noise_sd`` equals the target (the noise grows
     with ``f0``, hence the fixed-point iteration). Under vignetting, signal and noise are
-    those the sensor sees at the neuron's place (both scaled by its gain there).
+    those the sensor sees at the neuron's place (both scaled by its gain there). With
+    ``f0_given`` the resting fluorescence is that, and only the transients are scaled to
+    the target.
     """
     p = truth.params
     K = truth.K
@@ -176,7 +214,9 @@ def _set_amplitudes(truth: GroundTruth, C_unit: np.ndarray, S_unit: np.ndarray,
     def noise(f0: np.ndarray) -> np.ndarray:
         return np.sqrt(p.gain**2 * (v * (other + overlap @ f0)) + p.read_sd**2)
 
-    for _ in range(50):
+    if f0_given is not None:
+        f0 = np.asarray(f0_given, np.float64)
+    for _ in range(50 if f0_given is None else 0):
         scale = np.sqrt(target * noise(f0) / (p.gain * v * c_max) / (f0 * dff))
         f0, dff = f0 * scale, dff * scale
     alpha = target * noise(f0) / (p.gain * v * c_max)  # photons of a median spike's peak

@@ -81,8 +81,13 @@ def simulate(params: SimulationParams, *, chunk_frames: int = 500,
     truth : GroundTruth
         See :class:`GroundTruth`; ``observed_mean`` and ``clipped_pixels`` are filled.
     """
-    scene = build_scene(params)
-    movie = np.empty(params.shape, np.uint16)
+    return simulate_scene(build_scene(params), chunk_frames=chunk_frames, workers=workers)
+
+
+def simulate_scene(scene: Scene, *, chunk_frames: int = 500,
+                   workers: int | None = None) -> tuple[np.ndarray, GroundTruth]:
+    """:func:`simulate` of a scene already drawn."""
+    movie = np.empty(scene.params.shape, np.uint16)
     for _ in _chunks(scene, int(chunk_frames), _default_workers(workers), movie):
         pass
     return movie, scene.truth
@@ -123,15 +128,29 @@ def write_movie(path: str | os.PathLike, params: SimulationParams, *,
     memory-mapped; BigTIFF when the pixels exceed 2 GiB. zarr: format 3, uint16,
     dimension names ``("frame", "y", "x")``, attributes ``fr`` and ``dxy``.
     """
-    path = Path(path)
-    fmt = format or ("zarr" if path.suffix.lower() == ".zarr" else "tiff")
+    _check_output(path, format, chunk_frames)
+    return write_scene(path, build_scene(params), format=format, chunk_frames=chunk_frames, tile=tile,
+                       workers=workers)
+
+
+def _check_output(path: str | os.PathLike, format: MovieFormat | None, chunk_frames: int) -> str:
+    fmt = format or ("zarr" if Path(path).suffix.lower() == ".zarr" else "tiff")
     if fmt not in ("tiff", "zarr"):
         raise ValueError(f"format must be 'tiff' or 'zarr', got {fmt!r}")
-    chunk_frames = int(chunk_frames)
-    if chunk_frames < 1:
+    if int(chunk_frames) < 1:
         raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+    return fmt
+
+
+def write_scene(path: str | os.PathLike, scene: Scene, *, format: MovieFormat | None = None,
+                chunk_frames: int = 500, tile: int | None = None, workers: int | None = None) -> Path:
+    """:func:`write_movie` of a scene already drawn (e.g. one day of
+    :func:`calcium_dask.datasets.sessions.write_sessions`)."""
+    path = Path(path)
+    fmt = _check_output(path, format, chunk_frames)
+    chunk_frames = int(chunk_frames)
+    params = scene.params
     path.parent.mkdir(parents=True, exist_ok=True)
-    scene = build_scene(params)
     chunks = _chunks(scene, chunk_frames, _default_workers(workers))
     if fmt == "tiff":
         _write_tiff(path, params, chunks)

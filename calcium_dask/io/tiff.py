@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import logging
 import struct
 from typing import Any, Iterator
@@ -12,6 +14,7 @@ import numpy as np
 
 from ..errors import MovieError
 from .sources import RawSource, TiffPart, TiffSource
+from .urls import filesystem
 
 __all__ = ["tiff_source", "quiet_tifffile"]
 
@@ -118,3 +121,74 @@ def tiff_source(urls: list[str], *, plane: int | None = None,
         dt = info["dtype"].newbyteorder(info["byteorder"])
         return RawSource(urls[0], shape, dt, info["dataoffset"], so, part.pages_per_frame, part.plane), meta
     return TiffSource(tuple(p for p, _ in parts), shape, dtype, so), meta
+
+
+def _page_source(url: str, storage_options: dict) -> Any:
+    """The pages of one TIFF as a :class:`StridedPages` when they are uncompressed and evenly
+    spaced (checked on the first, second, middle and last page), else :class:`TiffPages`."""
+    import tifffile
+
+    from .pages import StridedPages, TiffPages
+
+    try:
+        with quiet_tifffile(), fsspec.open(url, "rb", **storage_options) as f:
+            size = f.size if hasattr(f, "size") else None
+            with tifffile.TiffFile(f) as tf:
+                tf.pages.useframes = True
+                n = len(tf.pages)
+                first = tf.pages.first
+                shape, dtype = tuple(first.shape), np.dtype(first.dtype).newbyteorder(tf.byteorder)
+                probe = sorted({0, min(1, n - 1), n // 2, n - 1})
+                pages = [tf.pages[i] for i in probe]
+    except tifffile.TiffFileError as e:
+        raise MovieError(url, f"not a readable TIFF file ({e})") from None
+    except (IndexError, KeyError, ValueError, EOFError, OSError, struct.error) as e:
+        raise MovieError(url, f"TIFF file is damaged or truncated ({type(e).__name__}: {e})") from None
+    if len(shape) != 2:
+        raise MovieError(url, f"pages of shape {shape} are not grayscale 2-D frames")
+    offsets = [p.dataoffsets[0] if p.is_contiguous and p.compression == 1 else None for p in pages]
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    stride = (offsets[1] - offsets[0]) if n > 1 and None not in offsets else nbytes
+    even = None not in offsets and all(o == offsets[0] + i * stride for o, i in zip(offsets, probe)) \
+        and stride >= nbytes
+    if even and size is not None and offsets[0] + (n - 1) * stride + nbytes > size:
+        raise MovieError(url, f"TIFF file is truncated: {size} bytes, its {n} pages need "
+                              f"{offsets[0] + (n - 1) * stride + nbytes}")
+    if even:
+        return StridedPages(url, n, shape, dtype, int(offsets[0]), int(stride), dict(storage_options))
+    return TiffPages(url, n, shape, dtype.newbyteorder("="), dict(storage_options))
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_page_source(url: str, options: str, stamp: str) -> Any:
+    return _page_source(url, json.loads(options))
+
+
+def _pages_of(url: str, storage_options: dict) -> Any:
+    """:func:`_page_source`, remembered per file version: each field of view of a session
+    opens the same file (once per stage), and counting a long recording's pages walks
+    all its IFDs."""
+    fs, path = filesystem(url, storage_options)
+    try:
+        info = fs.info(path)
+    except FileNotFoundError:
+        raise MovieError(url, "no such file or directory") from None
+    stamp = json.dumps([info.get("size"), info.get("mtime"), info.get("LastModified"), info.get("ETag")], default=str)
+    try:
+        options = json.dumps(storage_options, sort_keys=True)
+    except TypeError:  # options that are objects: not remembered
+        return _page_source(url, storage_options)
+    return _cached_page_source(url, options, stamp)
+
+
+def tiff_pages(urls: list[str], storage_options: dict | None = None) -> Any:
+    """Every page of ``urls`` (one session, in order) as one :class:`PageParts`."""
+    from .pages import PageParts
+
+    so = dict(storage_options or {})
+    parts = tuple(_pages_of(u, so) for u in urls)
+    for u, p in zip(urls[1:], parts[1:]):
+        if p.shape != parts[0].shape or np.dtype(p.dtype).newbyteorder("=") != np.dtype(parts[0].dtype).newbyteorder("="):
+            raise MovieError(u, f"pages {p.shape} {p.dtype} differ from the first file's {parts[0].shape} "
+                                f"{parts[0].dtype}")
+    return PageParts(parts)

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,9 +23,11 @@ import numpy as np
 import xarray as xr
 
 from ..movie_blocks import fill_missing_lazy
-from ..params import MotionParams, Params
+from .._version import __version__
 from ..compute import compute
-from ..store import ResultsStore
+from ..errors import ParamsError, StoreError
+from ..params import MotionParams, Params
+from ..store import ResultsStore, as_store
 from ..summary import summary_dataset
 from ..summary.kernels import combine, partial_sums
 from .kernels import apply_shift, correct_frames, patch_centers, warp_piecewise
@@ -32,8 +35,8 @@ from .kernels.templates import alike_template, corrected_sums, group_means, mean
 from .kernels.filters import high_pass_filter
 from .kernels.temporal import halo_frames
 
-__all__ = ["motion_correct", "apply_shifts", "kernel_options", "MotionResult", "block_frames",
-           "TEMPLATE_BYTES"]
+__all__ = ["motion_correct", "apply_shifts", "kernel_options", "MotionResult", "Template", "block_frames",
+           "corrected_movie", "stored_motion", "compact_encoding", "encode_compact", "TEMPLATE_BYTES", "MOVIE_PATH"]
 
 TEMPLATE_BYTES = 256 * 2**20  # float32 frames of the template block (all its parts)
 BLOCK_BYTES = 128 * 2**20  # float32 frames of one correction block
@@ -64,6 +67,8 @@ class MotionResult:
         Mean, max, std and correlation images before and after correction.
     seconds : float
         Wall time of the stage.
+    store : ResultsStore or None
+        The results store written to, if any.
     """
 
     motion: xr.Dataset
@@ -71,6 +76,7 @@ class MotionResult:
     summary_raw: xr.Dataset
     summary: xr.Dataset
     seconds: float
+    store: ResultsStore | None = None
 
 
 def kernel_options(mp: MotionParams) -> dict[str, Any]:
@@ -112,30 +118,52 @@ def _part_frames(pieces: list[tuple[np.ndarray, int, int]]) -> np.ndarray:
     return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
-def _part_stats(pieces: list, gSig_filt: Any, first: bool) -> dict[str, Any]:
-    """Group means and minimum of one part of the template's frames."""
+@dataclass(frozen=True)
+class Template:
+    """The registration template and what the correction of every block shares.
+
+    ``template`` (H, W); ``min_mov``: the movie's minimum, subtracted when
+    ``nonneg_movie`` (CaImAn's ``add_to_movie``); ``max_mov``: the largest value of the
+    template's raw frames, which sizes the compact storage of an integer movie.
+    """
+
+    template: np.ndarray
+    min_mov: float
+    max_mov: float
+
+
+@dataclass(frozen=True)
+class _PartStats:
+    means: np.ndarray
+    low: float
+    high: float
+
+
+def _part_stats(pieces: list, gSig_filt: Any, first: bool) -> _PartStats:
+    """Group means, minimum and maximum of one part of the template's frames."""
     frames = _part_frames(pieces)
     src = frames if gSig_filt is None else high_pass_filter(frames, gSig_filt)
     low = np.nanmin(src) if src.dtype.kind == "f" else src.min()
-    return {"means": group_means(frames, GROUP, partial=first), "min": float(low)}
+    high = np.nanmax(frames) if frames.dtype.kind == "f" else frames.max()
+    return _PartStats(group_means(frames, GROUP, partial=first), float(low), float(high))
 
 
-def _first_template(stats: list[dict], min_mov: float | None, gSig_filt: Any = None) -> dict[str, Any]:
+def _first_template(stats: list[_PartStats], min_mov: float | None, gSig_filt: Any = None) -> Template:
     """Median of all group means (CaImAn's bin_median) and the movie minimum; with
     ``gSig_filt`` (one-photon: little detail in each frame, a median of groups at
     different places smears it) the mean of the groups most alike (:func:`alike_template`)."""
-    means = np.concatenate([st["means"] for st in stats])
-    lowest = min(st["min"] for st in stats) if min_mov is None else min_mov
+    means = np.concatenate([st.means for st in stats])
+    lowest = min(st.low for st in stats) if min_mov is None else min_mov
     first = merge_templates(means) if gSig_filt is None else alike_template(means, gSig_filt)
-    return {"template": first, "min_mov": float(lowest)}
+    return Template(first, float(lowest), max(st.high for st in stats))
 
 
-def _part_sums(pieces: list, template: dict[str, Any], opts: dict[str, Any]) -> tuple:
-    return corrected_sums(_part_frames(pieces), template["template"], **opts)
+def _part_sums(pieces: list, template: Template, opts: dict[str, Any]) -> tuple:
+    return corrected_sums(_part_frames(pieces), template.template, **opts)
 
 
-def _next_template(sums: list[tuple], template: dict[str, Any]) -> dict[str, Any]:
-    return {"template": mean_from_sums(sums), "min_mov": template["min_mov"]}
+def _next_template(sums: list[tuple], template: Template) -> Template:
+    return Template(mean_from_sums(sums), template.min_mov, template.max_mov)
 
 
 def _template_frames(t: int, n: int, edges: Sequence[int]) -> tuple[int, int]:
@@ -261,27 +289,91 @@ def _halos(blocks: list, h: int) -> list[tuple[Any, Any]]:
             for i in range(len(blocks))]
 
 
-def _correct_block(frames: np.ndarray, template: dict[str, Any], *, t0: int, opts: dict[str, Any],
-                   nonneg: bool, out: tuple[ResultsStore, str] | None, given: dict | None = None,
+@dataclass(frozen=True)
+class MovieOutput:
+    """Where and how a block task writes its corrected frames and its motion records.
+
+    ``path``: the corrected movie's array (None with ``save_movie="none"``); ``compact``:
+    store it as 16-bit codes (:func:`compact_encoding`); ``records``: also write the
+    shifts to the store's ``/motion`` arrays (their rows stay out of the client).
+    """
+
+    store: ResultsStore
+    path: str | None
+    compact: bool
+    input_dtype: str
+    records: bool
+
+
+HEADROOM = 4.0  # compact codes reach this many times the template frames' largest value
+
+
+def compact_codes(input_dtype: Any) -> bool:
+    """Whether ``save_movie="compact"`` stores 16-bit codes: for an integer movie (whose
+    range its dtype bounds). A float movie is stored as float32 compressed losslessly: its
+    own width, and no range to guess (one pixel stored as 1e30 would ruin any code)."""
+    return np.dtype(input_dtype).kind in "ui"
+
+
+def compact_encoding(template: Template, input_dtype: Any, nonneg: bool) -> tuple[float, float]:
+    """``(scale, offset)`` of the 16-bit corrected movie of an integer movie:
+    ``value = code * scale + offset``.
+
+    The codes span from the movie's minimum to ``HEADROOM`` times the largest value of the
+    template's frames (transients far brighter than the frames the template saw still
+    fit), within the dtype's range: the step is a small fraction of a count for typical
+    16-bit data. Values beyond are clipped.
+    """
+    info = np.iinfo(np.dtype(input_dtype))
+    lo = max(min(template.min_mov, 0.0), float(info.min))
+    hi = max(min(HEADROOM * max(template.max_mov, 0.0), float(info.max)), lo + 1.0)
+    margin = 0.01 * (hi - lo)  # interpolation overshoots a little beyond the raw range
+    shift = template.min_mov if nonneg else 0.0
+    lo, hi = lo - shift - margin, hi - shift + margin
+    return float(np.float32((hi - lo) / 65535.0)), float(np.float32(lo))
+
+
+def encode_compact(frames: np.ndarray, scale: float, offset: float) -> np.ndarray:
+    """Frames as 16-bit codes (NaN and values out of range clipped to the range)."""
+    codes = np.rint((np.nan_to_num(frames, nan=offset) - np.float32(offset)) / np.float32(scale))
+    return np.clip(codes, 0, 65535).astype(np.uint16)
+
+
+def _write_block(out: MovieOutput, t0: int, template: Template, corrected: np.ndarray, rec: dict[str, Any],
+                 nonneg: bool) -> None:
+    if out.path is not None:
+        data = corrected
+        if out.compact:
+            data = encode_compact(corrected, *compact_encoding(template, out.input_dtype, nonneg))
+        out.store.array(out.path)[t0:t0 + len(corrected)] = data
+    if out.records:
+        for name in _RECORD:
+            if rec.get(name) is not None:
+                out.store.array(f"motion/{name}")[t0:t0 + len(corrected)] = rec[name]
+
+
+def _correct_block(frames: np.ndarray, template: Template, *, t0: int, opts: dict[str, Any],
+                   nonneg: bool, out: MovieOutput | None, given: dict | None = None,
                    sums: bool = True, halo: tuple[Any, Any] = (None, None)) -> dict[str, Any]:
     """Correct one block (registered with ``halo``, its neighbours' edge frames), write it,
-    and return its shifts and summary partial sums."""
-    min_mov = template["min_mov"] if nonneg else None
+    and return its shifts (unless written to the store) and summary partial sums."""
+    min_mov = template.min_mov if nonneg else None
     if given is None:
         before, after = (np.zeros((0, *frames.shape[1:]), frames.dtype) if h is None else np.asarray(h)
                          for h in halo)
         stack = np.concatenate([before, frames, after]) if len(before) or len(after) else frames
-        res = correct_frames(stack, template["template"], min_mov=min_mov, halo=(len(before), len(after)), **opts)
+        res = correct_frames(stack, template.template, min_mov=min_mov, halo=(len(before), len(after)), **opts)
     else:
         res = _apply_given(frames, given, opts, min_mov)
     corrected = res["corrected"]
-    if out is not None:
-        store, path = out
-        store.array(path)[t0:t0 + len(corrected)] = corrected
     rec = {k: res.get(k) for k in _RECORD}
+    if out is not None:
+        _write_block(out, t0, template, corrected, rec, nonneg)
+        if out.records:
+            rec = {k: None for k in _RECORD}
     if sums:
-        offset = template["template"] - (min_mov or 0.0)
-        rec["raw"] = partial_sums(frames, offset=template["template"])
+        offset = template.template - (min_mov or 0.0)
+        rec["raw"] = partial_sums(frames, offset=template.template)
         rec["corrected"] = partial_sums(corrected, offset=offset)
     else:
         rec["frames"] = corrected
@@ -330,41 +422,76 @@ def _frames(chunk: np.ndarray, lo: int, hi: int) -> np.ndarray:
     return chunk[lo:hi]
 
 
-def _prepare_output(store: ResultsStore, path: str, shape: tuple[int, int, int], tc: int, tile: int,
-                    attrs: dict) -> None:
-    """Create the corrected-movie array (metadata only) so that tasks can write regions."""
+def _placeholder(shape: tuple[int, ...], dtype: Any = np.float32) -> Any:
     import dask.array as da
 
+    # one dask chunk: nothing is computed, and a graph of thousands of empty writes took 0.1-0.3 s
+    return da.zeros(shape, dtype=dtype, chunks=shape)
+
+
+def _prepare_output(store: ResultsStore, path: str, shape: tuple[int, int, int], tc: int, tile: int,
+                    attrs: dict, compact: str | None) -> None:
+    """Create the corrected-movie array (metadata only) so that tasks can write regions.
+
+    Compact: 16-bit codes with CF ``scale_factor``/``add_offset`` attributes (set once the
+    template is known), which ``xarray.open_zarr`` decodes to floats, for an integer movie;
+    float32 compressed by zstd for a float one (:func:`compact_codes`)."""
     group, _, name = path.rpartition("/")
     chunks = (tc, min(tile, shape[1]), min(tile, shape[2]))
-    # one dask chunk: nothing is computed, and a graph of thousands of empty writes took 0.1-0.3 s
-    placeholder = da.zeros(shape, dtype=np.float32, chunks=shape)
-    ds = xr.Dataset({name: (("frame", "y", "x"), placeholder)}, attrs=attrs)
+    ds = xr.Dataset({name: (("frame", "y", "x"), _placeholder(shape))}, attrs=attrs)
+    encoding: dict[str, Any] = {"chunks": chunks, **_RAW}
+    if compact == "codes":  # zstd (zarr's default) pays for itself on 16-bit codes
+        encoding = {"chunks": chunks, "dtype": "uint16", "scale_factor": np.float32(1.0),
+                    "add_offset": np.float32(0.0), "_FillValue": None}
+    elif compact:
+        encoding = {"chunks": chunks}
     store.remove(path)  # other movies in the group (e.g. a second channel) stay
-    store.write(ds, group=group or None, compute=False, mode="a", encoding={name: {"chunks": chunks, **_RAW}})
+    with warnings.catch_warnings():  # codes hold no NaN by design (compact refuses border_nan=True)
+        warnings.filterwarnings("ignore", message="saving variable .* as an integer dtype without any _FillValue")
+        store.write(ds, group=group or None, compute=False, mode="a", encoding={name: encoding})
+
+
+def _record_vars(shape: tuple[int, int, int], mp: MotionParams) -> dict[str, tuple]:
+    """The per-frame variables of ``/motion`` and their dims."""
+    T = shape[0]
+    out = {"shifts": (("frame", "axis"), (T, 2)), "peak": (("frame",), (T,))}
+    if mp.pw_rigid:
+        cy, cx = patch_centers(shape[1:], strides=mp.strides, overlaps=mp.overlaps)
+        out["patch_shifts"] = (("frame", "patch_y", "patch_x", "axis"), (T, len(cy), len(cx), 2))
+        out["shifts_rig"] = (("frame", "axis"), (T, 2))
+    if mp.snr_thresh is not None:  # the significance of each frame's correlation peak
+        out["peak_snr"] = (("frame",), (T,))
+    return out
+
+
+def _motion_coords(shape: tuple[int, int, int], mp: MotionParams) -> dict[str, Any]:
+    coords: dict[str, Any] = {"axis": np.array(["y", "x"], dtype=object)}  # vlen strings: zarr v3 spec
+    if mp.pw_rigid:
+        cy, cx = patch_centers(shape[1:], strides=mp.strides, overlaps=mp.overlaps)
+        coords.update(patch_y=np.asarray(cy, np.float32), patch_x=np.asarray(cx, np.float32))
+    return coords
+
+
+_CONVENTION = {"convention": "shift applied to each raw frame, pixels"}
+
+
+def _prepare_records(store: ResultsStore, shape: tuple[int, int, int], tc: int, mp: MotionParams) -> None:
+    """Create ``/motion``'s per-frame arrays (chunks of ``tc`` frames) for tasks to fill."""
+    data = {name: (dims, _placeholder(s)) for name, (dims, s) in _record_vars(shape, mp).items()}
+    ds = xr.Dataset(data, coords=_motion_coords(shape, mp), attrs=_CONVENTION)
+    enc = {name: {"chunks": (tc, *s[1:])} for name, (_, s) in _record_vars(shape, mp).items()}
+    store.write(ds, group="motion", compute=False, encoding=enc)
 
 
 def _motion_dataset(recs: list[dict], template: np.ndarray, mp: MotionParams, shape: tuple) -> xr.Dataset:
-    shifts = np.concatenate([r["shifts"] for r in recs]).astype(np.float32)
-    data = {"shifts": (("frame", "axis"), shifts),
-            "peak": (("frame",), np.concatenate([r["peak"] for r in recs]).astype(np.float32)),
-            "template": (("y", "x"), template.astype(np.float32))}
-    if recs[0].get("peak_snr") is not None:
-        data["peak_snr"] = (("frame",), np.concatenate([r["peak_snr"] for r in recs]).astype(np.float32))
-    coords: dict[str, Any] = {"axis": np.array(["y", "x"], dtype=object)}  # vlen strings: zarr v3 spec
-    if recs[0]["patch_shifts"] is not None:
-        ps = np.concatenate([r["patch_shifts"] for r in recs]).astype(np.float32)
-        data["patch_shifts"] = (("frame", "patch_y", "patch_x", "axis"), ps)
-        cy, cx = patch_centers(shape[1:], strides=mp.strides, overlaps=mp.overlaps)
-        if recs[0].get("shifts_rig") is not None:
-            rig = np.concatenate([r["shifts_rig"] for r in recs]).astype(np.float32)
-            data["shifts_rig"] = (("frame", "axis"), rig)
-        coords.update(patch_y=np.asarray(cy, np.float32), patch_x=np.asarray(cx, np.float32))
-    return xr.Dataset(data, coords=coords, attrs={"convention": "shift applied to each raw frame, pixels"})
+    data = {name: (dims, np.concatenate([r[name] for r in recs]).astype(np.float32))
+            for name, (dims, _) in _record_vars(shape, mp).items()}
+    data["template"] = (("y", "x"), template.astype(np.float32))
+    return xr.Dataset(data, coords=_motion_coords(shape, mp), attrs=dict(_CONVENTION))
 
 
-def _run(movie: xr.DataArray, params: Params, store: ResultsStore | None, path: str,
-         given: dict | None, template: dict | None) -> tuple[list[dict], dict, Any, int]:
+def _run(movie: xr.DataArray, params: Params, store: ResultsStore | None, path: str | None,
+         given: dict | None, template: Template | None) -> tuple[list[dict], Template, Any, int]:
     mp, cp = params.motion, params.compute
     tc = block_frames(movie.shape, cp.chunk_frames, movie.data.chunks[0][0])
     opts = kernel_options(mp)
@@ -375,9 +502,14 @@ def _run(movie: xr.DataArray, params: Params, store: ResultsStore | None, path: 
         template_d = dask.delayed(template, pure=True)
     out = None
     if store is not None:
-        _prepare_output(store, path, movie.shape, tc, cp.tile,
-                        {"source": str(movie.attrs.get("source", "")), "fr": movie.attrs.get("fr")})
-        out = (store, path)
+        compact = None if mp.save_movie != "compact" else ("codes" if compact_codes(movie.dtype) else "float32")
+        if path is not None:
+            _prepare_output(store, path, movie.shape, tc, cp.tile,
+                            {"source": str(movie.attrs.get("source", "")), "fr": movie.attrs.get("fr")}, compact)
+        records = given is None
+        if records:
+            _prepare_records(store, movie.shape, tc, mp)
+        out = MovieOutput(store, path, compact == "codes", str(movie.dtype), records)
     halos = _halos(blocks, halo_width(mp) if given is None else 0)
     recs = [dask.delayed(_correct_block, pure=True)(b, template_d, t0=int(t0), opts=opts, nonneg=mp.nonneg_movie,
                                                     out=out, given=_given_slice(given, t0, tc), halo=halo)
@@ -396,8 +528,18 @@ def _strip(rec: dict) -> dict:
     return {k: v for k, v in rec.items() if k in _RECORD}
 
 
+MOVIE_PATH = "movie/corrected"
+
+
+def _check_storage(mp: MotionParams, input_dtype: Any) -> None:
+    if mp.save_movie == "compact" and mp.border_nan is True and compact_codes(input_dtype):
+        raise ParamsError("motion.save_movie='compact' stores an integer movie as 16-bit codes, which hold no "
+                          "NaN: set motion.border_nan to 'copy' or false, or motion.save_movie='float32'")
+
+
 def motion_correct(movie: xr.DataArray, params: Params, *, store: ResultsStore | str | None = None,
-                   storage_options: dict | None = None, path: str = "movie/corrected") -> MotionResult:
+                   storage_options: dict | None = None, path: str = MOVIE_PATH,
+                   align: xr.DataArray | None = None) -> MotionResult:
     """Motion-correct ``movie`` (NoRMCorre rigid or piecewise-rigid) on the current Dask client.
 
     Parameters
@@ -405,21 +547,64 @@ def motion_correct(movie: xr.DataArray, params: Params, *, store: ResultsStore |
     movie : xarray.DataArray
         (frame, y, x), dask-backed (see :func:`calcium_dask.open_movie`).
     params : Params
-        ``params.motion`` (CaImAn's names) and ``params.compute`` (chunking).
+        ``params.motion`` (CaImAn's names; ``save_movie`` says how the corrected movie is
+        stored) and ``params.compute`` (chunking).
     store : ResultsStore or str, optional
-        Results store to write ``/movie/corrected``, ``/motion`` and ``/summary`` into.
-        Without one, the corrected movie is recomputed lazily when accessed.
+        Results store to write ``/movie/corrected``, ``/motion`` and ``/summary`` into. A
+        store where motion correction completed with the same parameters is opened, not
+        recomputed. Without one, the corrected movie is recomputed lazily when accessed.
     path : str
         Where the corrected movie goes inside the store.
+    align : xarray.DataArray, optional
+        Another channel of the same frames (e.g. a static structural one) to compute the
+        shifts on; ``movie`` is then warped by them (suite2p's ``align_by_chan``). The
+        store's ``/summary`` describes ``movie``, ``/summary_align`` the other channel.
 
     Returns
     -------
     MotionResult
     """
+    store = as_store(store, storage_options) if store is not None else None
+    if store is not None:
+        _check_storage(params.motion, movie.dtype)
+    digest = params.digest("motion")
+    if store is not None and path == MOVIE_PATH and store.completed("motion", digest):
+        return stored_motion(store, movie)
     t_start = time.perf_counter()
-    store = ResultsStore(store, storage_options or {}) if isinstance(store, str) else store
-    recs, tmpl, (raw_t, cor_t), tc = _run(movie, params, store, path, None, None)
-    return _finish(movie, params, store, path, recs, tmpl, raw_t, cor_t, tc, None, t_start)
+    main = store is not None and path == MOVIE_PATH  # the store's own motion stage
+    if main:
+        store.clear_marks_from("motion")
+        recorded = dict(store.root().attrs)
+        source = recorded.get("input") or movie.attrs.get("source")  # a run of the pipeline named it already
+        store.set_attrs(params=params.to_dict(), version=__version__, input=source, shape=list(movie.shape),
+                        fr=movie.attrs.get("fr", params.data.fr))
+    if align is not None:
+        res = _aligned_by(movie, align, params, store, path, t_start)
+    else:
+        target = None if params.motion.save_movie == "none" else path
+        recs, tmpl, (raw_t, cor_t), tc = _run(movie, params, store, target, None, None)
+        res = _finish(movie, params, store, target, recs, tmpl, raw_t, cor_t, tc, None, t_start)
+    if main:
+        info = {"align_channel": int(align.attrs.get("channel", 0)) + 1} if align is not None else {}
+        store.mark_complete("motion", res.seconds, params_digest=digest,
+                            frames_per_s=round(movie.shape[0] / max(res.seconds, 1e-9), 1), **info)
+    return res
+
+
+def _aligned_by(movie: xr.DataArray, align: xr.DataArray, params: Params, store: ResultsStore | None,
+                path: str, t_start: float) -> MotionResult:
+    """Shifts registered on ``align``, applied to ``movie`` (the other channel's frames)."""
+    if align.shape != movie.shape:
+        raise ValueError(f"the alignment channel has shape {align.shape}, the movie {movie.shape}")
+    ref = motion_correct(align, params)  # the shifts: nothing of this channel is stored but its summary
+    res = apply_shifts(movie, ref.motion, params, store=store, path=path)
+    if store is not None:
+        store.write(ref.motion, group="motion")
+        store.write(res.summary, group="summary")
+        store.write(res.summary_raw, group="summary_raw")
+        store.write(ref.summary, group="summary_align")
+    return MotionResult(ref.motion, res.corrected, res.summary_raw, res.summary, time.perf_counter() - t_start,
+                        store)
 
 
 def apply_shifts(movie: xr.DataArray, motion: xr.Dataset, params: Params, *,
@@ -433,37 +618,94 @@ def apply_shifts(movie: xr.DataArray, motion: xr.Dataset, params: Params, *,
     t_start = time.perf_counter()
     if motion.sizes["frame"] != movie.shape[0]:
         raise ValueError(f"the shifts cover {motion.sizes['frame']} frames, the movie has {movie.shape[0]}")
-    store = ResultsStore(store, storage_options or {}) if isinstance(store, str) else store
-    given = {k: motion[k].values if k in motion else None for k in ("shifts", "shifts_rig", "patch_shifts")}
-    params = params.replace(**{"motion.pw_rigid": given["patch_shifts"] is not None, "motion.nonneg_movie": False})
-    tmpl = {"template": motion["template"].values, "min_mov": 0.0}
+    store = as_store(store, storage_options) if store is not None else None
+    given = _given(motion)
+    save = "float32" if params.motion.save_movie == "none" else params.motion.save_movie  # no raw to warp again
+    params = params.replace(**{"motion.pw_rigid": given["patch_shifts"] is not None, "motion.nonneg_movie": False,
+                               "motion.save_movie": save})
+    # another channel's brightness is unknown: 16-bit codes span its dtype's whole range
+    top = float(np.iinfo(movie.dtype).max) / HEADROOM if compact_codes(movie.dtype) else 0.0
+    tmpl = Template(np.asarray(motion["template"].values), 0.0, top)
     recs, tmpl, (raw_t, cor_t), tc = _run(movie, params, store, path, given, tmpl)
-    return _finish(movie, params, store, path, recs, tmpl, raw_t, cor_t, tc, "apply", t_start)
+    return _finish(movie, params, store, path, recs, tmpl, raw_t, cor_t, tc, given, t_start)
 
 
-def _finish(movie, params, store, path, recs, tmpl, raw_t, cor_t, tc, kind, t_start) -> MotionResult:
-    motion = _motion_dataset(recs, tmpl["template"], params.motion, movie.shape)
-    motion.attrs["min_mov"] = tmpl["min_mov"]
-    summary_raw = summary_dataset(raw_t, offset=tmpl["template"])
-    offset = tmpl["template"] - (tmpl["min_mov"] if params.motion.nonneg_movie else 0.0)
+def _given(motion: xr.Dataset) -> dict[str, np.ndarray | None]:
+    """The saved shifts a warp applies (read whole: a movie this long fits the client's
+    arrays of a few numbers per frame)."""
+    with dask.config.set(scheduler="threads"):
+        return {k: np.asarray(motion[k].values) if k in motion else None
+                for k in ("shifts", "shifts_rig", "patch_shifts")}
+
+
+def _finish(movie, params, store, path, recs, tmpl: Template, raw_t, cor_t, tc, given, t_start) -> MotionResult:
+    summary_raw = summary_dataset(raw_t, offset=tmpl.template)
+    offset = tmpl.template - (tmpl.min_mov if params.motion.nonneg_movie else 0.0)
     summary = summary_dataset(cor_t, offset=offset)
-    if store is not None:
-        if kind is None:
-            store.write(motion, group="motion")
-            store.write(summary, group="summary")
-            store.write(summary_raw, group="summary_raw")
+    if store is not None and path is not None and params.motion.save_movie == "compact" \
+            and compact_codes(movie.dtype):
+        scale, offset = compact_encoding(tmpl, movie.dtype, params.motion.nonneg_movie)
+        store.set_array_attrs(path, scale_factor=scale, add_offset=offset)
+    if store is not None and given is None:
+        motion = _finish_records(store, tmpl, params)
+        store.write(summary, group="summary")
+        store.write(summary_raw, group="summary_raw")
+    else:
+        motion = _motion_dataset(recs, tmpl.template, params.motion, movie.shape)
+        motion.attrs["min_mov"] = tmpl.min_mov
+    if store is not None and path is not None:
         corrected = store.movie(path)
     else:
-        given = None if kind is None else {k: motion[k].values if k in motion else None
-                                           for k in ("shifts", "shifts_rig", "patch_shifts")}
-        corrected = _lazy_corrected(movie, params, tmpl, tc, given)
-    seconds = time.perf_counter() - t_start
-    return MotionResult(motion, corrected, summary_raw, summary, seconds)
+        corrected = _lazy_corrected(movie, params, tmpl, tc, given if given is not None else _given(motion))
+    return MotionResult(motion, corrected, summary_raw, summary, time.perf_counter() - t_start, store)
 
 
-def _lazy_corrected(movie: xr.DataArray, params: Params, tmpl: dict, tc: int,
+def _finish_records(store: ResultsStore, tmpl: Template, params: Params) -> xr.Dataset:
+    """Template and attributes of ``/motion``, whose per-frame arrays the tasks wrote."""
+    store.write(xr.Dataset({"template": (("y", "x"), tmpl.template.astype(np.float32))}), group="motion", mode="a")
+    store.set_group_attrs("motion", min_mov=tmpl.min_mov, max_mov=tmpl.max_mov, **_CONVENTION)
+    return store.read("motion")
+
+
+def stored_motion(store: ResultsStore, raw: xr.DataArray | None = None) -> MotionResult:
+    """The MotionResult of a store where motion correction completed (nothing recomputed)."""
+    seconds = float(store.stages().get("motion", {}).get("seconds", 0.0))
+    return MotionResult(store.read("motion"), corrected_movie(store, raw), store.read("summary_raw"),
+                        store.read("summary"), seconds, store)
+
+
+def corrected_movie(store: ResultsStore, raw: xr.DataArray | None = None) -> xr.DataArray:
+    """The motion-corrected movie of a store, lazily, however it was stored: read from
+    ``/movie/corrected`` (float32 or compact), or, with ``save_movie="none"``, the raw
+    movie (``raw``, else reopened from the store's ``input``) warped by the saved shifts,
+    block by block, when read."""
+    if "movie" in store.root(mode="r") and "corrected" in store.root(mode="r")["movie"]:
+        return store.movie(MOVIE_PATH)
+    if raw is None:
+        from ..io import open_movie
+
+        attrs = dict(store.root(mode="r").attrs)
+        if not attrs.get("input"):
+            raise StoreError(f"{store.url}: no corrected movie and no input recorded to recompute it from")
+        raw = open_movie(attrs["input"], storage_options=store.storage_options or None,
+                         **(attrs.get("open_kwargs") or {}))
+    stored = attrs_params(store)
+    motion = store.read("motion")
+    tmpl = Template(np.asarray(motion["template"].values), float(motion.attrs.get("min_mov", 0.0)),
+                    float(motion.attrs.get("max_mov", 0.0)))
+    tc = block_frames(raw.shape, stored.compute.chunk_frames, raw.data.chunks[0][0])
+    return _lazy_corrected(raw, stored, tmpl, tc, _given(motion))
+
+
+def attrs_params(store: ResultsStore) -> Params:
+    """The parameters a store records (defaults where it records none)."""
+    stored = store.root(mode="r").attrs.get("params")
+    return Params.from_dict(stored, strict=False) if stored else Params()
+
+
+def _lazy_corrected(movie: xr.DataArray, params: Params, tmpl: Template, tc: int,
                     given: dict | None) -> xr.DataArray:
-    """The corrected movie as a lazy dask array (recomputed per block when read)."""
+    """The corrected movie as a lazy dask array: each block warped by the saved shifts when read."""
     import dask.array as da
 
     opts = kernel_options(params.motion)

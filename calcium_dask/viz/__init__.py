@@ -15,9 +15,11 @@ from .static import (plot_contours, plot_corr_pnr, plot_metrics, plot_patch_grid
                      plot_traces, view_quilt)
 
 __all__ = ["plot_contours", "plot_shifts", "plot_patch_grid", "view_quilt", "plot_summary", "plot_traces",
-           "plot_metrics", "plot_corr_pnr", "plot_contours_interactive", "view_components", "play", "write_report"]
+           "plot_metrics", "plot_corr_pnr", "plot_contours_interactive", "view_components", "play", "write_report",
+           "plot_tracked_contours", "plot_tracked_unit", "write_tracking_report"]
 
-_LAZY = {"plot_contours_interactive": ".interactive", "view_components": ".interactive"}
+_LAZY = {"plot_contours_interactive": ".interactive", "view_components": ".interactive",
+         "plot_tracked_contours": ".tracking", "plot_tracked_unit": ".tracking", "write_tracking_report": ".tracking"}
 
 
 def __getattr__(name: str) -> Any:

@@ -134,7 +134,7 @@ def load(source: Any, *, storage_options: dict | None = None) -> Loaded:
 
     Parameters
     ----------
-    source : Loaded, Results, ResultsStore, str, os.PathLike or xarray.Dataset
+    source : Loaded, Results, MotionResult, ResultsStore, str, os.PathLike or xarray.Dataset
         A Dataset is taken as the root group (footprints, traces, ...).
     storage_options : dict, optional
         fsspec options when ``source`` is a URL.
@@ -149,6 +149,11 @@ def load(source: Any, *, storage_options: dict | None = None) -> Loaded:
         return _from_results(source)
     if isinstance(source, ResultsStore):
         return _from_store(source)
+    if hasattr(source, "corrected") and hasattr(source, "summary_raw"):  # a MotionResult
+        store = getattr(source, "store", None)
+        attrs = dict(store.root(mode="r").attrs) if store is not None and store.exists() else {}
+        return Loaded(motion=source.motion, summary=source.summary, summary_raw=source.summary_raw, attrs=attrs,
+                      url=store.url if store is not None else None)
     if isinstance(source, (str, os.PathLike)):
         return _from_store(ResultsStore(os.fspath(source), dict(storage_options or {})))
     if isinstance(source, xr.Dataset):

@@ -25,6 +25,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .._version import __version__
+from ..errors import StoreError
 from ..store import ResultsStore
 from . import static
 from ._data import MISSING, Loaded, load, select_units, unit_status
@@ -253,14 +254,15 @@ SECTIONS: tuple[Section, ...] = (
 )
 
 
-def _render(section: Section, loaded: Loaded, max_traces: int) -> str:
+def _render(section: Section, loaded: Loaded, max_traces: int, prefix: str = "", level: int = 2) -> str:
     try:
         body = section.render(loaded, max_traces)
     except Exception as e:  # one broken view must not cost the whole report
         warnings.warn(f"report section '{section.title}' failed: {type(e).__name__}: {e}", stacklevel=2)
         plt.close("all")
         body = _note(f"could not draw this section ({type(e).__name__}: {e})")
-    return f'<section id="{section.id}">\n<h2>{html.escape(section.title)}</h2>\n{body}\n</section>'
+    return (f'<section id="{prefix}{section.id}">\n<h{level}>{html.escape(section.title)}</h{level}>\n{body}\n'
+            "</section>")
 
 
 # -- page --------------------------------------------------------------------------------------
@@ -312,7 +314,70 @@ def _page(loaded: Loaded, url: str, max_traces: int) -> str:
             f"<h1>{html.escape(title)}</h1>\n{_overview(loaded, url)}\n<nav>{nav}</nav>\n{body}\n</body>\n</html>\n")
 
 
-def write_report(store_url: str | ResultsStore, out_html: str | Path, *, storage_options: dict | None = None,
+# -- a session of several fields of view ----------------------------------------------------
+def _load_field(store: ResultsStore, name: str) -> Loaded | None:
+    try:
+        return load(store.field(name))
+    except StoreError:
+        return None  # this field of view has not run yet
+
+
+def _session_overview(store: ResultsStore, attrs: dict, fields: list[tuple[dict, Loaded | None]]) -> str:
+    from .session import plot_session, units_per_field
+
+    canvas = attrs.get("canvas_shape")
+    fig = plot_session(fields, canvas_shape=tuple(canvas) if canvas else None)
+    rows = []
+    for record, loaded in fields:
+        n, acc = units_per_field(loaded)
+        stages = ", ".join((loaded.attrs.get("stages") or {}) if loaded else {}) or "none"
+        rows.append((record["name"], "" if record.get("plane") is None else record["plane"],
+                     "" if record.get("roi") is None else record["roi"], " x ".join(map(str, record["shape"])),
+                     "" if n is None else n, "" if acc is None else acc, stages))
+    links = " ".join(f'<a href="#{html.escape(r["name"])}">{html.escape(r["name"])}</a>' for r, _ in fields)
+    table = _table(rows, ("field of view", "plane", "roi", "frames x height x width", "units", "accepted",
+                          "stages done"))
+    return (f'<section id="session">\n<h2>Session overview</h2>\n<p>Each field of view\'s mean image with its '
+            f"accepted units. Fields of view: {links}</p>\n{_png(fig, 'session overview')}\n{table}\n</section>")
+
+
+def _field_block(record: dict, loaded: Loaded | None, max_traces: int) -> str:
+    name = html.escape(record["name"])
+    if loaded is None:
+        return f'<section id="{name}">\n<h2>{name}</h2>\n{_note("this field of view has not run yet")}\n</section>'
+    nav = " ".join(f'<a href="#{name}-{s.id}">{html.escape(s.title)}</a>' for s in SECTIONS)
+    body = "\n".join(_render(s, loaded, max_traces, prefix=f"{name}-", level=3) for s in SECTIONS)
+    parts = [f"{k} {record[k]}" for k in ("plane", "roi", "channel") if record.get(k) is not None]
+    if record.get("align_channel") not in (None, record.get("channel")):
+        parts.append(f"motion from channel {record['align_channel']}")
+    if record.get("position") is not None:
+        parts.append(f"at (y, x) = ({record['position'][0]:g}, {record['position'][1]:g}) on the canvas")
+    return (f'<section id="{name}">\n<h2>{name}</h2>\n<p>{html.escape(", ".join(parts))}; '
+            f"<a href=\"#session\">back to the overview</a></p>"
+            f"\n<nav>{nav}</nav>\n{body}\n</section>")
+
+
+def _session_page(store: ResultsStore, attrs: dict, max_traces: int) -> str:
+    fields = [(r, _load_field(store, r["name"])) for r in attrs["fields_of_view"]]
+    rows = [("input", _value(attrs.get("input") or "unknown")), ("results store", store.url),
+            ("format", str(attrs.get("format", "unknown"))),
+            ("layout", f"{attrs.get('nplanes')} plane(s), {attrs.get('nchannels')} channel(s), "
+                       f"{attrs.get('nrois') or 0} ROI(s)"),
+            ("frame rate", f"{float(attrs['fr']):g} Hz per field of view" if attrs.get("fr") else "unknown"),
+            ("calcium-dask version (run)", str(attrs.get("version", "unknown"))),
+            ("calcium-dask version (report)", __version__), ("report written", time.strftime("%Y-%m-%d %H:%M:%S"))]
+    blocks = "\n".join(_field_block(r, lo, max_traces) for r, lo in fields)
+    title = f"calcium-dask report: {Path(str(attrs.get('input') or store.url)).name}"
+    nav = '<a href="#session">Session overview</a> ' + " ".join(
+        f'<a href="#{html.escape(r["name"])}">{html.escape(r["name"])}</a>' for r, _ in fields)
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n{_bokeh_resources()}\n</head>\n<body>\n"
+            f"<h1>{html.escape(title)}</h1>\n{_table(rows)}\n<nav>{nav}</nav>\n"
+            f"{_session_overview(store, attrs, fields)}\n{blocks}\n</body>\n</html>\n")
+
+
+def write_report(store_url: str | ResultsStore | Any, out_html: str | Path, *, storage_options: dict | None = None,
                  max_traces: int = 20) -> Path:
     """Write a single self-contained HTML report of a results store.
 
@@ -322,28 +387,44 @@ def write_report(store_url: str | ResultsStore, out_html: str | Path, *, storage
     (static and interactive), a component viewer, traces and dF/F of up to
     ``max_traces`` accepted units, histograms of the evaluation metrics with their
     thresholds, the parameters by group and the stage timings. A section whose data is
-    missing is replaced by a one-line note.
+    missing is replaced by a one-line note. A session of several fields of view (planes,
+    mesoscope ROIs) gets an overview (each one's mean image with its accepted units, on the
+    mesoscope canvas when there are ROIs, and its units) linking to one block of these
+    sections per field of view.
 
     Parameters
     ----------
-    store_url : str or ResultsStore
-        The results store (local path or fsspec URL).
+    store_url : str, ResultsStore or Results
+        The results store (local path or fsspec URL), or results that live in one.
     out_html : str or Path
         File to write (its folder is created).
     storage_options : dict, optional
         fsspec options for a remote store.
     max_traces : int
-        Largest number of units whose traces are drawn.
+        Largest number of units whose traces are drawn (of a tracking store: tracked units
+        drawn across sessions, at most 4).
 
     Returns
     -------
     pathlib.Path
         ``out_html``.
     """
+    if getattr(store_url, "store", None) is not None:  # Results (or a MotionResult) kept in a store
+        store_url = store_url.store
     store = store_url if isinstance(store_url, ResultsStore) else ResultsStore(str(store_url),
                                                                                  dict(storage_options or {}))
-    loaded = load(store)
-    page = _page(loaded, store.url, max_traces)
+    from ..tracking import is_tracking_store  # a tracking store has a report of its own
+
+    if store.group is None and is_tracking_store(store.url, store.storage_options):
+        from .tracking import write_tracking_report
+
+        return write_tracking_report(store.url, out_html, storage_options=store.storage_options,
+                                     max_units=min(max_traces, 4))
+    attrs = dict(store.root(mode="r").attrs) if store.exists() and store.group is None else {}
+    if attrs.get("fields_of_view"):
+        page = _session_page(store, attrs, max_traces)
+    else:
+        page = _page(load(store), store.location, max_traces)
     out = Path(out_html)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")

@@ -7,6 +7,7 @@ import re
 from pathlib import PurePosixPath
 from typing import Any
 
+import click
 import jsonschema
 import pytest
 import yaml
@@ -17,10 +18,16 @@ from calcium_dask.kube import DEFAULT_IMAGE, RUN_AS_USER, STORAGE_SECRET_KEYS, s
 from .conftest import (CR_SCHEMAS, DEPLOY, K8S_VERSION, SCHEMAS, all_documents, containers, only,
                        schema)
 
-kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
 STANDARD_KINDS = ("Job", "Secret", "ConfigMap")
 NAMESPACE = "calcium-dask"
+
+
+@pytest.fixture(scope="module")
+def kubernetes_validate():
+    """Kubernetes' own schemas (kubernetes-validate): only the tests that need them skip
+    without it."""
+    return pytest.importorskip("kubernetes_validate")
 
 
 def _validator(kind: str) -> jsonschema.Draft202012Validator:
@@ -46,12 +53,12 @@ def test_every_resource_lives_in_one_namespace():
 # -- standard objects: Kubernetes' own schemas, strict -------------------------------------
 
 @pytest.mark.parametrize("kind", STANDARD_KINDS)
-def test_standard_objects_validate_strictly(kind):
+def test_standard_objects_validate_strictly(kind, kubernetes_validate):
     version = kubernetes_validate.validate(only(kind), K8S_VERSION, strict=True)
     assert version == K8S_VERSION.rsplit(".", 1)[0]
 
 
-def test_strict_validation_catches_a_misspelt_field():
+def test_strict_validation_catches_a_misspelt_field(kubernetes_validate):
     job = copy.deepcopy(only("Job"))
     job["spec"]["template"]["spec"]["containers"][0]["imagePullPolcy"] = "Always"
     with pytest.raises(kubernetes_validate.ValidationError, match="imagePullPolcy"):
@@ -73,14 +80,14 @@ def test_custom_resources_match_their_schema(kind):
 
 
 @pytest.mark.parametrize("part", ["scheduler", "worker"])
-def test_operator_pod_specs_are_valid_kubernetes_pod_specs(part):
+def test_operator_pod_specs_are_valid_kubernetes_pod_specs(part, kubernetes_validate):
     """The operator turns these specs into Pods as they are: check them with Kubernetes' schema."""
     spec = only("DaskCluster")["spec"][part]["spec"]
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"calcium-dask-{part}"}, "spec": spec}
     kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
 
 
-def test_scheduler_service_is_a_valid_kubernetes_service_spec():
+def test_scheduler_service_is_a_valid_kubernetes_service_spec(kubernetes_validate):
     spec = only("DaskCluster")["spec"]["scheduler"]["service"]
     svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "calcium-dask-scheduler"}, "spec": spec}
     kubernetes_validate.validate(svc, K8S_VERSION, strict=True)
@@ -308,7 +315,14 @@ def test_job_args_parse_with_the_cli(tmp_path):
     local = tmp_path / "manifest.yaml"
     local.write_text(only("ConfigMap")["data"][key])
     args = _job_container()["args"]
-    _cli_params(cli.commands["batch"], [str(local), *args[2:]])
+    parsed = _cli_params(cli.commands["batch"], [str(local), *args[2:]])
+    # every option the Job passes reaches the command with the value it means
+    assert parsed["manifest"] == str(local)
+    assert parsed["scheduler"] == args[args.index("--scheduler") + 1]
+    given = {a.lstrip("-").replace("-", "_") for a in args[2:] if a.startswith("--")}
+    assert given <= set(parsed), given - set(parsed)
+    with pytest.raises(click.exceptions.NoSuchOption):  # and a misspelt option would not pass
+        _cli_params(cli.commands["batch"], [str(local), "--schedular", "tcp://x:8786"])
 
 
 def _batch_manifest() -> dict[str, Any]:

@@ -100,3 +100,46 @@ def test_debug_shows_traceback(tmp_path):
     assert code != 0 and "Traceback" in err and "MovieError" in err
     code, _, err = run_cli("info", str(tmp_path / "missing.tif"))
     assert code == 2 and "Traceback" not in err
+
+
+def _rig_cases(d):
+    """Rigs' recordings that are wrong: (CLI arguments, the file named, what the line says)."""
+    from calcium_dask.datasets.scanimage import ScanImageHeader, write_scanimage_tiff
+
+    from .rigfiles import write_bruker, write_nd2, write_sbx
+
+    si = d / "si.tif"
+    write_scanimage_tiff(si, np.zeros((2 * 3 * 4, 8, 8), np.int16), ScanImageHeader((8, 8), channels=(1, 2),
+                                                                                     nslices=3))
+    sbx = write_sbx(d / "lonely", np.zeros((4, 1, 8, 8), np.uint16), with_mat=False)
+    xml = write_bruker(d / "ts", np.zeros((3, 1, 1, 8, 8), np.uint16))
+    gone = next((d / "ts").glob("*_000002.ome.tif"))
+    gone.unlink()
+    stack = write_nd2(d / "stack.nd2", np.zeros((4, 1, 8, 8), np.uint16), loops=("z",))
+    out = str(d / "out.zarr")
+    return {
+        "wrong nplanes": (["info", str(si), "--nplanes", "4"], si, "nplanes=4 does not match the file"),
+        "channel out of range": (["run", str(si), "--out", out, "--functional-chan", "3"], si,
+                                 "functional_chan=3 out of range"),
+        "align channel out of range": (["run", str(si), "--out", out, "--align-by-chan", "5"], si,
+                                       "align_by_chan=5 out of range"),
+        "sbx without its mat": (["info", str(sbx)], sbx, "lonely.mat is missing"),
+        "bruker xml naming missing files": (["info", str(xml)], xml, f"missing from {d / 'ts'} (first: {gone.name})"),
+        "nd2 not a time series": (["info", str(stack)], stack, "not a time series"),
+    }
+
+
+RIG_CASES = ["wrong nplanes", "channel out of range", "align channel out of range", "sbx without its mat",
+             "bruker xml naming missing files", "nd2 not a time series"]
+
+
+@pytest.mark.parametrize("case", RIG_CASES)
+def test_rig_recordings_wrong_one_line_exit_2(tmp_path, case, capsys):
+    args, path, expected = _rig_cases(tmp_path)[case]
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err and expected in err, err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out.zarr").exists()  # no partial result

@@ -14,7 +14,7 @@ from calcium_dask.motion.kernels import correct_frames
 from calcium_dask.store import ResultsStore
 
 PW = {"pw_rigid": True, "max_shifts": (6, 6), "strides": (32, 32), "overlaps": (16, 16),
-      "max_deviation_rigid": 3}
+      "max_deviation_rigid": 3, "save_movie": "float32"}
 
 
 def _rmse_vs_truth(found: np.ndarray, truth_shifts: np.ndarray) -> float:
@@ -54,6 +54,60 @@ def test_store_follows_the_results_contract(client, sim_small, tmp_path):
     summary = xr.open_zarr(out, group="summary", consolidated=False)
     assert set(summary.data_vars) == {"mean", "max", "std", "correlation"}
     np.testing.assert_allclose(summary["mean"], corrected.mean("frame"), rtol=1e-4)
+
+
+def _bytes(path) -> int:
+    import os
+
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+
+
+@pytest.mark.parametrize("mode", ["compact", "none"])
+def test_corrected_movie_storage(client, sim_small, tmp_path, mode):
+    """``save_movie``: 16-bit codes (decoded within half a step of the float32 movie, never
+    larger than the 16-bit input) or no copy (the raw frames warped again when read)."""
+    from calcium_dask.motion import corrected_movie
+
+    movie = open_movie(sim_small)
+    exact = motion_correct(movie, Params.from_dict({**PW, "compute.chunk_frames": 100}),
+                           store=str(tmp_path / "f.zarr")).corrected.values
+    params = Params.from_dict({**PW, "compute.chunk_frames": 100, "save_movie": mode})
+    out = tmp_path / "r.zarr"
+    res = motion_correct(movie, params, store=str(out))
+    got = corrected_movie(ResultsStore(str(out))).values
+    if mode == "compact":
+        arr = ResultsStore(str(out)).array("movie/corrected", mode="r")
+        assert arr.dtype == np.uint16 and 0 < arr.attrs["scale_factor"] < 0.5  # a fraction of a count
+        np.testing.assert_allclose(got, exact, atol=arr.attrs["scale_factor"] / 2 + 1e-3)
+        decoded = xr.open_zarr(out, group="movie", consolidated=False)["corrected"]  # CF decoding
+        np.testing.assert_allclose(decoded.values, got, rtol=1e-6, atol=1e-3)
+        assert _bytes(out / "movie") <= movie.data.nbytes
+    else:
+        assert not (out / "movie").exists()
+        np.testing.assert_allclose(got, exact, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(res.corrected.values, got, rtol=1e-5, atol=1e-3)
+
+
+def test_compact_with_nan_borders_is_refused(sim_small, tmp_path):
+    from calcium_dask import ParamsError
+
+    params = Params.from_dict({**PW, "save_movie": "compact", "border_nan": True})
+    with pytest.raises(ParamsError, match="hold no NaN"):
+        motion_correct(open_movie(sim_small), params, store=str(tmp_path / "r.zarr"))
+
+
+def test_a_store_with_the_stage_done_is_reused(client, sim_small, tmp_path, monkeypatch):
+    """With ``store=``, a step is resumable: the same parameters open the stored result."""
+    import calcium_dask.motion.correct as correct
+
+    params = Params.from_dict({**PW, "compute.chunk_frames": 100})
+    first = motion_correct(open_movie(sim_small), params, store=str(tmp_path / "r.zarr"))
+    monkeypatch.setattr(correct, "_run", lambda *a, **k: pytest.fail("recomputed"))
+    again = motion_correct(open_movie(sim_small), params, store=str(tmp_path / "r.zarr"))
+    np.testing.assert_array_equal(again.motion["shifts"].values, first.motion["shifts"].values)
+    monkeypatch.undo()
+    other = params.replace(**{"motion.max_shifts": (5, 5)})
+    assert motion_correct(open_movie(sim_small), other, store=str(tmp_path / "r.zarr")).motion.sizes["frame"] == 300
 
 
 def test_result_does_not_depend_on_chunking(client, sim_small, tmp_path):
@@ -239,6 +293,6 @@ def test_niter_els_refines_the_template_piecewise_before_the_pass(sim_small):
                                        True).compute(scheduler="sync")
     runs = _sample_runs(300, 100, range(50, 300, 50))
     frames = tifffile.imread(sim_small)[np.concatenate([np.arange(a, a + n) for a, n in runs])].astype(np.float32)
-    expected = refine_template(frames, templates[1]["template"], method="mean", **opts)
-    np.testing.assert_allclose(templates[2]["template"], expected, rtol=1e-5, atol=1e-3)
-    assert not np.allclose(templates[1]["template"], templates[2]["template"], atol=1e-2)
+    expected = refine_template(frames, templates[1].template, method="mean", **opts)
+    np.testing.assert_allclose(templates[2].template, expected, rtol=1e-5, atol=1e-3)
+    assert not np.allclose(templates[1].template, templates[2].template, atol=1e-2)

@@ -209,3 +209,17 @@ def test_summary_partial_sums_add_up_in_any_split(movie, data):
         scale = max(1.0, float(np.abs(a[k]).max(initial=0)))
         np.testing.assert_allclose(b[k], a[k], rtol=1e-4, atol=1e-4 * scale, err_msg=k)
     np.testing.assert_allclose(a["mean"], movie.mean(0), rtol=1e-4, atol=1e-2)
+
+
+def test_a_session_too_long_for_the_parameters_is_refused_before_any_work(sim_small, tmp_path, capsys):
+    """Temporal downsampling (init.tsub, and the patch task's memory budget) that leaves a
+    patch too few samples is one clear line and exit code 2, before motion correction starts."""
+    from calcium_dask.cli import main
+
+    out = tmp_path / "r.zarr"
+    with pytest.raises(SystemExit) as e:
+        main(["run", str(sim_small), "--out", str(out), "--quiet", "--set", "init.tsub=10"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "30 samples per patch" in err and "init.tsub" in err, err
+    assert not out.exists()  # nothing ran, nothing written

@@ -70,7 +70,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.parametrize("stage, prefixes, nth", [
     ("motion correction", {"correct_block"}, 4),
     ("CNMF patches", {"fit_group"}, 3),
-    ("refit", {"aty_block", "yct_block"}, 3),
+    ("refit", {"aty_span", "yct_span"}, 3),
 ], ids=["motion", "cnmf-patches", "refit"])
 def test_worker_killed_mid_stage(own_cluster, reference, sim_small, tmp_path, stage, prefixes, nth):
     client = own_cluster

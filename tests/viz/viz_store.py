@@ -62,13 +62,15 @@ def summary_dataset(movie: np.ndarray) -> xr.Dataset:
     return xr.Dataset({k: (("y", "x"), v.astype(np.float32)) for k, v in images.items()})
 
 
-def write_store(path: Path, *, cnmf: bool = True, evaluated: bool = True, seed: int = 0) -> ResultsStore:
-    """Write the tiny store; ``cnmf=False`` stops after motion correction."""
+def write_store(path: Path, *, cnmf: bool = True, evaluated: bool = True, seed: int = 0,
+                group: str | None = None) -> ResultsStore:
+    """Write the tiny store (or one field of view's ``group`` of it); ``cnmf=False`` stops
+    after motion correction."""
     rng = np.random.default_rng(seed)
     root = root_dataset(rng, evaluated=evaluated)
     movie = (np.einsum("kyx,kt->tyx", root["footprints"].values, root["traces"].values) + 1.0
              + 0.05 * rng.standard_normal((T, H, W))).astype(np.float32)
-    store = ResultsStore(str(path))
+    store = ResultsStore(str(path), group=group)
     store.write(xr.Dataset({"corrected": (("frame", "y", "x"), movie)}), group="movie")
     store.write(motion_dataset(rng, movie.mean(0)), group="motion")
     store.write(summary_dataset(movie), group="summary")

@@ -280,12 +280,12 @@ def constrained_foopsi(
     g: np.ndarray | None = None,
     sn: float | None = None,
     b: float | None = None,
-    bas_nonneg: bool = True,
+    bas_nonneg: bool = False,
     noise_range: tuple[float, float] = (0.25, 0.5),
     noise_method: NoiseMethod = "mean",
     lags: int = 5,
-    fudge_factor: float = 0.98,
-    s_min: float | None = 0.0,
+    fudge_factor: float = 0.96,
+    s_min: float | None = None,
     optimize_g: int | bool = 0,
 ) -> FoopsiResult:
     """Noise-constrained sparse non-negative deconvolution of one trace.

@@ -92,7 +92,7 @@ def fit_patch(
     K: int,
     gSig: float | tuple[float, float],
     gSiz: int | tuple[int, int] | None = None,
-    p: int = 1,
+    p: int = 0,
     nb: int = 1,
     merge_thr: float = 0.85,
     max_merge_area: int | None = None,
@@ -102,10 +102,11 @@ def fit_patch(
     noise_range: tuple[float, float] = (0.25, 0.5),
     noise_method: str = "mean",
     lags: int = 5,
-    bas_nonneg: bool = True,
-    fudge_factor: float = 0.98,
+    max_num_samples_fft: int = 3072,
+    bas_nonneg: bool = False,
+    fudge_factor: float = 0.96,
     do_merge: bool = True,
-    only_init: bool = False,
+    only_init: bool = True,
     n_iter: int = 2,
     nIter: int = 5,
     maxIter: int = 5,
@@ -133,6 +134,10 @@ def fit_patch(
     p, bas_nonneg, noise_range, noise_method, lags, fudge_factor, temporal_iterations
         Temporal-update options (see :func:`~calcium_dask.cnmf.kernels.temporal.update_temporal`);
         ``noise_range``/``noise_method`` also give the pixel noise.
+    max_num_samples_fft : int
+        Frames of the pixel noise estimate: a longer patch uses three blocks of a third
+        of this many frames (start, middle, end; see
+        :func:`~calcium_dask.cnmf.kernels.noise.noise_psd`).
     nb : int
         Background components.
     merge_thr : float
@@ -175,7 +180,8 @@ def fit_patch(
     T, h, w = Y.shape
     dims = (h, w)
     Yr = Y.reshape(T, h * w)
-    sn = noise_psd(Yr.T, noise_range=noise_range, noise_method=noise_method)
+    sn = noise_psd(Yr.T, noise_range=noise_range, noise_method=noise_method,
+                   max_num_samples_fft=max_num_samples_fft)
     A, C, b, f, _ = initialize_components(
         Y, K=K, gSig=gSig, gSiz=gSiz, nIter=nIter, maxIter=maxIter, ssub=ssub, tsub=tsub,
         nb=nb, rolling_sum=rolling_sum, rolling_length=rolling_length,

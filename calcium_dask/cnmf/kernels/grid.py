@@ -18,14 +18,24 @@ def _starts(n: int, size: int, step: int) -> list[int]:
     return starts
 
 
-def patch_boxes(dims: tuple[int, int], rf: int | None, stride: int | None,
+def _per_axis(v: int | tuple[int, int] | None) -> tuple[int | None, int | None]:
+    """One value for both axes, or one per axis (y, x)."""
+    if v is None or np.ndim(v) == 0:
+        return (v, v)  # type: ignore[return-value]
+    y, x = v  # type: ignore[misc]
+    return int(y), int(x)
+
+
+def patch_boxes(dims: tuple[int, int], rf: int | tuple[int, int] | None, stride: int | tuple[int, int] | None,
                 border: int = 0) -> list[tuple[int, int, int, int]]:
     """Boxes ``(y0, y1, x0, x1)`` of patches of side ``2 * rf`` overlapping by ``stride`` pixels.
 
-    ``rf=None`` gives one patch over the whole field of view. Neighbouring patches overlap
-    so that a neuron on a patch border is found whole by at least one of them; the
-    duplicates are merged afterwards. The patches leave out ``border`` pixels along each
-    edge of the field of view (CaImAn's ``border_pix``).
+    ``rf`` and ``stride`` are one value for both axes or one per axis ``(y, x)``, as in
+    CaImAn; ``rf=None`` gives one patch over the whole field of view and ``stride=None``
+    an overlap of ``rf // 2``. Neighbouring patches overlap so that a neuron on a patch
+    border is found whole by at least one of them; the duplicates are merged afterwards.
+    The patches leave out ``border`` pixels along each edge of the field of view (CaImAn's
+    ``border_pix``).
     """
     h, w = dims
     b = int(border)
@@ -33,13 +43,14 @@ def patch_boxes(dims: tuple[int, int], rf: int | None, stride: int | None,
         raise ValueError(f"border_pix {b} leaves no pixels of the {h}x{w} field of view")
     if rf is None:
         return [(b, h - b, b, w - b)]
-    size = 2 * int(rf)
-    overlap = int(stride if stride is not None else rf // 2)
-    if overlap >= size:
-        raise ValueError(f"stride (overlap) {overlap} must be smaller than the patch size 2*rf={size}")
-    step = size - overlap
-    return [(b + y, b + min(y + size, h - 2 * b), b + x, b + min(x + size, w - 2 * b))
-            for y in _starts(h - 2 * b, size, step) for x in _starts(w - 2 * b, size, step)]
+    spans = []
+    for n, r, s in zip((h - 2 * b, w - 2 * b), _per_axis(rf), _per_axis(stride)):
+        size = 2 * int(r)
+        overlap = int(s if s is not None else int(r) // 2)
+        if overlap >= size:
+            raise ValueError(f"stride (overlap) {overlap} must be smaller than the patch size 2*rf={size}")
+        spans.append([(b + a, b + min(a + size, n)) for a in _starts(n, size, size - overlap)])
+    return [(y0, y1, x0, x1) for y0, y1 in spans[0] for x0, x1 in spans[1]]
 
 
 def interior(dims: tuple[int, int], border: int) -> np.ndarray:

@@ -8,7 +8,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse import csgraph
 
-__all__ = ["MergeResult", "merge_components", "merge_until_stable", "remove_empty"]
+__all__ = ["MergeResult", "merge_components", "merge_groups", "merged_component", "merge_until_stable",
+           "overlap_pairs", "remove_empty"]
 
 _PAIR_BLOCK = 4096  # trace pairs correlated per vectorised block
 
@@ -65,6 +66,42 @@ def _rank1(A: sp.csc_matrix, C: np.ndarray, n_iter: int) -> tuple[np.ndarray, np
     return (a / na, c * na) if na > 0 else (a, c)
 
 
+def overlap_pairs(A: np.ndarray | sp.spmatrix) -> np.ndarray:
+    """(P, 2) index pairs ``i < j`` of components whose footprints share a pixel."""
+    S = (sp.csc_matrix(A) != 0).astype(np.float32)
+    ov = sp.triu(S.T @ S, k=1).tocoo()
+    return np.column_stack([ov.row, ov.col]).astype(np.int64)
+
+
+def merge_groups(A: np.ndarray | sp.spmatrix, pairs: np.ndarray, rho: np.ndarray, *, merge_thr: float,
+                 max_merge: int | None = 50, max_merge_area: int | None = None) -> list[np.ndarray]:
+    """Groups of components to merge, from the trace correlation ``rho`` of each
+    overlapping pair (:func:`overlap_pairs`): see :func:`merge_components`."""
+    A = sp.csc_matrix(A, dtype=np.float32)
+    K = A.shape[1]
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    edge = np.asarray(rho) > merge_thr
+    graph = sp.coo_matrix((np.asarray(rho)[edge], (pairs[edge, 0], pairs[edge, 1])), shape=(K, K))
+    n, labels = csgraph.connected_components(graph, directed=False)
+    sizes = np.bincount(labels, minlength=n)
+    score = np.bincount(labels[graph.row], weights=graph.data, minlength=n)
+    cand = [c for c in np.argsort(-score, kind="stable") if sizes[c] > 1]
+    if max_merge_area is not None:
+        support = sp.csr_matrix((A != 0).astype(np.float32).T)  # (K, N)
+        area = {c: (np.asarray(support[labels == c].sum(axis=0)).ravel() > 0).sum() for c in cand}
+        cand = [c for c in cand if area[c] <= max_merge_area]
+    if max_merge is not None:
+        cand = cand[:max_merge]
+    return [np.flatnonzero(labels == c) for c in cand]
+
+
+def merged_component(A: sp.spmatrix, C: np.ndarray, n_iter: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """The component ``(a, c)`` replacing a group: the rank-1 non-negative factorisation of
+    the group's summed contribution ``A C`` (``a`` of unit norm), as float32."""
+    a, c = _rank1(sp.csc_matrix(A, dtype=np.float32), np.asarray(C, np.float64), n_iter)
+    return a.astype(np.float32), c.astype(np.float32)
+
+
 def merge_components(
     A: np.ndarray | sp.spmatrix,
     C: np.ndarray,
@@ -107,21 +144,9 @@ def merge_components(
     A = sp.csc_matrix(A, dtype=np.float32)
     C = np.asarray(C)
     K = A.shape[1]
-    overlap = sp.triu((A != 0).astype(np.float32).T @ (A != 0).astype(np.float32), k=1).tocoo()
-    rho = _pair_correlations(C, overlap.row, overlap.col)
-    edge = rho > merge_thr
-    graph = sp.coo_matrix((rho[edge], (overlap.row[edge], overlap.col[edge])), shape=(K, K))
-    n, labels = csgraph.connected_components(graph, directed=False)
-    sizes = np.bincount(labels, minlength=n)
-    score = np.bincount(labels[graph.row], weights=graph.data, minlength=n)
-    cand = [c for c in np.argsort(-score, kind="stable") if sizes[c] > 1]
-    if max_merge_area is not None:
-        support = sp.csr_matrix((A != 0).astype(np.float32).T)  # (K, N)
-        area = {c: (np.asarray(support[labels == c].sum(axis=0)).ravel() > 0).sum() for c in cand}
-        cand = [c for c in cand if area[c] <= max_merge_area]
-    if max_merge is not None:
-        cand = cand[:max_merge]
-    groups = [np.flatnonzero(labels == c) for c in cand]
+    pairs = overlap_pairs(A)
+    rho = _pair_correlations(C, pairs[:, 0], pairs[:, 1])
+    groups = merge_groups(A, pairs, rho, merge_thr=merge_thr, max_merge=max_merge, max_merge_area=max_merge_area)
     merged = np.zeros(K, bool)
     cols, traces = [], []
     for G in groups:

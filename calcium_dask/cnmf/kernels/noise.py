@@ -190,10 +190,10 @@ def _stable_roots(g: np.ndarray, fudge_factor: float) -> np.ndarray:
 def estimate_ar(
     y: np.ndarray,
     *,
-    p: int = 2,
+    p: int = 1,
     sn: float | None = None,
     lags: int = 5,
-    fudge_factor: float = 0.98,
+    fudge_factor: float = 0.96,
     noise_range: tuple[float, float] = (0.25, 0.5),
     noise_method: NoiseMethod = "mean",
 ) -> np.ndarray:

@@ -142,12 +142,14 @@ def update_temporal(
     f: np.ndarray,
     *,
     p: int = 1,
-    bas_nonneg: bool = True,
+    bas_nonneg: bool = False,
     iterations: int = 2,
     noise_range: tuple[float, float] = (0.25, 0.5),
     noise_method: str = "mean",
     lags: int = 5,
-    fudge_factor: float = 0.98,
+    fudge_factor: float = 0.96,
+    s_min: float | None = None,
+    optimize_g: int | bool = 0,
     g: np.ndarray | None = None,
     sn: np.ndarray | None = None,
     reestimate: bool = True,
@@ -173,6 +175,8 @@ def update_temporal(
         Sweeps over all components (stops early when C changes by less than ``tol``).
     noise_range, noise_method, lags, fudge_factor
         Noise and AR estimation options of ``constrained_foopsi``.
+    s_min, optimize_g
+        Minimal spike size and decay refinement of ``constrained_foopsi``.
     g : (K, p) array, optional
         Known AR coefficients (default: estimated from each raw trace).
     sn : (K,) array, optional
@@ -207,7 +211,7 @@ def update_temporal(
     YrA = AtY / d[:, None] - Mn @ Cf
     est = _Estimates.start(K, AtY.shape[1], p, g, sn, dict(
         bas_nonneg=bas_nonneg, noise_range=tuple(noise_range), noise_method=noise_method,
-        lags=lags, fudge_factor=fudge_factor))
+        lags=lags, fudge_factor=fudge_factor, s_min=s_min, optimize_g=optimize_g))
     groups = greedy_groups(M[:K, :K]) if K else []
     for it in range(iterations):
         Cold = Cf[:K].copy()

@@ -1,0 +1,270 @@
+"""Long sessions: memory flat and time linear in the session's length, in every process.
+
+    python benchmarks/bench_long.py --frames 20000 60000 200000        # the issue's figures
+    python benchmarks/bench_long.py --frames 2000 6000 --base 1000      # a quick check
+
+A 256x256 movie of ``--base`` frames is simulated once (the ``large`` preset's density of
+neurons, GCaMP at 30 Hz) as a TIFF; a session of N frames is that file repeated N / base
+times (``open_movie`` takes a list of files as one movie), with its ground truth repeated
+alike, so a 200,000-frame session (26 GB as uint16) costs 1.3 GB of disk. Each length runs
+end to end with ``calcium-dask run`` against a real ``dask scheduler`` and ``--workers``
+``dask worker`` processes (one thread, ``--memory-limit`` each), started here, so that the
+client (the ``calcium-dask run`` process), the scheduler and each worker are measured apart:
+their peak RSS is sampled every 0.25 s. Printed per length: peak RSS of each process, seconds
+per 1,000 frames of each stage, bytes written per input byte, accepted F1 and median trace
+correlation against the truth; then each figure at the longest length over the shortest.
+The results stores are deleted (``--keep`` keeps them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+SIZE = 256
+
+
+def simulation(frames: int, seed: int) -> Any:
+    """The ``large`` preset (512x512, 640 neurons) at 256x256: the same density of neurons."""
+    from calcium_dask.datasets import SimulationParams
+
+    return SimulationParams.preset("large", T=frames, H=SIZE, W=SIZE, K=160, nr_grid=(4, 4), seed=seed)
+
+
+def base_movie(directory: Path, frames: int, seed: int) -> Path:
+    path = directory / f"base_{frames}_{seed}" / "movie.tif"
+    if not (path.parent / ".complete").exists():
+        from calcium_dask.datasets import write_movie
+
+        t0 = time.perf_counter()
+        write_movie(path, simulation(frames, seed))
+        (path.parent / ".complete").write_text("ok\n")
+        print(f"  simulated {path} in {time.perf_counter() - t0:.0f} s", flush=True)
+    return path
+
+
+# -- processes ------------------------------------------------------------------------------------
+class Peaks:
+    """Peak RSS of named process trees, sampled in a thread."""
+
+    def __init__(self, interval: float = 0.25) -> None:
+        self.procs: dict[str, psutil.Process] = {}
+        self.peak: dict[str, int] = {}
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def watch(self, name: str, pid: int) -> None:
+        self.procs[name] = psutil.Process(pid)
+        self.peak.setdefault(name, 0)
+
+    def _rss(self, proc: psutil.Process) -> int:
+        """A ``dask worker`` is a nanny and its worker process: the largest of the tree."""
+        try:
+            tree = [proc, *proc.children(recursive=True)]
+            return max(p.memory_info().rss for p in tree)
+        except psutil.Error:
+            return 0
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            for name, proc in list(self.procs.items()):
+                self.peak[name] = max(self.peak[name], self._rss(proc))
+            time.sleep(self.interval)
+
+    def start(self) -> Peaks:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@dataclass
+class Cluster:
+    """A ``dask scheduler`` and ``dask worker`` processes on loopback."""
+
+    workers: int
+    memory_limit: str
+    directory: Path
+    procs: list[subprocess.Popen] = field(default_factory=list)
+    address: str = ""
+
+    def start(self) -> Cluster:
+        from calcium_dask.cluster import MALLOC_ENV, THREAD_ENV
+
+        env = {**os.environ, **THREAD_ENV, **MALLOC_ENV}
+        bindir = Path(sys.executable).parent
+        sched_file = self.directory / "scheduler.json"
+        sched_file.unlink(missing_ok=True)
+        self.procs.append(subprocess.Popen([str(bindir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
+                                            "--no-dashboard", "--scheduler-file", str(sched_file)], env=env,
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for _ in range(600):
+            if sched_file.exists() and sched_file.stat().st_size:
+                break
+            time.sleep(0.1)
+        import json
+
+        self.address = json.loads(sched_file.read_text())["address"]
+        for _ in range(self.workers):
+            self.procs.append(subprocess.Popen(
+                [str(bindir / "dask"), "worker", self.address, "--nthreads", "1", "--memory-limit", self.memory_limit,
+                 "--no-dashboard", "--host", "127.0.0.1"], env=env, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL))
+        from distributed import Client
+
+        with Client(self.address, timeout="60s") as c:
+            c.wait_for_workers(self.workers, timeout=120)
+        return self
+
+    def stop(self) -> None:
+        for p in reversed(self.procs):
+            p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+# -- one length ---------------------------------------------------------------------------------
+@dataclass
+class Result:
+    frames: int
+    peaks: dict[str, int]
+    seconds: dict[str, float]
+    wall: float
+    written: int
+    input_bytes: int
+    f1: float
+    trace_corr: float
+    n_accepted: int
+
+
+def _du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def score(store: Path, truth: Any, repeats: int) -> tuple[float, float, int]:
+    """Accepted F1 (IoU >= 0.3) and median trace correlation against the repeated truth."""
+    import dask
+
+    from calcium_dask.datasets.scoring import frame_offset, score_sources, shift_images
+    from calcium_dask.results import open_results
+
+    res = open_results(str(store))
+    with dask.config.set(scheduler="threads"):
+        shifts = res.motion["shifts"].values
+        acc = np.flatnonzero(res.ds["accepted"].values)
+        fp = res.ds["footprints"].values[acc]
+        C = np.asarray(res.ds["traces"].isel(unit=acc).values)
+    offset = frame_offset(shifts[: truth.T], truth.shifts)
+    sc = score_sources(shift_images(truth.footprints, offset), np.tile(truth.C, (1, repeats)), fp, C)
+    return float(sc["f1"]), float(sc.get("trace_corr_median", np.nan)), len(acc)
+
+
+def run_length(base: Path, truth: Any, frames: int, cluster: Cluster, out: Path, args: argparse.Namespace) -> Result:
+    repeats = frames // truth.T
+    files = [str(base)] * repeats
+    store = out / f"long_{frames}.zarr"
+    shutil.rmtree(store, ignore_errors=True)
+    cmd = [str(Path(sys.executable).parent / "calcium-dask"), "run", *files, "--out", str(store),
+           "--scheduler", cluster.address, "--quiet", "--set", f"data.fr={truth.params.fr}",
+           "--set", f"motion.save_movie={args.save_movie}"]
+    peaks = Peaks().start()
+    for i, p in enumerate(cluster.procs):
+        peaks.watch("scheduler" if i == 0 else f"worker{i}", p.pid)
+    t0 = time.perf_counter()
+    client = subprocess.Popen(cmd)
+    peaks.watch("client", client.pid)
+    code = client.wait()
+    wall = time.perf_counter() - t0
+    peaks.stop()
+    if code:
+        raise SystemExit(f"calcium-dask run failed with exit code {code} at {frames} frames")
+    from calcium_dask.store import ResultsStore
+
+    stages = ResultsStore(str(store)).stages()
+    f1, corr, n_acc = score(store, truth, repeats)
+    res = Result(frames, dict(peaks.peak), {k: float(v["seconds"]) for k, v in stages.items()}, wall,
+                 _du(store), frames * SIZE * SIZE * 2, f1, corr, n_acc)
+    if not args.keep:
+        shutil.rmtree(store, ignore_errors=True)
+    return res
+
+
+# -- printing ---------------------------------------------------------------------------------------
+def report(r: Result) -> None:
+    mem = "  ".join(f"{k} {v / 2**20:.0f} MB" for k, v in sorted(r.peaks.items()))
+    per = "  ".join(f"{k} {1000 * s / r.frames:.2f}" for k, s in r.seconds.items())
+    print(f"{r.frames:>8} frames: wall {r.wall:.0f} s; peak RSS: {mem}", flush=True)
+    print(f"{'':>16}s per 1000 frames: {per}; written/input bytes {r.written / r.input_bytes:.3f}; "
+          f"accepted {r.n_accepted}, F1 {r.f1:.3f}, median trace corr {r.trace_corr:.3f}", flush=True)
+
+
+def ratios(first: Result, last: Result) -> None:
+    print(f"\nratios, {last.frames} frames over {first.frames} (targets: peaks and s/frame <= 1.15; "
+          "F1 and trace corr within 0.02; client < 1.5 GB):")
+    for k in sorted(first.peaks):
+        print(f"  peak RSS {k:<10} {last.peaks[k] / max(first.peaks[k], 1):.2f}")
+    for k in first.seconds:
+        a, b = first.seconds[k] / first.frames, last.seconds.get(k, np.nan) / last.frames
+        print(f"  s/frame  {k:<10} {b / a:.2f}")
+    print(f"  accepted F1 {last.f1 - first.f1:+.3f}; median trace corr {last.trace_corr - first.trace_corr:+.3f}; "
+          f"client peak {last.peaks['client'] / 2**30:.2f} GB")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames", type=int, nargs="+", default=[20000, 60000, 200000])
+    ap.add_argument("--base", type=int, default=10000, help="frames of the simulated movie that is repeated")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--memory-limit", default="2GB")
+    ap.add_argument("--save-movie", default="compact", choices=["float32", "compact", "none"])
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--dir", default=None, help="where the movie and stores go (default: a temporary folder)")
+    ap.add_argument("--keep", action="store_true", help="keep the results stores")
+    args = ap.parse_args(argv)
+    print("command: python benchmarks/bench_long.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
+          flush=True)
+    for n in args.frames:
+        if n % args.base:
+            ap.error(f"--frames {n} is not a multiple of --base {args.base}")
+    work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bench-long-"))
+    work.mkdir(parents=True, exist_ok=True)
+    from calcium_dask.datasets import GroundTruth
+
+    base = base_movie(work, args.base, args.seed)
+    truth = GroundTruth.load(base.parent / "truth.npz")
+    cluster = Cluster(args.workers, args.memory_limit, work).start()
+    results = []
+    try:
+        for n in args.frames:
+            results.append(run_length(base, truth, n, cluster, work, args))
+            report(results[-1])
+    finally:
+        cluster.stop()
+        if not args.dir:
+            shutil.rmtree(work, ignore_errors=True)
+    if len(results) > 1:
+        ratios(results[0], results[-1])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""The refit's distributed temporal update equals the in-memory one (``update_temporal``).
+
+Units are updated group by group in unit tasks with the background held fixed, and the
+background in frame tasks between sweeps: the in-memory sweep's arithmetic in another
+order, with traces and ``A^T Y`` stored as float32 between steps. Stated tolerance: every
+trace, spike train and residual within 1e-3 of the largest trace value, background traces
+within 1e-3 (relative), AR coefficients within 1e-4 (relative).
+"""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import xarray as xr
+
+from calcium_dask.cnmf.kernels.products import frames_dot_footprints
+from calcium_dask.cnmf.kernels.temporal import update_temporal
+from calcium_dask.cnmf.refit import TraceState, _group_order, temporal_update
+from calcium_dask.movie_blocks import frame_source
+from calcium_dask.store import ResultsStore
+from calcium_dask.traces import TraceArrays, TraceLayout, unit_spans
+
+from .cnmf_sim import _calcium, footprint
+
+DIMS = (40, 44)
+# two groups of overlapping cells, one lone cell, one pair touching the chunk edge
+CENTERS = ((8, 8), (10, 13), (12, 9), (30, 30), (20, 38), (31, 35), (28, 10))
+T = 700
+TOPTS = dict(p=1, bas_nonneg=False, noise_range=(0.25, 0.5), noise_method="mean", lags=5, fudge_factor=0.96)
+
+
+pytestmark = pytest.mark.usefixtures("sync_quiet")
+
+
+@pytest.fixture(scope="module")
+def scene():
+    rng = np.random.default_rng(3)
+    A = np.stack([footprint(c, DIMS, sigma=2.5, radius=5.0) for c in CENTERS], 1)
+    A /= np.linalg.norm(A, axis=0)
+    C = _calcium(rng, len(CENTERS), T, 0.03, (6.0, 12.0))
+    yy, xx = np.mgrid[: DIMS[0], : DIMS[1]]
+    b = np.stack([(20 + 5 * np.cos(xx / 9.0)).ravel(), (3 + np.sin(yy / 5.0)).ravel()], 1)
+    f = np.stack([1 + 0.1 * np.sin(np.arange(T) / 50.0), 1 + 0.2 * np.cos(np.arange(T) / 23.0)])
+    Y = A @ C + b @ f + 0.8 * rng.standard_normal((A.shape[0], T))
+    movie = np.ascontiguousarray(Y.T.reshape(T, *DIMS), np.float32)
+    C0 = np.maximum(C + 0.5 * rng.standard_normal(C.shape), 0).astype(np.float32)  # a rough start
+    return movie, sp.csc_matrix(A, dtype=np.float32), b.astype(np.float32), C0, f.astype(np.float32)
+
+
+def test_unit_spans_never_split_a_group():
+    group = np.array([0, 0, 1, 1, 1, 2, 3, 3, 3, 3, 4])
+    spans = unit_spans(len(group), 2, group)
+    assert spans[0][0] == 0 and spans[-1][1] == len(group)
+    for (_, e), (s, _) in zip(spans[:-1], spans[1:]):
+        assert e == s and group[e - 1] != group[e] and e % 2 == 0
+    assert unit_spans(5, 2) == [(0, 2), (2, 4), (4, 5)]
+
+
+def test_layout_spans_are_whole_movie_chunks():
+    lay = TraceLayout.for_movie(100_000, 500)
+    assert lay.frame_chunk % 500 == 0 and lay.frame_chunk <= 10_000
+    spans = lay.frame_spans()
+    assert spans[0] == (0, lay.frame_chunk) and spans[-1][1] == 100_000
+    short = TraceLayout.for_movie(300, 50)
+    assert len(short.frame_spans()) >= 6 and short.frame_chunk % 50 == 0
+
+
+@pytest.mark.parametrize("iterations", [1, 2])
+def test_distributed_update_equals_in_memory(tmp_path, scene, iterations):
+    movie, A, b, C0, f0 = scene
+    Ab = sp.hstack([A, sp.csc_matrix(b)]).tocsc()
+    AtY = frames_dot_footprints(movie, A, b)
+    ref = update_temporal(AtY, (Ab.T @ Ab).toarray(), C0, f0, iterations=iterations, **TOPTS)
+
+    mov = xr.DataArray(da.from_array(movie, chunks=(100, -1, -1)), dims=("frame", "y", "x"))
+    layout = TraceLayout(T, 200, unit_chunk=2)  # small chunks: groups span several
+    arrays = TraceArrays(ResultsStore(str(tmp_path / "s.zarr")), "scratch", layout)
+    for name, X in (("c0", C0), ("f0", f0)):
+        arrays.create(name, len(X))
+        arrays.write(name, X)
+    st, tr = temporal_update(frame_source(mov), TraceState(A, b, arrays, "c0", "f0"), TOPTS, iterations, "t", "t")
+    # the units come back grouped by overlap: map them to the original order
+    order, _ = _group_order(A)
+    assert (abs(st.A - A[:, order]) > 0).nnz == 0 and not np.array_equal(order, np.arange(A.shape[1]))
+    back = np.argsort(order)
+    scale = float(np.abs(ref.C).max())
+    for name, want in (("C", ref.C), ("S", ref.S), ("YrA", ref.YrA)):
+        got = arrays.read(getattr(tr, name))[back]
+        np.testing.assert_allclose(got, want, atol=1e-3 * scale, err_msg=name)
+    np.testing.assert_allclose(arrays.read(tr.f), ref.f, rtol=1e-3, atol=1e-3 * float(np.abs(ref.f).max()))
+    np.testing.assert_allclose(tr.g[back], ref.g, rtol=1e-4)
+    np.testing.assert_allclose(tr.bl[back], ref.bl, atol=1e-3 * scale)
