@@ -17,7 +17,7 @@ from calcium_dask.params import GROUPS, Params, describe
 from .caiman_dicts import DEFAULTS, DEMO_JSON, DEMO_NOTEBOOK, defaults_flat, defaults_to_dict
 
 # the keys of CaImAn's defaults whose values ask for something calcium-dask does not do
-NOT_IMPLEMENTED = {"del_duplicates": False, "method_ls": "'lasso_lars'", "normalize_yyt_one": True,
+NOT_IMPLEMENTED = {"method_ls": "'lasso_lars'", "normalize_yyt_one": True,
                    "shifts_interpolate": False}
 
 
@@ -99,7 +99,7 @@ def test_a_key_set_in_two_caiman_groups_uses_the_one_calcium_dask_reads_and_name
 
 def test_quiet_keys_are_quiet_and_fixed_keys_with_calcium_dasks_value_load():
     quiet = {"n_processes": 8, "block_size_spat": 1000, "splits_rig": 3, "mmap_F": ["a.mmap"], "use_cuda": True,
-             "solvers": ["SCS"], "min_corr": 0.7, "dist": 2, "method_deconvolution": "oasis", "method_exp": "dilate",
+             "solvers": ["SCS"], "dist": 2, "method_deconvolution": "oasis", "method_exp": "dilate",
              "is3D": False, "remove_very_bad_comps": False, "indices": (slice(None), slice(None)),
              "online": {"min_SNR": 9, "epochs": 3}, "ring_CNN": {"lr": 0.1}, "shifts_interpolate": True}
     p, messages = _load(quiet)

@@ -76,7 +76,8 @@ def test_defaults_are_caimans_demo_pipeline_for_two_photon_movies():
     ({"noise_method": "max"}, "must be one of"),
     ({"fr": -30}, "out of range"),
     ({"nb": 2.5}, "expects an integer"),
-    ({"method_init": "corr_pnr"}, "must be one of"),  # CNMF-E is not offered: no silent fallback
+    ({"method_init": "sparse_nmf"}, "must be one of"),  # not offered: no silent fallback
+    ({"method_init": "corr_pnr"}, "corr_pnr.*nb=0, nb_patch=0 and low_rank_background=None"),
 ])
 def test_bad_values(bad, message):
     with pytest.raises(ParamsError, match=message):

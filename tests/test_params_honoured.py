@@ -101,6 +101,7 @@ CHANGES: dict[str, tuple[Any, str, dict[str, Any]]] = {
     "quality.cnn_lowest": (0.999, "evaluate", {}),
     "quality.max_motion_corr": (None, "border", {"quality.max_motion_corr": 0.0}),
     "quality.max_background_corr": (0.0, "evaluate", {"quality.min_SNR": 1e3}),
+    "quality.max_spread": (0.5, "evaluate", ACCEPT_ALL),
     # duplicates: a base where every unit is accepted, so that some overlap
     "quality.thresh_subset": (0.05, "evaluate", {"quality.dup_corr_thr": -1.0, **ACCEPT_ALL}),
     "quality.dup_corr_thr": (-1.0, "evaluate", {"quality.thresh_subset": 0.05, **ACCEPT_ALL}),
@@ -124,15 +125,20 @@ ELSEWHERE = {
                  "tracking.min_align_corr", "tracking.mask_thr", "tracking.overlap", "tracking.max_dist",
                  "tracking.dist_weight", "tracking.thresh_cost", "tracking.min_link")},
     "tracking.only_accepted": ("tracking/test_params.py", "test_only_accepted_tracks_the_rejected_units_too"),
+    **{f"init.{k}": ("cnmf/test_cnmfe.py", "test_every_cnmfe_parameter_changes_the_result")
+       for k in ("min_corr", "min_pnr", "ring_size_factor", "ssub_B", "center_psf", "init_iter")},
+    "patch.del_duplicates": ("cnmf/test_cnmfe.py", "test_del_duplicates_keeps_a_patch_to_its_tile_otherwise_merging_does"),
+    "motion.smooth_sigma_time": ("motion/test_onephoton.py",
+                                 "test_temporal_smoothing_recovers_slow_motion_from_noisy_frames"),
+    "motion.snr_thresh": ("motion/test_onephoton.py", "test_insignificant_peaks_take_their_neighbours_shifts"),
 }
 
 # one accepted value (the others are refused, as checked below): it cannot change results
 SINGLE = {"init.method_init": "corr_pnr", "patch.low_rank_background": False}
 
-# CNMF-E's parameters, which another branch adds with their own tests (and the values
-# corr_pnr and low_rank_background=None it gives the two above)
-CNMFE = {"init.min_corr", "init.min_pnr", "init.ring_size_factor", "init.ssub_B", "init.center_psf",
-         "patch.del_duplicates", "init.method_init", "patch.low_rank_background"}
+# CNMF-E's values of the two above (corr_pnr, low_rank_background=None): its tests
+# (cnmf/test_cnmfe.py) show what they do
+CNMFE = {"init.method_init", "patch.low_rank_background"}
 
 
 # -- the stages, on one small movie --------------------------------------------------------
@@ -354,6 +360,7 @@ ALIASES = {
     ("cnmf.kernels.spatial", "update_spatial", "update_background"): "spatial.update_background_components",
     ("evaluation.kernels.duplicates", "find_duplicates", "corr_thr"): "quality.dup_corr_thr",
     ("cnmf.kernels.background", "low_rank_background", "seed"): "compute.seed",
+    ("tracking.kernels.align", "align_images", "min_corr"): "tracking.min_align_corr",
 }
 # keywords named as a parameter whose default deliberately is not the parameter's
 NOT_THE_PARAMETER = {

@@ -32,11 +32,11 @@ class CNMFEOptions:
     """
 
     seeds: SeedOptions
-    ring_size_factor: float = 1.4
+    ring_size_factor: float = 1.5
     ssub_B: int = 2
     init_iter: int = 2
     n_iter: int = 2
-    merge_thr: float = 0.7
+    merge_thr: float = 0.85
     max_merge_area: int | None = None
     do_merge: bool = True
     p: int = 1

@@ -32,7 +32,7 @@ def _pair(v: float | tuple | list | np.ndarray) -> tuple[float, float]:
     return float(a[0]), float(a[1])
 
 
-def psf_kernel(gSig: float | tuple[float, float], *, center_psf: bool = True) -> np.ndarray:
+def psf_kernel(gSig: float | tuple[float, float], *, center_psf: bool = False) -> np.ndarray:
     """The spatial filter of CNMF-E: a Gaussian of SD ``gSig``, ``4 gSig + 1`` pixels wide.
 
     With ``center_psf`` it is made zero-mean on the disk where it exceeds its value on the
@@ -148,10 +148,10 @@ class SeedOptions:
 
     gSig: tuple[float, float]
     gSiz: tuple[int, int]
-    min_corr: float = 0.8
-    min_pnr: float = 10.0
+    min_corr: float = 0.85
+    min_pnr: float = 20.0
     max_number: int | None = None
-    center_psf: bool = True
+    center_psf: bool = False
     min_pixel: int = 3
     thresh_init: float = 2.0
     border: int = 0
