@@ -510,13 +510,18 @@ class Params:
     def preset(cls, name: str, **overrides: Any) -> Params:
         """Named parameter sets (:data:`PRESETS`), e.g. ``Params.preset("miniscope")``.
 
-        ``miniscope``: CaImAn's CNMF-E demo (``demo_pipeline_cnmfE``) for one-photon
-        movies: rigid correction on high-pass filtered frames (``gSig_filt=3``), CNMF-E on
-        80-pixel patches (``method_init='corr_pnr'``, ring background, ``K=None``,
-        ``min_corr=0.8``, ``min_pnr=10``, ``gSig=3``, ``gSiz=13``), acceptance by SNR and
-        r_value only (``use_cnn=False``: the shape classifier is trained on two-photon
-        somata). ``overrides`` (``"group.key"`` or bare names) are applied on top; set
-        ``fr`` and ``decay_time`` for your movie.
+        ``miniscope`` (alias ``cnmfe``): one-photon movies, after CaImAn's CNMF-E demo
+        (``demo_pipeline_cnmfE``): rigid correction on high-pass filtered frames
+        (``gSig_filt=3``) smoothed in time (``smooth_sigma_time=1``), peaks below
+        ``snr_thresh`` distrusted; CNMF-E on 40-pixel patches (``method_init='corr_pnr'``, ring background, ``K=None``,
+        ``gSig=3``, ``gSiz=13``); acceptance by SNR and r_value only (``use_cnn=False``: the
+        shape classifier was trained on two-photon somata) and by the footprints' spread
+        (``max_spread``). The seed thresholds ``min_corr=0.6``, ``min_pnr=5`` depart from the
+        demo's 0.8 and 10, which seed about half of the neurons of simulated miniscope
+        movies (chosen on simulated seeds 1 and 4; see ``benchmarks/bench_onephoton.py``):
+        look at :func:`calcium_dask.cnmf.correlation_pnr` of your movie to set them.
+        ``overrides`` (``"group.key"`` or bare names) are applied on top; set ``fr`` and
+        ``decay_time`` for your movie.
         """
         if name not in PRESETS:
             raise ParamsError(f"unknown parameter preset '{name}'; presets are: {', '.join(sorted(PRESETS))}")
@@ -642,9 +647,9 @@ class Params:
 PRESETS: dict[str, dict[str, Any]] = {
     "miniscope": {
         "motion": {"pw_rigid": False, "max_shifts": (8, 8), "gSig_filt": (3, 3), "border_nan": "copy",
-                   "snr_thresh": 1.5},
+                   "smooth_sigma_time": 1.0, "snr_thresh": 1.5},
         "init": {"method_init": "corr_pnr", "K": None, "gSig": (3, 3), "gSiz": (13, 13), "center_psf": True,
-                 "min_corr": 0.8, "min_pnr": 10.0, "ssub": 1, "tsub": 2, "nb": 0, "ring_size_factor": 1.4,
+                 "min_corr": 0.6, "min_pnr": 5.0, "ssub": 1, "tsub": 2, "nb": 0, "ring_size_factor": 1.4,
                  "ssub_B": 2, "init_iter": 2, "normalize_init": False},
         "patch": {"rf": 40, "stride": 20, "nb_patch": 0, "low_rank_background": None, "del_duplicates": True,
                   "only_init": True, "border_pix": 0},
@@ -653,6 +658,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "quality": {"min_SNR": 3.0, "rval_thr": 0.85, "use_cnn": False, "max_spread": 1.8},
     },
 }
+PRESETS["cnmfe"] = PRESETS["miniscope"]
 
 
 def _check_combinations(p: Params) -> None:

@@ -77,6 +77,7 @@ def test_demo_notebook_runs(tmp_path, kernel_of_this_python, monkeypatch):
     assert "'f1'" in text and float(re.search(r"'f1': ([\d.]+)", text).group(1)) >= 0.7
 
 
+@pytest.mark.slow  # about 30 s on 2 cores
 def test_cnmfe_notebook_runs(tmp_path, kernel_of_this_python, monkeypatch):
     monkeypatch.setenv("CALCIUM_DASK_DEMO_DIR", str(tmp_path / "demo"))
     monkeypatch.setenv("CALCIUM_DASK_WORKERS", "2")

@@ -57,6 +57,7 @@ def test_patch_finds_the_neurons_under_the_flashing_background(patch_movie):
 LOW = {"init.min_pnr": 4.0, "init.min_corr": 0.7}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change", [
     {"init.min_corr": 0.95}, {"init.min_pnr": 9.0}, {"init.center_psf": False}, {"init.ring_size_factor": 1.6},
     {"init.ssub_B": 1}, {**LOW, "init.init_iter": 1}, {"init.gSiz": (9, 9)}, {**LOW, "merging.merge_thr": 0.3},
@@ -103,6 +104,7 @@ def test_cnmfe_on_patches_then_the_distributed_refit_against_the_ring(client, mo
     xr.open_zarr(tmp_path / "r.zarr", group="corr_pnr", consolidated=False)["seeds"].load()
 
 
+@pytest.mark.slow
 def test_del_duplicates_keeps_a_patch_to_its_tile_otherwise_merging_does(client, movie96):
     movie, _ = movie96
     kept = fit(_dask_movie(movie), BASE.replace(**SMALL))
@@ -122,7 +124,7 @@ def test_corr_pnr_with_a_low_rank_background_is_refused_in_one_line():
 def test_thresholds_that_leave_no_seed_give_an_empty_result_and_say_why(client, movie96, tmp_path):
     movie, _ = movie96
     params = BASE.replace(**{**SMALL, "init.min_pnr": 500.0})
-    with pytest.warns(NoSeedsWarning, match=r"no neuron.*min_corr=0.8 and min_pnr=500.0.*largest"):
+    with pytest.warns(NoSeedsWarning, match=r"no neuron.*min_corr=0.6 and min_pnr=500.0.*largest"):
         est = cnmf(_dask_movie(movie), params, store=str(tmp_path / "r.zarr"))
     assert est.A.shape == (96 * 96, 0) and est.C.shape == (0, 600)
     ds = xr.open_zarr(tmp_path / "r.zarr", consolidated=False, zarr_format=3)
@@ -135,8 +137,8 @@ def test_preset_is_caimans_cnmfe_demo():
                                                                                    (13, 13), 0)
     assert (p.patch.rf, p.patch.stride, p.patch.low_rank_background, p.patch.nb_patch) == (40, 20, None, 0)
     assert not p.motion.pw_rigid and p.motion.gSig_filt == (3, 3) and not p.quality.use_cnn
-    assert Params.preset("miniscope", fr=15.0).data.fr == 15.0
-    with pytest.raises(ParamsError, match="unknown parameter preset 'two'; presets are: miniscope"):
+    assert Params.preset("miniscope", fr=15.0).data.fr == 15.0 and Params.preset("cnmfe") == p
+    with pytest.raises(ParamsError, match="unknown parameter preset 'two'; presets are: cnmfe, miniscope"):
         Params.preset("two")
     assert dataclasses.asdict(Params()) != dataclasses.asdict(p)
     with warnings.catch_warnings():
