@@ -143,10 +143,14 @@ def load_params(params_file: str | None, assignments: tuple[str, ...]):
 
     A name of :data:`~calcium_dask.params.PRESETS` (``miniscope``) that is not an existing
     file gives that preset."""
+    from .errors import ParamsError
     from .params import PRESETS, Params
 
     if params_file in PRESETS and not Path(params_file).exists():
         params = Params.preset(params_file)
+    elif params_file and "://" not in params_file and not Path(params_file).exists():
+        raise ParamsError(f"{params_file}: no such parameter file, nor a parameter preset "
+                          f"({', '.join(sorted(PRESETS))})")
     else:
         params = Params.load(params_file) if params_file else Params()
     return params.with_overrides(list(assignments)) if assignments else params

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -162,3 +164,17 @@ def test_bench_startup_times_the_cli_and_a_whole_run(tmp_path, capsys):
     assert 0 < row["workers_up"] < row["first_task"] < row["wall"]
     assert 0 < row["in_stages"] < 1 and lines[-1].split()[-1] == f"{100 * row['in_stages']:.0f}%"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["movie_48_80.tif", "params.json", "truth.npz"]
+
+
+@pytest.mark.slow
+def test_bench_onephoton_scores_a_miniscope_movie_and_cleans_up(tmp_path, capsys):
+    bench = _load("bench_onephoton")
+    work = tmp_path / "work"
+    bench.main(["--size", "64", "--frames", "300", "--seeds", "5", "--workers", "1", "--memory-limit", "1GB",
+                "--dir", str(work)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("command: python benchmarks/bench_onephoton.py")
+    (line,) = [x for x in lines if x.startswith("seed 5:")]
+    rmse, none = (float(v) for v in re.search(r"motion RMSE ([\d.]+) px \(uncorrected ([\d.]+)\)", line).groups())
+    assert rmse < none and float(re.search(r"accepted F1 ([\d.]+)", line).group(1)) > 0.3, line
+    assert not work.exists()

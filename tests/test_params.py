@@ -144,3 +144,20 @@ def test_registry_documents_every_parameter():
     rows = describe()
     assert len(rows) > 60 and all(doc for _, _, doc in rows)
     assert ("motion.max_shifts", (6, 6)) in [(k, d) for k, d, _ in rows]
+
+
+def test_a_parameter_preset_by_name_on_the_command_line():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).with_name("calcium-dask")
+
+    def run(*args):
+        return subprocess.run([str(exe), "params", *args], capture_output=True, text=True)
+
+    ok = run("--params", "miniscope", "--set", "init.min_pnr=7")
+    assert ok.returncode == 0 and "method_init: corr_pnr" in ok.stdout and "min_pnr: 7.0" in ok.stdout
+    bad = run("--params", "nosuch")
+    assert bad.returncode == 2 and "nosuch: no such parameter file, nor a parameter preset (cnmfe, miniscope)" in \
+        bad.stderr

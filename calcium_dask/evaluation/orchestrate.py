@@ -249,7 +249,7 @@ def lazy_dff(ds: xr.Dataset, A: sp.csc_matrix, *, quantileMin: float = 8.0, fram
     b = bfp.reshape(len(bfp), -1).T if has_bg else None
     f = _lazy(ds, "background_traces").rechunk(-1).to_delayed().ravel()[0] if has_bg else None
     opts = dict(quantileMin=quantileMin, frames_window=frames_window, flag_auto=flag_auto, use_fast=use_fast,
-                detrend_only=detrend_only)
+                detrend_only=detrend_only or not use_background)  # no background: detrended (said, not warned)
     b_ = dask.delayed(b, pure=True) if b is not None else None
     blocks = [da.from_delayed(dask.delayed(_dff_block, pure=True)(
         A[:, u0:u1], b_, C[u0:u1], f, None if YrA is None else YrA[u0:u1], opts), (u1 - u0, T), dtype=np.float32)

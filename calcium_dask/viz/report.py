@@ -135,8 +135,10 @@ def _quilt(loaded: Loaded, max_traces: int) -> str:
 def _seeding(loaded: Loaded, max_traces: int) -> str:
     if loaded.corr_pnr is None:
         method = loaded.param("init", "method_init")
-        return _note("two-photon run (method_init='greedy_roi'): no seeding images" if method == "greedy_roi"
-                     else "no correlation and PNR images (/corr_pnr) in this store")
+        if method == "greedy_roi":  # nothing missing: a two-photon run seeds otherwise
+            return "<p>" + html.escape("Two-photon run (method_init='greedy_roi'): seeds come from greedy_roi, "
+                                       "not from correlation and PNR images.") + "</p>"
+        return _note("no correlation and PNR images (/corr_pnr) in this store")
     ds = loaded.corr_pnr
     text = (f"CNMF-E seeds neurons where the local correlation of the filtered movie reaches min_corr = "
             f"{ds.attrs.get('min_corr')} and its peak-to-noise ratio min_pnr = {ds.attrs.get('min_pnr')} "
