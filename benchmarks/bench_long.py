@@ -230,6 +230,30 @@ def ratios(first: Result, last: Result) -> None:
           f"client peak {last.peaks['client'] / 2**30:.2f} GB")
 
 
+# a 1 TB session: 512x512 uint16 frames (4x these pixels), ~2 million of them
+TB_FRAMES, TB_PIXEL_FACTOR, TB_PASSES = 2_000_000, (512 * 512) / (SIZE * SIZE), 6
+
+
+def projection(r: Result, workers: int, per_worker_mb_s: float) -> None:
+    """Hours and worker-hours of a 1 TB session, from the measured per-frame cost of each stage.
+
+    Each stage's measured time on ``workers`` workers is taken as ``workers`` x that many
+    worker-seconds, scaled by the pixels per frame (the kernels are linear in pixels) and
+    the frames; wall hours on N workers assume they divide evenly, and are bounded below by
+    reading the movie ``TB_PASSES`` times (motion reads the raw movie, CNMF's patches, the
+    refit's three passes and evaluation read the corrected one) at ``per_worker_mb_s`` per
+    worker from object storage.
+    """
+    ws = {k: workers * s / r.frames * TB_FRAMES * TB_PIXEL_FACTOR for k, s in r.seconds.items()}
+    total = sum(ws.values())
+    io_s = TB_PASSES * 1e12 / 1e6  # MB read over the session
+    print(f"\n1 TB session (512x512, {TB_FRAMES:,} frames), projected from {r.frames} frames: "
+          f"{total / 3600:,.0f} worker-hours (" + ", ".join(f"{k} {v / 3600:,.0f}" for k, v in ws.items()) + ")")
+    print(f"{'workers':>8} {'hours':>8} {'worker-hours':>13} {'read-bound hours':>17}")
+    for n in (10, 100, 1000):
+        print(f"{n:>8} {total / n / 3600:>8.1f} {total / 3600:>13,.0f} {io_s / (n * per_worker_mb_s) / 3600:>17.2f}")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, nargs="+", default=[20000, 60000, 200000])
@@ -238,6 +262,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--memory-limit", default="2GB")
     ap.add_argument("--save-movie", default="compact", choices=["float32", "compact", "none"])
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--read-mb-s", type=float, default=100.0,
+                    help="object-storage read rate of one worker, for the 1 TB projection")
     ap.add_argument("--dir", default=None, help="where the movie and stores go (default: a temporary folder)")
     ap.add_argument("--keep", action="store_true", help="keep the results stores")
     args = ap.parse_args(argv)
@@ -264,6 +290,8 @@ def main(argv: list[str] | None = None) -> None:
             shutil.rmtree(work, ignore_errors=True)
     if len(results) > 1:
         ratios(results[0], results[-1])
+    if results:
+        projection(results[-1], args.workers, args.read_mb_s)
 
 
 if __name__ == "__main__":
