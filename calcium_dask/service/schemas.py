@@ -74,6 +74,8 @@ class RunList(BaseModel):
 
 
 class RunRef(BaseModel):
+    """A run of a batch: its id, name and state."""
+
     id: int
     name: str
     state: State
@@ -81,6 +83,8 @@ class RunRef(BaseModel):
 
 
 class BatchOut(BaseModel):
+    """A submitted batch and its runs (one per session)."""
+
     id: int
     name: str
     runs: list[RunRef]
