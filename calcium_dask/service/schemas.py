@@ -67,6 +67,8 @@ class RunOut(BaseModel):
 
 
 class RunList(BaseModel):
+    """A page of runs, newest first, and how many runs match the filter in all."""
+
     runs: list[RunOut]
     total: int
     limit: int
@@ -91,6 +93,8 @@ class BatchOut(BaseModel):
 
 
 class Health(BaseModel):
+    """The service's health: its database, its scheduler and how many runs are running."""
+
     status: Literal["ok", "degraded"]
     database: str
     scheduler: str
@@ -99,6 +103,8 @@ class Health(BaseModel):
 
 
 class Login(BaseModel):
+    """A token for the dashboard's login (kept in an HTTP-only cookie)."""
+
     model_config = ConfigDict(extra="forbid")
 
     token: str = Field(max_length=512)
