@@ -39,7 +39,7 @@ nitpicky = True
 _EXTERNAL = (r"(numpy|np|scipy|sp|xarray|xr|dask|da|distributed|zarr|pandas|fsspec|httpx|matplotlib|"
              r"bokeh|click|sqlalchemy|fastapi|starlette|pydantic|os|pathlib|collections|typing|"
              r"concurrent|threading|contourpy|cv2|h5py|tifffile|pynwb|dask_kubernetes|kr8s|"
-             r"uvicorn|datetime|enum|types|io|logging|alembic|jinja2|numba)(\..+)?")
+             r"uvicorn|datetime|enum|types|io|logging|alembic|jinja2|numba|annotated_types)(\..+)?")
 nitpick_ignore_regex = [
     (r"py:.*", _EXTERNAL),
     # dask-kubernetes's class, imported by calcium_dask.kube for type checking only

@@ -115,7 +115,7 @@ class CliDirective(SphinxDirective):
 
         if "command" in self.options:
             text = command_output(self.options["command"].split())
-            return [nodes.literal_block(text, text)]
+            return [nodes.literal_block(text, text, language="text")]
         import click
 
         out: list[nodes.Node] = []
@@ -130,7 +130,7 @@ class CliDirective(SphinxDirective):
             section = nodes.section(ids=[nodes.make_id("cli-" + ("-".join(path) or "main"))])
             section += nodes.title(title, "", nodes.literal(title, title))
             text = command_output([*path, "--help"])
-            section += nodes.literal_block(text, text)
+            section += nodes.literal_block(text, text, language="text")
             out.append(section)
         return out
 
@@ -232,7 +232,7 @@ class LayersDirective(SphinxDirective):
         contracts = tomllib.loads(path.read_text())["tool"]["importlinter"]["contracts"]
         layers = next(c["layers"] for c in contracts if c.get("type") == "layers")
         text = "\n".join(layer.replace(" : ", " | ") for layer in layers)
-        return [nodes.literal_block(text, text)]
+        return [nodes.literal_block(text, text, language="text")]
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
