@@ -120,10 +120,11 @@ def test_every_python_name_the_pages_cite_exists():
 
 def _cli_lines(text: str) -> list[str]:
     """``calcium-dask ...`` command lines of the code blocks and inline code of a page."""
+    text = re.sub(r"\\\n\s*", " ", text)  # a command continued on the next line
     code = re.findall(r"^```[^\n]*\n(.*?)^```", text, flags=re.M | re.S)
     code += re.findall(r"^\.\. code-block::[^\n]*\n\n((?:   .*\n|\n)+)", text, flags=re.M)
     code += re.findall(r"`([^`\n]+)`", re.sub(r"^```.*?^```", "", text, flags=re.M | re.S))
-    return [m.strip() for c in code for m in re.findall(r"^\s*(?:\$ )?(calcium-dask [^`\n#|]*)", c, flags=re.M)]
+    return [" ".join(m.split()) for c in code for m in re.findall(r"^\s*(?:\$ )?(calcium-dask [^`\n#|]*)", c, flags=re.M)]
 
 
 def test_every_command_and_option_the_pages_cite_exists():
@@ -151,8 +152,8 @@ def test_the_checks_of_cited_names_can_fail():
         "calcium_dask.open_movie", "calcium_dask.params.describe"}
     assert _resolves("calcium_dask.params.describe") and not _resolves("calcium_dask.open_moive")
     assert _cli_lines("calcium-dask reads it; run `calcium-dask run a.tif --out r.zarr`\n\n```bash\n"
-                      "calcium-dask params --describe  # all\n```\n") == [
-        "calcium-dask params --describe", "calcium-dask run a.tif --out r.zarr"]
+                      "calcium-dask params --describe  # all\ncalcium-dask run m.tif \\\n    --out r.zarr\n```\n") == [
+        "calcium-dask params --describe", "calcium-dask run m.tif --out r.zarr", "calcium-dask run a.tif --out r.zarr"]
 
 
 # -- the build ------------------------------------------------------------------------------
