@@ -118,6 +118,24 @@ def test_every_python_name_the_pages_cite_exists():
     assert not unknown, f"names cited in docs/ that do not import: {unknown}"
 
 
+def test_every_attribute_the_pages_read_from_results_exists():
+    """``res.x`` / ``est.x`` (a Results) and ``mc.x`` (a MotionResult) in the pages and the
+    notebook name real attributes."""
+    import dataclasses
+
+    from calcium_dask.motion import MotionResult
+
+    def names(cls: type) -> set[str]:
+        return set(dir(cls)) | {f.name for f in dataclasses.fields(cls)}
+
+    kinds = {"res": names(cd.Results), "est": names(cd.Results), "mc": names(MotionResult)}
+    texts = {p: p.read_text() for p in [*_pages(), ROOT / "notebooks" / "demo_pipeline.ipynb"]}
+    unknown = sorted({f"{p.name}: {var}.{attr}" for p, text in texts.items() for var, known in kinds.items()
+                      for attr in re.findall(rf"\b{var}\.(\w+)", text) if attr not in known})
+    assert "ds" in kinds["res"] and "motion" in kinds["mc"] and "nonexistent" not in kinds["res"]
+    assert not unknown, f"attributes the docs read that do not exist: {unknown}"
+
+
 def _cli_lines(text: str) -> list[str]:
     """``calcium-dask ...`` command lines of the code blocks and inline code of a page."""
     text = re.sub(r"\\\n\s*", " ", text)  # a command continued on the next line
