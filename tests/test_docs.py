@@ -238,6 +238,7 @@ def site(tmp_path_factory) -> Path:
     return tmp / "html"
 
 
+@pytest.mark.slow  # the build takes ~25 s of CPU; .ci/run runs these after the default run
 def test_the_site_builds_with_warnings_as_errors_and_renders_the_notebook(site):
     """The notebook is rendered as committed (not run); the generated pages are there."""
     notebook = (site / "notebooks" / "demo_pipeline.html").read_text()
@@ -246,6 +247,7 @@ def test_the_site_builds_with_warnings_as_errors_and_renders_the_notebook(site):
     assert "min_SNR" in (site / "reference" / "parameters.html").read_text()
 
 
+@pytest.mark.slow
 def test_every_public_name_is_in_the_api_reference(site):
     """Every public class and function (and its methods) is documented under one of its
     import paths: ``calcium_dask.Results`` stands for ``calcium_dask.results.Results``."""
@@ -262,7 +264,7 @@ def test_the_readme_and_ci_build_the_docs_the_same_way():
     command = "python -m sphinx -W -b html docs docs/_build/html"
     assert command in readme
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "python -m sphinx -W" in ci and "docs docs/_build/html" in ci
+    assert "python -m pytest -q -m slow tests/test_docs.py" in ci  # builds it with the README's command
     assert re.search(r'^nb_execution_mode = "off"', (DOCS / "conf.py").read_text(), flags=re.M)
 
 
