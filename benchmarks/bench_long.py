@@ -153,6 +153,7 @@ class Result:
     written: int
     input_bytes: int
     f1: float
+    recall: float
     trace_corr: float
     n_accepted: int
 
@@ -161,8 +162,8 @@ def _du(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def score(store: Path, truth: Any, repeats: int) -> tuple[float, float, int]:
-    """Accepted F1 (IoU >= 0.3) and median trace correlation against the repeated truth."""
+def score(store: Path, truth: Any, repeats: int) -> tuple[float, float, float, int]:
+    """Accepted F1 and recall (IoU >= 0.3), median trace correlation against the repeated truth."""
     import dask
 
     from calcium_dask.datasets.scoring import frame_offset, score_sources, shift_images
@@ -176,7 +177,7 @@ def score(store: Path, truth: Any, repeats: int) -> tuple[float, float, int]:
         C = np.asarray(res.ds["traces"].isel(unit=acc).values)
     offset = frame_offset(shifts[: truth.T], truth.shifts)
     sc = score_sources(shift_images(truth.footprints, offset), np.tile(truth.C, (1, repeats)), fp, C)
-    return float(sc["f1"]), float(sc.get("trace_corr_median", np.nan)), len(acc)
+    return float(sc["f1"]), float(sc["recall"]), float(sc.get("trace_corr_median", np.nan)), len(acc)
 
 
 def run_length(base: Path, truth: Any, frames: int, cluster: Cluster, out: Path, args: argparse.Namespace) -> Result:
@@ -201,9 +202,9 @@ def run_length(base: Path, truth: Any, frames: int, cluster: Cluster, out: Path,
     from calcium_dask.store import ResultsStore
 
     stages = ResultsStore(str(store)).stages()
-    f1, corr, n_acc = score(store, truth, repeats)
+    f1, recall, corr, n_acc = score(store, truth, repeats)
     res = Result(frames, dict(peaks.peak), {k: float(v["seconds"]) for k, v in stages.items()}, wall,
-                 _du(store), frames * SIZE * SIZE * 2, f1, corr, n_acc)
+                 _du(store), frames * SIZE * SIZE * 2, f1, recall, corr, n_acc)
     if not args.keep:
         shutil.rmtree(store, ignore_errors=True)
     return res
@@ -215,7 +216,7 @@ def report(r: Result) -> None:
     per = "  ".join(f"{k} {1000 * s / r.frames:.2f}" for k, s in r.seconds.items())
     print(f"{r.frames:>8} frames: wall {r.wall:.0f} s; peak RSS: {mem}", flush=True)
     print(f"{'':>16}s per 1000 frames: {per}; written/input bytes {r.written / r.input_bytes:.3f}; "
-          f"accepted {r.n_accepted}, F1 {r.f1:.3f}, median trace corr {r.trace_corr:.3f}", flush=True)
+          f"accepted {r.n_accepted}, F1 {r.f1:.3f}, recall {r.recall:.3f}, median trace corr {r.trace_corr:.3f}", flush=True)
 
 
 def ratios(first: Result, last: Result) -> None:
@@ -226,7 +227,7 @@ def ratios(first: Result, last: Result) -> None:
     for k in first.seconds:
         a, b = first.seconds[k] / first.frames, last.seconds.get(k, np.nan) / last.frames
         print(f"  s/frame  {k:<10} {b / a:.2f}")
-    print(f"  accepted F1 {last.f1 - first.f1:+.3f}; median trace corr {last.trace_corr - first.trace_corr:+.3f}; "
+    print(f"  accepted F1 {last.f1 - first.f1:+.3f}; recall {last.recall - first.recall:+.3f}; median trace corr {last.trace_corr - first.trace_corr:+.3f}; "
           f"client peak {last.peaks['client'] / 2**30:.2f} GB")
 
 
