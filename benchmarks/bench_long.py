@@ -153,6 +153,7 @@ class Result:
     written: int
     input_bytes: int
     f1: float
+    recall: float
     trace_corr: float
     n_accepted: int
 
@@ -161,8 +162,8 @@ def _du(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def score(store: Path, truth: Any, repeats: int) -> tuple[float, float, int]:
-    """Accepted F1 (IoU >= 0.3) and median trace correlation against the repeated truth."""
+def score(store: Path, truth: Any, repeats: int) -> tuple[float, float, float, int]:
+    """Accepted F1 and recall (IoU >= 0.3), median trace correlation against the repeated truth."""
     import dask
 
     from calcium_dask.datasets.scoring import frame_offset, score_sources, shift_images
@@ -176,7 +177,7 @@ def score(store: Path, truth: Any, repeats: int) -> tuple[float, float, int]:
         C = np.asarray(res.ds["traces"].isel(unit=acc).values)
     offset = frame_offset(shifts[: truth.T], truth.shifts)
     sc = score_sources(shift_images(truth.footprints, offset), np.tile(truth.C, (1, repeats)), fp, C)
-    return float(sc["f1"]), float(sc.get("trace_corr_median", np.nan)), len(acc)
+    return float(sc["f1"]), float(sc["recall"]), float(sc.get("trace_corr_median", np.nan)), len(acc)
 
 
 def run_length(base: Path, truth: Any, frames: int, cluster: Cluster, out: Path, args: argparse.Namespace) -> Result:
@@ -201,9 +202,9 @@ def run_length(base: Path, truth: Any, frames: int, cluster: Cluster, out: Path,
     from calcium_dask.store import ResultsStore
 
     stages = ResultsStore(str(store)).stages()
-    f1, corr, n_acc = score(store, truth, repeats)
+    f1, recall, corr, n_acc = score(store, truth, repeats)
     res = Result(frames, dict(peaks.peak), {k: float(v["seconds"]) for k, v in stages.items()}, wall,
-                 _du(store), frames * SIZE * SIZE * 2, f1, corr, n_acc)
+                 _du(store), frames * SIZE * SIZE * 2, f1, recall, corr, n_acc)
     if not args.keep:
         shutil.rmtree(store, ignore_errors=True)
     return res
@@ -215,7 +216,7 @@ def report(r: Result) -> None:
     per = "  ".join(f"{k} {1000 * s / r.frames:.2f}" for k, s in r.seconds.items())
     print(f"{r.frames:>8} frames: wall {r.wall:.0f} s; peak RSS: {mem}", flush=True)
     print(f"{'':>16}s per 1000 frames: {per}; written/input bytes {r.written / r.input_bytes:.3f}; "
-          f"accepted {r.n_accepted}, F1 {r.f1:.3f}, median trace corr {r.trace_corr:.3f}", flush=True)
+          f"accepted {r.n_accepted}, F1 {r.f1:.3f}, recall {r.recall:.3f}, median trace corr {r.trace_corr:.3f}", flush=True)
 
 
 def ratios(first: Result, last: Result) -> None:
@@ -226,8 +227,32 @@ def ratios(first: Result, last: Result) -> None:
     for k in first.seconds:
         a, b = first.seconds[k] / first.frames, last.seconds.get(k, np.nan) / last.frames
         print(f"  s/frame  {k:<10} {b / a:.2f}")
-    print(f"  accepted F1 {last.f1 - first.f1:+.3f}; median trace corr {last.trace_corr - first.trace_corr:+.3f}; "
+    print(f"  accepted F1 {last.f1 - first.f1:+.3f}; recall {last.recall - first.recall:+.3f}; median trace corr {last.trace_corr - first.trace_corr:+.3f}; "
           f"client peak {last.peaks['client'] / 2**30:.2f} GB")
+
+
+# a 1 TB session: 512x512 uint16 frames (4x these pixels), ~2 million of them
+TB_FRAMES, TB_PIXEL_FACTOR, TB_PASSES = 2_000_000, (512 * 512) / (SIZE * SIZE), 6
+
+
+def projection(r: Result, workers: int, per_worker_mb_s: float) -> None:
+    """Hours and worker-hours of a 1 TB session, from the measured per-frame cost of each stage.
+
+    Each stage's measured time on ``workers`` workers is taken as ``workers`` x that many
+    worker-seconds, scaled by the pixels per frame (the kernels are linear in pixels) and
+    the frames; wall hours on N workers assume they divide evenly, and are bounded below by
+    reading the movie ``TB_PASSES`` times (motion reads the raw movie, CNMF's patches, the
+    refit's three passes and evaluation read the corrected one) at ``per_worker_mb_s`` per
+    worker from object storage.
+    """
+    ws = {k: workers * s / r.frames * TB_FRAMES * TB_PIXEL_FACTOR for k, s in r.seconds.items()}
+    total = sum(ws.values())
+    io_s = TB_PASSES * 1e12 / 1e6  # MB read over the session
+    print(f"\n1 TB session (512x512, {TB_FRAMES:,} frames), projected from {r.frames} frames: "
+          f"{total / 3600:,.0f} worker-hours (" + ", ".join(f"{k} {v / 3600:,.0f}" for k, v in ws.items()) + ")")
+    print(f"{'workers':>8} {'hours':>8} {'worker-hours':>13} {'read-bound hours':>17}")
+    for n in (10, 100, 1000):
+        print(f"{n:>8} {total / n / 3600:>8.1f} {total / 3600:>13,.0f} {io_s / (n * per_worker_mb_s) / 3600:>17.2f}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -238,6 +263,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--memory-limit", default="2GB")
     ap.add_argument("--save-movie", default="compact", choices=["float32", "compact", "none"])
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--read-mb-s", type=float, default=100.0,
+                    help="object-storage read rate of one worker, for the 1 TB projection")
     ap.add_argument("--dir", default=None, help="where the movie and stores go (default: a temporary folder)")
     ap.add_argument("--keep", action="store_true", help="keep the results stores")
     args = ap.parse_args(argv)
@@ -264,6 +291,8 @@ def main(argv: list[str] | None = None) -> None:
             shutil.rmtree(work, ignore_errors=True)
     if len(results) > 1:
         ratios(results[0], results[-1])
+    if results:
+        projection(results[-1], args.workers, args.read_mb_s)
 
 
 if __name__ == "__main__":

@@ -93,9 +93,11 @@ class SessionResult:
 
     @property
     def failed(self) -> bool:
+        """Whether the session failed in this run."""
         return self.status.startswith("failed")
 
     def row(self) -> dict[str, Any]:
+        """The summary table's row of this session."""
         return {"session": self.session, "status": self.status, "units": self.units,
                 "accepted": self.accepted, "seconds": round(self.seconds, 2), "output": self.output}
 

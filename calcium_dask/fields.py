@@ -38,6 +38,7 @@ class FieldsRun:
 
     @property
     def failed(self) -> list[Any]:
+        """The results of the fields of view that failed."""
         return [r for r in self.results if getattr(r, "failed", False)]
 
 

@@ -43,6 +43,7 @@ WORKER_RESOURCES: dict[str, dict[str, str]] = {
     "requests": {"cpu": "1", "memory": "4Gi"},
     "limits": {"cpu": "1", "memory": "4Gi"},
 }
+#: the scheduler's CPU and memory (requests below limits: Burstable QoS)
 SCHEDULER_RESOURCES: dict[str, dict[str, str]] = {
     "requests": {"cpu": "500m", "memory": "1Gi"},
     "limits": {"cpu": "1", "memory": "2Gi"},

@@ -618,6 +618,7 @@ class Params:
         return json.loads(self.to_json())
 
     def to_json(self) -> str:
+        """The parameters as JSON, nested by group (what a results store records)."""
         return json.dumps({g: dataclasses.asdict(getattr(self, g)) for g in GROUPS}, sort_keys=False)
 
     def save(self, path: str | Path) -> None:
@@ -629,7 +630,7 @@ class Params:
             path.write_text(json.dumps(self.to_dict(), indent=1))
 
     def digest(self, stage: str) -> str:
-        """A short hash of the groups ``stage`` reads (:data:`STAGE_GROUPS`)."""
+        """A short hash of the groups ``stage`` reads (:data:`~calcium_dask.params.STAGE_GROUPS`)."""
         import hashlib
 
         d = self.to_dict()

@@ -80,6 +80,7 @@ class Results:
     # -- CaImAn's names ------------------------------------------------------------
     @property
     def dims(self) -> tuple[int, int]:
+        """The field of view's (height, width), pixels (CaImAn's ``dims``)."""
         return int(self.ds.sizes["y"]), int(self.ds.sizes["x"])
 
     @property
@@ -122,6 +123,7 @@ class Results:
 
     @property
     def idx_components_bad(self) -> np.ndarray:
+        """Indices of the rejected units (none before evaluation)."""
         if "accepted" not in self.ds:
             return np.zeros(0, int)
         return np.flatnonzero(~self.ds["accepted"].values.astype(bool))

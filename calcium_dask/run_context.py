@@ -49,6 +49,7 @@ class RunContext:
 
     @property
     def cancelled(self) -> bool:
+        """Whether :meth:`cancel` was called."""
         return self._cancelled.is_set()
 
     def cancel(self) -> None:
@@ -65,6 +66,8 @@ class RunContext:
             raise RunCancelled("the run was cancelled")
 
     def report(self, label: str, done: int, total: int) -> None:
+        """Pass ``done`` of ``total`` tasks of the pass ``label`` to ``on_progress``, then
+        raise :class:`RunCancelled` if the run was cancelled."""
         if self.on_progress is not None:
             self.on_progress(label, done, total)
         self.check()  # between two results: a cancelled pass stops waiting at once

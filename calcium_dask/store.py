@@ -201,6 +201,7 @@ class ResultsStore:
         return None if ours or not list(group.keys()) else "a zarr group of another tool"
 
     def exists(self) -> bool:
+        """Whether the store's zarr group (its field of view's, when it has one) is there."""
         try:
             self.root(mode="r")
             return True
@@ -215,6 +216,7 @@ class ResultsStore:
         return dict(self.root(mode="r").attrs.get("stages", {}))
 
     def is_complete(self, stage: str) -> bool:
+        """Whether ``stage`` has its completion mark here (with any parameters)."""
         return stage in self.stages()
 
     def completed(self, stage: str, params_digest: str) -> bool:

@@ -107,6 +107,7 @@ class TraceLayout:
         return [(t0, min(t0 + self.frame_chunk, self.n_frames)) for t0 in range(0, self.n_frames, self.frame_chunk)]
 
     def chunks(self, n_units: int) -> tuple[int, int]:
+        """Chunk shape ``(units, frames)`` of an array of ``n_units`` rows."""
         return (max(1, min(self.unit_chunk, n_units)), max(1, min(self.frame_chunk, self.n_frames)))
 
 
@@ -152,6 +153,7 @@ class TraceArrays:
     layout: TraceLayout
 
     def path(self, name: str) -> str:
+        """Path of the array ``name`` in the store."""
         return f"{self.group}/{name}" if self.group else name
 
     def _open_group(self) -> zarr.Group:
@@ -170,6 +172,7 @@ class TraceArrays:
         return self.store.array(self.path(name), mode=mode)
 
     def n_units(self, name: str) -> int:
+        """Number of rows (units) of the array ``name``."""
         return int(self._array(name).shape[0])
 
     def read(self, name: str, units: tuple[int, int] | None = None,
@@ -198,6 +201,7 @@ class TraceArrays:
         return da.from_zarr(self._array(name))
 
     def delete(self, name: str) -> None:
+        """Remove the array ``name`` from the store."""
         self.store._remove(self.path(name))
 
 

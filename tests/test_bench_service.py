@@ -20,6 +20,7 @@ def _load(name: str):
     return module
 
 
+@pytest.mark.slow
 def test_bench_service_loads_the_service_while_runs_compute(tmp_path, capsys, monkeypatch):
     pytest.importorskip("fastapi")
     pytest.importorskip("aiohttp")

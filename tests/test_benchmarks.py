@@ -1,4 +1,5 @@
-"""The benchmark scripts run (on a tiny movie) and clean up after themselves."""
+"""The benchmark scripts run (on a tiny movie) and clean up after themselves (the whole-pipeline ones
+are marked slow: `python -m pytest -m slow tests/test_benchmarks.py`)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ def _load(name: str):
     return module
 
 
+@pytest.mark.slow
 def test_bench_motion_prints_its_figures_and_deletes_its_output(tmp_path, capsys):
     bench = _load("bench_motion")
     out = tmp_path / "out"
@@ -35,6 +37,7 @@ def test_bench_motion_prints_its_figures_and_deletes_its_output(tmp_path, capsys
     assert [p.name for p in out.iterdir()] == ["out_64_120_rigid_1.zarr"]
 
 
+@pytest.mark.slow
 def test_bench_motion_repeats_settings_in_turn_and_summarises_them(tmp_path, capsys):
     bench = _load("bench_motion")
     bench.main(["--size", "64", "--frames", "120", "--workers", "1", "--modes", "rigid", "pw_rigid",
@@ -75,6 +78,7 @@ def test_bench_motion_warm_runs_reuse_the_cluster_and_are_summarised_apart(tmp_p
     assert list(out.iterdir()) == []  # every run's output is deleted
 
 
+@pytest.mark.slow
 def test_bench_motion_accuracy_scores_a_simulated_movie_against_its_ceiling(tmp_path, capsys):
     from calcium_dask.datasets import GroundTruth
     from calcium_dask.io import open_movie
@@ -102,6 +106,7 @@ def test_bench_motion_accuracy_scores_a_simulated_movie_against_its_ceiling(tmp_
     assert GroundTruth.load(movie_dir / "truth.npz").params.nr_mean_free is False
 
 
+@pytest.mark.slow
 def test_bench_planes_times_a_session_against_its_planes_and_scores_both(tmp_path, capsys, client):
     bench = _load("bench_planes")
     bench.main(["--size", "48", "--frames", "60", "--planes", "2", "--repeat", "1", "--no-warmup",
@@ -124,6 +129,7 @@ def test_bench_planes_times_a_session_against_its_planes_and_scores_both(tmp_pat
     assert sorted(p.name for p in (tmp_path / "sim").glob("*.tif")) == ["alone0.tif", "alone1.tif", "session.tif"]
 
 
+@pytest.mark.slow
 def test_bench_tracking_scores_registration_after_the_pipeline_and_cleans_up(tmp_path, capsys):
     bench = _load("bench_tracking")
     work = tmp_path / "work"
@@ -151,6 +157,7 @@ def test_bench_patch_times_a_patch_and_checks_its_fit(capsys):
     assert row["footprint_corr_min"] > 0.9  # the fit it timed found the planted neurons
 
 
+@pytest.mark.slow
 def test_bench_startup_times_the_cli_and_a_whole_run(tmp_path, capsys):
     rows = _load("bench_startup").main(["--size", "48", "--frames", "80", "--workers", "1", "--cli-repeat", "1",
                                         "--dir", str(tmp_path)])
@@ -164,6 +171,27 @@ def test_bench_startup_times_the_cli_and_a_whole_run(tmp_path, capsys):
     assert 0 < row["workers_up"] < row["first_task"] < row["wall"]
     assert 0 < row["in_stages"] < 1 and lines[-1].split()[-1] == f"{100 * row['in_stages']:.0f}%"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["movie_48_80.tif", "params.json", "truth.npz"]
+
+
+@pytest.mark.slow
+def test_bench_long_measures_every_process_at_each_length_and_cleans_up(tmp_path, capsys):
+    _load("bench_long").main(["--frames", "1000", "2000", "--base", "1000", "--dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "command: python benchmarks/bench_long.py --frames 1000 2000" in out
+    for name in ("client", "scheduler", "worker1", "worker2"):
+        assert f"peak RSS {name}" in out
+    assert "s/frame  motion" in out and "accepted F1" in out
+    assert not list(tmp_path.glob("long_*.zarr"))
+
+
+@pytest.mark.slow
+def test_bench_save_movie_runs_each_form_and_compares_their_frames(capsys):
+    _load("bench_save_movie").main(["--preset", "small", "--set", "T=400", "--repeats", "1"])
+    out = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line.split() for line in out if line.split()[:1] in (["float32"], ["compact"], ["none"])}
+    assert set(rows) == {"float32", "compact", "none"}
+    assert float(rows["none"][-6]) == 0.0 < float(rows["compact"][-6]) < float(rows["float32"][-6])  # movie/in
+    assert "float32 0.000" in out[-1] and "none 0.000" in out[-1]
 
 
 @pytest.mark.slow

@@ -88,7 +88,7 @@ def refit(mc: Any, patches: PatchSet | CNMFEPatchSet, params: Params, *, store: 
     -------
     Results
         Footprints ``A`` (pixels ``y * W + x``), traces ``C``, ``S``, ``YrA``, background
-        ``b``, ``f``; not evaluated yet (see :func:`calcium_dask.evaluation`).
+        ``b``, ``f``; not evaluated yet (see :func:`calcium_dask.evaluate`).
     """
     t0 = time.perf_counter()
     movie, motion, summary, mc_store = _movie_of(mc)

@@ -4,7 +4,7 @@ No process holds the movie or a unit x frame array: traces live in a results sto
 (:class:`~calcium_dask.traces.TraceArrays`) and every step is a pass of tasks.
 
 - A temporal update needs ``[A b]^T Y``: frame tasks compute it for their span of the
-  movie and write it (:func:`_aty_pass`). Units are coupled only through overlapping
+  movie and write it (``_aty_pass``). Units are coupled only through overlapping
   footprints and the background, so with the background traces held fixed each group of
   overlapping units is an independent problem: unit tasks deconvolve whole traces of
   their groups (one sweep of block coordinate descent, as :func:`update_temporal` does

@@ -47,7 +47,7 @@ class Roi:
 
 @dataclass(frozen=True)
 class RecordingLayout:
-    """A recording's frames and how they interleave (see :mod:`.kernels.interleave`).
+    """A recording's frames and how they interleave (see :mod:`calcium_dask.io.kernels.interleave`).
 
     Attributes
     ----------
@@ -56,7 +56,7 @@ class RecordingLayout:
     format : str
         ``"scanimage"``, ``"tiff"``, ``"scanbox"``, ``"bruker"``, ``"nd2"``, ``"hdf5"``...
     slots : SlotSource
-        Frame slots in acquisition order (see :mod:`calcium_dask.io.pages`).
+        Frame slots in acquisition order (see ``calcium_dask.io.pages``).
     nplanes, nflyback : int
         Planes per volume, the last ``nflyback`` of them flyback frames (dropped).
     rois : tuple of Roi
@@ -86,10 +86,12 @@ class RecordingLayout:
 
     @property
     def nchannels(self) -> int:
+        """Channels per frame slot."""
         return int(self.slots.nchannels)
 
     @property
     def n_volumes(self) -> int:
+        """Whole volumes recorded (frame slots // ``nplanes``)."""
         return int(self.slots.n_slots) // self.nplanes
 
     @property
@@ -105,6 +107,7 @@ class RecordingLayout:
         return float(self.frame_rate) / self.nplanes if self.frame_rate else None
 
     def frame_shape(self, roi: int | None = None) -> tuple[int, int]:
+        """(height, width) of a frame, or of mesoscope ROI ``roi``'s part of it."""
         h, w = self.slots.shape
         if roi is None:
             return int(h), int(w)

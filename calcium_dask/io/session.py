@@ -53,10 +53,12 @@ class FieldOfView:
 
     @property
     def fr(self) -> float:
+        """Frames per second of this field of view (the volume rate)."""
         return float(self.movie.attrs["fr"])
 
     @property
     def shape(self) -> tuple[int, int, int]:
+        """(frames, height, width) of ``movie``."""
         return tuple(int(s) for s in self.movie.shape)  # type: ignore[return-value]
 
     def record(self) -> dict[str, Any]:

@@ -353,11 +353,13 @@ def _write_block(out: MovieOutput, t0: int, template: Template, corrected: np.nd
 
 
 def _correct_block(frames: np.ndarray, template: Template, *, t0: int, opts: dict[str, Any],
-                   nonneg: bool, out: MovieOutput | None, given: dict | None = None,
+                   nonneg: bool, out: MovieOutput | None, given: dict | ShiftWindow | None = None,
                    sums: bool = True, halo: tuple[Any, Any] = (None, None)) -> dict[str, Any]:
     """Correct one block (registered with ``halo``, its neighbours' edge frames), write it,
     and return its shifts (unless written to the store) and summary partial sums."""
     min_mov = template.min_mov if nonneg else None
+    if isinstance(given, ShiftWindow):
+        given = given.load()
     if given is None:
         before, after = (np.zeros((0, *frames.shape[1:]), frames.dtype) if h is None else np.asarray(h)
                          for h in halo)
@@ -520,7 +522,40 @@ def _run(movie: xr.DataArray, params: Params, store: ResultsStore | None, path: 
     return recs_out, tmpl, (raw_t, cor_t), tc
 
 
-def _given_slice(given: dict | None, t0: int, n: int) -> dict | None:
+@dataclass(frozen=True)
+class StoredShifts:
+    """The per-frame shifts of a store's ``/motion``, read by each task for its own frames:
+    a graph that warps the raw movie then holds no array as long as the session."""
+
+    store: ResultsStore
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, store: ResultsStore) -> StoredShifts:
+        group = store.root(mode="r")["motion"]
+        return cls(store, tuple(k for k in ("shifts", "shifts_rig", "patch_shifts") if k in group))
+
+    def window(self, t0: int, n: int) -> ShiftWindow:
+        return ShiftWindow(self, t0, n)
+
+
+@dataclass(frozen=True)
+class ShiftWindow:
+    """Frames ``t0 .. t0 + n`` of :class:`StoredShifts`, read when a task loads them."""
+
+    shifts: StoredShifts
+    t0: int
+    n: int
+
+    def load(self) -> dict[str, np.ndarray | None]:
+        got = {k: np.asarray(self.shifts.store.array(f"motion/{k}", mode="r")[self.t0:self.t0 + self.n])
+               for k in self.shifts.names}
+        return {k: got.get(k) for k in ("shifts", "shifts_rig", "patch_shifts")}
+
+
+def _given_slice(given: dict | StoredShifts | None, t0: int, n: int) -> dict | ShiftWindow | None:
+    if isinstance(given, StoredShifts):
+        return given.window(t0, n)
     return None if given is None else {k: (v[t0:t0 + n] if v is not None else None) for k, v in given.items()}
 
 
@@ -631,8 +666,8 @@ def apply_shifts(movie: xr.DataArray, motion: xr.Dataset, params: Params, *,
 
 
 def _given(motion: xr.Dataset) -> dict[str, np.ndarray | None]:
-    """The saved shifts a warp applies (read whole: a movie this long fits the client's
-    arrays of a few numbers per frame)."""
+    """Shifts held in memory (another channel's, not stored), read whole: a store's shifts
+    are read task by task instead (:class:`StoredShifts`)."""
     with dask.config.set(scheduler="threads"):
         return {k: np.asarray(motion[k].values) if k in motion else None
                 for k in ("shifts", "shifts_rig", "patch_shifts")}
@@ -656,7 +691,8 @@ def _finish(movie, params, store, path, recs, tmpl: Template, raw_t, cor_t, tc, 
     if store is not None and path is not None:
         corrected = store.movie(path)
     else:
-        corrected = _lazy_corrected(movie, params, tmpl, tc, given if given is not None else _given(motion))
+        shifts = given if given is not None else (StoredShifts.of(store) if store is not None else _given(motion))
+        corrected = _lazy_corrected(movie, params, tmpl, tc, shifts)
     return MotionResult(motion, corrected, summary_raw, summary, time.perf_counter() - t_start, store)
 
 
@@ -694,7 +730,7 @@ def corrected_movie(store: ResultsStore, raw: xr.DataArray | None = None) -> xr.
     tmpl = Template(np.asarray(motion["template"].values), float(motion.attrs.get("min_mov", 0.0)),
                     float(motion.attrs.get("max_mov", 0.0)))
     tc = block_frames(raw.shape, stored.compute.chunk_frames, raw.data.chunks[0][0])
-    return _lazy_corrected(raw, stored, tmpl, tc, _given(motion))
+    return _lazy_corrected(raw, stored, tmpl, tc, StoredShifts.of(store))
 
 
 def attrs_params(store: ResultsStore) -> Params:
@@ -704,7 +740,7 @@ def attrs_params(store: ResultsStore) -> Params:
 
 
 def _lazy_corrected(movie: xr.DataArray, params: Params, tmpl: Template, tc: int,
-                    given: dict | None) -> xr.DataArray:
+                    given: dict | StoredShifts) -> xr.DataArray:
     """The corrected movie as a lazy dask array: each block warped by the saved shifts when read."""
     import dask.array as da
 

@@ -79,6 +79,7 @@ class Client:
         self.close()
 
     def close(self) -> None:
+        """Close the HTTP connection (also at the end of a ``with`` block)."""
         self._http.close()
 
     def __repr__(self) -> str:
@@ -156,6 +157,7 @@ class Client:
         return self._call("POST", f"/api/runs/{int(run_id)}/retry")["state"]
 
     def log(self, run_id: int) -> str:
+        """The run's log, as text."""
         return self._call("GET", f"/api/runs/{int(run_id)}/log")
 
     def wait(self, run_id: int, *, timeout: float | None = None, poll: float = 1.0, progress: bool = True,

@@ -67,6 +67,8 @@ class RunOut(BaseModel):
 
 
 class RunList(BaseModel):
+    """A page of runs, newest first, and how many runs match the filter in all."""
+
     runs: list[RunOut]
     total: int
     limit: int
@@ -74,6 +76,8 @@ class RunList(BaseModel):
 
 
 class RunRef(BaseModel):
+    """A run of a batch: its id, name and state."""
+
     id: int
     name: str
     state: State
@@ -81,12 +85,16 @@ class RunRef(BaseModel):
 
 
 class BatchOut(BaseModel):
+    """A submitted batch and its runs (one per session)."""
+
     id: int
     name: str
     runs: list[RunRef]
 
 
 class Health(BaseModel):
+    """The service's health: its database, its scheduler and how many runs are running."""
+
     status: Literal["ok", "degraded"]
     database: str
     scheduler: str
@@ -95,6 +103,8 @@ class Health(BaseModel):
 
 
 class Login(BaseModel):
+    """A token for the dashboard's login (kept in an HTTP-only cookie)."""
+
     model_config = ConfigDict(extra="forbid")
 
     token: str = Field(max_length=512)

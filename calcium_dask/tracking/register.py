@@ -292,7 +292,7 @@ def register_sessions(sessions: Sequence[str | os.PathLike | Results], params: P
     -------
     Tracking
         Its ``errors`` name the sessions that could not be registered (each also warned
-        as a :class:`SessionProblem`); the others are registered.
+        as a :class:`~calcium_dask.tracking.SessionProblem`); the others are registered.
 
     Raises
     ------

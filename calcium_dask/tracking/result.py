@@ -100,6 +100,7 @@ class Tracking:
 
     @property
     def sessions(self) -> list[str]:
+        """The sessions' names, in the order given."""
         return [str(s) for s in self.ds["session"].values]
 
     @property
@@ -109,6 +110,7 @@ class Tracking:
 
     @property
     def reference(self) -> int:
+        """Position of the session the others were aligned to."""
         return int(self.ds.attrs["reference"])
 
     @property

@@ -160,6 +160,7 @@ def _numba_kernels() -> set[str]:
     return found
 
 
+@pytest.mark.slow
 def test_warm_up_script_compiles_every_cached_numba_kernel(tmp_path):
     kernels = _numba_kernels()
     assert kernels, "no numba kernels found: is the AST scan broken?"

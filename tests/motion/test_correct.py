@@ -63,9 +63,12 @@ def _bytes(path) -> int:
 
 
 @pytest.mark.parametrize("mode", ["compact", "none"])
-def test_corrected_movie_storage(client, sim_small, tmp_path, mode):
+def test_corrected_movie_storage(client, sim_small, tmp_path, mode, monkeypatch):
     """``save_movie``: 16-bit codes (decoded within half a step of the float32 movie, never
-    larger than the 16-bit input) or no copy (the raw frames warped again when read)."""
+    larger than the 16-bit input) or no copy (the raw frames warped again when read, each
+    block's task reading its own frames' shifts from the store: the client never holds the
+    session's shifts)."""
+    import calcium_dask.motion.correct as correct
     from calcium_dask.motion import corrected_movie
 
     movie = open_movie(sim_small)
@@ -73,6 +76,7 @@ def test_corrected_movie_storage(client, sim_small, tmp_path, mode):
                            store=str(tmp_path / "f.zarr")).corrected.values
     params = Params.from_dict({**PW, "compute.chunk_frames": 100, "save_movie": mode})
     out = tmp_path / "r.zarr"
+    monkeypatch.setattr(correct, "_given", lambda motion: pytest.fail("the session's shifts read in the client"))
     res = motion_correct(movie, params, store=str(out))
     got = corrected_movie(ResultsStore(str(out))).values
     if mode == "compact":

@@ -5,7 +5,7 @@ footprints (Giovannucci et al. 2019, doi:10.7554/eLife.38173). This is a lighter
 stand-in trained only on simulated data (:mod:`calcium_dask.train_classifier`):
 each footprint is cropped to +-3 gSig around its centre of mass, resized to 24 x 24
 and scaled to maximum 1; the crop's pixels and 24 rotation-invariant shape measures
-(:func:`shape_features`) feed a one-hidden-layer perceptron. The raw pixels let it
+(``_shape_features.shape_features``) feed a one-hidden-layer perceptron. The raw pixels let it
 learn shapes (discs, rings, corners), the measures give it size, elongation,
 fragmentation and roughness directly, so a few thousand simulated examples suffice
 and inference is two small matrix products.

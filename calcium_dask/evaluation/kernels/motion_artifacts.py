@@ -4,7 +4,7 @@ Where a frame was shifted, the pixels along the edges it was shifted away from h
 and were filled (``border_nan``: copied edge, zero or NaN). The filled values change with
 the shift, so CNMF can find a "component" in that border whose trace follows the frame's
 displacement. A neuron's activity does not follow it closely (on the simulated movies,
-accepted true units correlate with the displacement at |r| <= 0.51, these residues at
+accepted true units correlate with the displacement at ``|r| <= 0.51``, these residues at
 0.57-0.94), and a neuron rarely lies mostly in the border; a unit needs both to be called
 a residue. Neurons driven by locomotion can follow the displacement too (the animal runs,
 the brain moves), which is why the border is required: only a cell cut by the frame's edge,
@@ -29,7 +29,7 @@ MOSTLY_IN_BORDER = 0.5
 
 
 def motion_correlation(traces: np.ndarray, shifts: np.ndarray) -> np.ndarray:
-    """Largest |Pearson correlation| of each trace with the frame's displacement.
+    """Largest absolute Pearson correlation of each trace with the frame's displacement.
 
     The displacement is described by the shift along y and along x and by the distance of
     each from its median (a trace may follow the size of a movement, not its direction).

@@ -62,6 +62,7 @@ class FootprintWindows:
 
     @property
     def K(self) -> int:
+        """Number of footprints."""
         return len(self.indptr) - 1
 
     @property

@@ -114,7 +114,7 @@ def apply_shift(
         OpenCV interpolation (``method='opencv'`` only).
     method : {'opencv', 'fft'}
         ``'opencv'``: ``cv2.warpAffine`` (CaImAn's ``shifts_opencv=True``; bicubic is
-        computed as two 1-D passes with OpenCV's weights, :mod:`._cubic`). ``'fft'``:
+        computed as two 1-D passes with OpenCV's weights, ``_cubic.py``). ``'fft'``:
         multiply the spectrum by a phase ramp (Fourier shift theorem; CaImAn's
         ``shifts_opencv=False``), which does not smooth but wraps content around; the
         wrapped border is then filled as ``border_nan`` says.
