@@ -508,7 +508,7 @@ class Params:
     # -- construction -------------------------------------------------------------
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> Params:
-        """Named parameter sets (:data:`PRESETS`), e.g. ``Params.preset("miniscope")``.
+        """Named parameter sets (:data:`~calcium_dask.params.PRESETS`), e.g. ``Params.preset("miniscope")``.
 
         ``miniscope`` (alias ``cnmfe``): one-photon movies, after CaImAn's CNMF-E demo
         (``demo_pipeline_cnmfE``): rigid correction on high-pass filtered frames
