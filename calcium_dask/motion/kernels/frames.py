@@ -121,12 +121,12 @@ def correct_frames(
         Prepared template (see ``template``); takes precedence over ``template``.
     smooth_sigma_time : float
         Register frames smoothed in time by a Gaussian of this SD, frames
-        (:func:`~calcium_dask.motion.kernels.temporal.smooth_frames`, suite2p's name): for
+        (``motion.kernels.temporal.smooth_frames``, suite2p's name): for
         noisy frames (one-photon), whose single-frame correlation peak is unreliable. The
         raw frames are warped. 0: each frame on its own.
     snr_thresh : float, optional
         A frame whose correlation peak stands out of the correlation around it by less
-        than this ratio (see :func:`~calcium_dask.motion.kernels.registration.register_rigid_fit`)
+        than this ratio (see ``motion.kernels.registration.register_rigid_fit``)
         takes the shift interpolated between its nearest significant neighbours in time
         (suite2p's name, there for the blocks of its non-rigid registration). None: every
         peak is trusted.
