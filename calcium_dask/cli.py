@@ -438,7 +438,7 @@ def demo_params(fr: float):
 
 
 #: the one-photon demo's movie: the miniscope preset on a smaller field (same densities)
-ONE_PHOTON_DEMO = dict(T=1000, H=128, W=128, K=40, n_blurred=430)
+ONE_PHOTON_DEMO = dict(T=1000, H=128, W=128, K=40, n_blurred=300)
 
 
 def demo_params_one_photon(fr: float):
