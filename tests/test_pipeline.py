@@ -107,6 +107,26 @@ def test_demo_command_scores_itself(tmp_path):
     assert (tmp_path / "demo" / "report.html").exists()
 
 
+@pytest.mark.slow  # about 45 s on 2 cores
+def test_one_photon_demo_runs_cnmfe_and_scores_itself(tmp_path):
+    """calcium-dask demo --one-photon: a miniscope movie through the miniscope preset (CNMF-E),
+    scored against its truth, its seeding images in the store and the report."""
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "calcium_dask", "demo", "--one-photon", "--out", str(tmp_path / "demo"),
+                        "--workers", "2", "--quiet"], capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-2000:]
+    motion = next(s for s in p.stdout.splitlines() if s.startswith("motion:"))
+    rmse, none = float(motion.split("error ")[1].split()[0]), float(motion.split("correction: ")[1].split()[0])
+    assert rmse < min(0.5, none), motion
+    line = next(s for s in p.stdout.splitlines() if s.startswith("accepted units:"))
+    assert float(line.split("F1 ")[1].split()[0]) >= 0.7, line
+    store = ResultsStore(str(tmp_path / "demo" / "results.zarr"))
+    assert store.read("corr_pnr")["seeds"].any() and store.read()["spread"].size
+    assert "One-photon seeding" in (tmp_path / "demo" / "report.html").read_text()
+
+
 def test_force_with_other_parameters_replaces_every_unit_variable(full_run, tmp_path):
     """A forced rerun that finds another number of units leaves no variable of the old run."""
     import shutil
