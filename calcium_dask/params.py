@@ -184,8 +184,9 @@ class PatchParams:
                                          "the patches' backgrounds", refuse={
         False: "one background per patch (CaImAn's low_rank_background=False) is not implemented: the "
                "patches' backgrounds always become init.nb global components"})
-    memory_fact: float = _f(1.0, "scale of the memory budget of a patch task (512 MB of movie data): a patch "
-                                 "that exceeds it is initialised on averages of frames", lo=0.001)
+    memory_fact: float = _f(1.0, "scale of the memory budget of a patch task (half the smallest worker memory "
+                                 "limit, or 4 GiB when unknown; fitting a patch takes about 8 times its data): "
+                                 "a patch that exceeds it is initialised on averages of frames", lo=0.001)
 
 
 @dataclass(frozen=True)
