@@ -191,3 +191,15 @@ def test_bench_save_movie_runs_each_form_and_compares_their_frames(capsys):
     assert set(rows) == {"float32", "compact", "none"}
     assert float(rows["none"][-6]) == 0.0 < float(rows["compact"][-6]) < float(rows["float32"][-6])  # movie/in
     assert "float32 0.000" in out[-1] and "none 0.000" in out[-1]
+
+
+@pytest.mark.slow
+def test_bench_report_opens_a_long_report_beside_the_demos(capsys):
+    pytest.importorskip("playwright.sync_api")
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("needs Debian's chromium")
+    _load("bench_report").main(["--factor", "3", "--repeats", "1"])
+    out = capsys.readouterr().out.splitlines()
+    rows = [line.split() for line in out if line.split()[:1] in (["1000"], ["3000"])]
+    assert [r[0] for r in rows] == ["1000", "3000"] and all(float(r[3]) > 0 for r in rows)
+    assert out[-1].startswith("open time, long over demo:")
