@@ -268,6 +268,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dir", default=None, help="where the movie and stores go (default: a temporary folder)")
     ap.add_argument("--keep", action="store_true", help="keep the results stores")
     args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed benchmark stops its cluster too
     print("command: python benchmarks/bench_long.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
           flush=True)
     for n in args.frames:

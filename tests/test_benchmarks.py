@@ -195,6 +195,18 @@ def test_bench_save_movie_runs_each_form_and_compares_their_frames(capsys):
 
 
 @pytest.mark.slow
+def test_bench_report_opens_a_long_report_beside_the_demos(capsys):
+    pytest.importorskip("playwright.sync_api")
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("needs Debian's chromium")
+    _load("bench_report").main(["--factor", "3", "--repeats", "1"])
+    out = capsys.readouterr().out.splitlines()
+    rows = [line.split() for line in out if line.split()[:1] in (["1000"], ["3000"])]
+    assert [r[0] for r in rows] == ["1000", "3000"] and all(float(r[3]) > 0 for r in rows)
+    assert out[-1].startswith("open time, long over demo:")
+
+
+@pytest.mark.slow
 def test_bench_onephoton_scores_a_miniscope_movie_and_cleans_up(tmp_path, capsys):
     bench = _load("bench_onephoton")
     work = tmp_path / "work"

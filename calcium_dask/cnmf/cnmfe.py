@@ -37,8 +37,8 @@ from .kernels.corr_pnr import SeedOptions, filtered_moments, kept_sums, psf_kern
 from .kernels.grid import own_boxes, patch_boxes
 from .kernels.merge import merge_until_stable
 from .kernels.ring import PatchedRing, RingModel
-from .patches import (CLIENT_SAMPLES, PATCH_BUDGET, _check_range, _read, _union, average_samples, patch_groups,
-                      patch_tsub)
+from .patches import (CLIENT_SAMPLES, _check_range, _read, _union, average_samples, patch_groups, patch_tsub,
+                      task_budget)
 from .refit import (OUTPUT_NAMES, RefitResult, RingTerms, TraceState, _write_initial, merge_pass, temporal_options,
                     temporal_update)
 
@@ -161,7 +161,7 @@ def fit_patches_cnmfe(movie: xr.DataArray, params: Params) -> CNMFEPatchSet:
     t, h, w = movie.shape
     pp = params.patch
     boxes = patch_boxes((h, w), pp.rf, pp.stride, pp.border_pix)
-    budget = PATCH_BUDGET * pp.memory_fact
+    budget = task_budget(params)
     tsub = max(params.init.tsub, patch_tsub(movie.shape, params))
     average = max(1, -(-(t // tsub) // CLIENT_SAMPLES))
     opts = cnmfe_options(params, tsub)

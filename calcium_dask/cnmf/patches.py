@@ -36,11 +36,13 @@ from .kernels.merge import merge_until_stable
 from .options import patch_update_options
 from ..movie_blocks import FrameSource, frame_source, read_downsampled
 
-__all__ = ["fit_patches", "PatchSet", "PatchComponents", "patch_options", "patch_memory_tsub", "patch_tsub",
+__all__ = ["fit_patches", "PatchSet", "PatchComponents", "patch_options", "patch_memory_tsub", "patch_tsub", "task_budget",
            "patch_groups",
            "average_samples", "CLIENT_SAMPLES"]
 
-PATCH_BUDGET = 512 * 2**20  # bytes of float32 patch data one task may hold (x memory_fact)
+PATCH_BUDGET = 4 * 2**30  # bytes a patch task may use when the workers' memory limit is unknown
+WORKER_SHARE = 0.5  # of a worker's memory limit a patch task may use (the rest: the worker, dask's margins)
+FIT_COPIES = 7  # fit_patch's peak working memory in copies of its patch's data (measured: 6.3-6.7)
 DETREND_DECAYS = 2.5  # seeding detrend window, in indicator decay times
 GROUP_SIDE = 2  # patches per task along each axis (they share the tiles they read)
 MAX_TYPICAL = 1e15  # median |pixel| above which float32 sums of squares over a patch overflow
@@ -96,10 +98,30 @@ def detrend_window(params: Params) -> int:
     return n + 1 - n % 2 if n > 1 else 0
 
 
+def task_budget(params: Params) -> float:
+    """Bytes one patch task may use: ``WORKER_SHARE`` of the smallest memory limit of the
+    current client's workers (``PATCH_BUDGET`` when there is none), times
+    ``patch.memory_fact``."""
+    limits: list[int] = []
+    try:
+        from distributed import get_client
+
+        workers = get_client().scheduler_info().get("workers", {}).values()
+        limits = [int(w.get("memory_limit") or 0) for w in workers]
+    except (ImportError, ValueError):
+        pass
+    limits = [m for m in limits if m > 0]
+    return (WORKER_SHARE * min(limits) if limits else PATCH_BUDGET) * params.patch.memory_fact
+
+
+def _box_bytes(n_frames: int, box: tuple[int, int, int, int]) -> int:
+    return n_frames * (box[1] - box[0]) * (box[3] - box[2]) * 4
+
+
 def patch_memory_tsub(n_frames: int, box: tuple[int, int, int, int], budget: float) -> int:
-    """Frames averaged per sample so that a patch's data fits ``budget`` bytes (1 = none)."""
-    y0, y1, x0, x1 = box
-    need = n_frames * (y1 - y0) * (x1 - x0) * 4
+    """Frames averaged per sample so that fitting a patch (its data, and ``FIT_COPIES``
+    times that while CNMF works on it) fits ``budget`` bytes (1 = none)."""
+    need = _box_bytes(n_frames, box) * (1 + FIT_COPIES)
     return int(max(1, -(-need // int(budget))))
 
 
@@ -184,7 +206,8 @@ def patch_groups(boxes: list[tuple[int, int, int, int]], n_frames: int, budget: 
 
     Neighbouring patches share most of their tiles, so a task that reads their union once
     decompresses far less than one task per patch; a block whose union would exceed
-    ``budget`` bytes falls back to one patch per task. Patches keep their grid order.
+    ``budget`` bytes (with ``FIT_COPIES`` of its largest patch, fitted one at a time) falls
+    back to one patch per task. Patches keep their grid order.
     """
     rows = sorted({(b[0], b[1]) for b in boxes})
     cols = sorted({(b[2], b[3]) for b in boxes})
@@ -194,8 +217,9 @@ def patch_groups(boxes: list[tuple[int, int, int, int]], n_frames: int, budget: 
         groups.setdefault(k, []).append(i)
     out = []
     for members in groups.values():
-        y0, y1, x0, x1 = _union([boxes[i] for i in members])
-        if len(members) > 1 and n_frames * (y1 - y0) * (x1 - x0) * 4 > budget:
+        need = _box_bytes(n_frames, _union([boxes[i] for i in members])) \
+            + FIT_COPIES * max(_box_bytes(n_frames, boxes[i]) for i in members)
+        if len(members) > 1 and need > budget:
             out.extend([i] for i in members)
         else:
             out.append(members)
@@ -245,12 +269,14 @@ def _patch_backgrounds(results: list[PatchComponents], N: int) -> sp.csr_matrix:
 
 
 def patch_tsub(shape: tuple[int, int, int], params: Params) -> int:
-    """Frames a patch averages per sample so that its data fits the task's budget; a clear
-    error, before any work, when downsampling (that, and ``init.tsub``) leaves a patch too
-    few samples (a movie short to begin with is not refused)."""
+    """Frames a patch averages per sample so that fitting it fits the task's budget
+    (:func:`task_budget`); a clear error, before any work, when downsampling (that, and
+    ``init.tsub``) leaves a patch too few samples (a movie short to begin with is not
+    refused)."""
     t, h, w = shape
     boxes = patch_boxes((h, w), params.patch.rf, params.patch.stride, params.patch.border_pix)
-    tsub = max(patch_memory_tsub(t, box, PATCH_BUDGET * params.patch.memory_fact) for box in boxes)
+    budget = task_budget(params)
+    tsub = max(patch_memory_tsub(t, box, budget) for box in boxes)
     samples = t // (tsub * params.init.tsub)
     if tsub * params.init.tsub > 1 and samples < MIN_PATCH_SAMPLES:
         why = f"averaged by {tsub} to fit a patch task's memory and by init.tsub={params.init.tsub}"
@@ -264,7 +290,7 @@ def fit_patches(movie: xr.DataArray, params: Params) -> PatchSet:
     collect the components of each patch's tile, merge them and reduce the backgrounds."""
     t, h, w = movie.shape
     boxes = patch_boxes((h, w), params.patch.rf, params.patch.stride, params.patch.border_pix)
-    budget = PATCH_BUDGET * params.patch.memory_fact
+    budget = task_budget(params)
     tsub = patch_tsub(movie.shape, params)
     average = max(1, -(-(t // tsub) // CLIENT_SAMPLES))
     opts = patch_options(params)

@@ -358,7 +358,8 @@ def _correct_block(frames: np.ndarray, template: Template, *, t0: int, opts: dic
     """Correct one block (registered with ``halo``, its neighbours' edge frames), write it,
     and return its shifts (unless written to the store) and summary partial sums."""
     min_mov = template.min_mov if nonneg else None
-    if isinstance(given, ShiftWindow):
+    stored = isinstance(given, ShiftWindow)  # the shifts are in the store: nothing to send back
+    if stored:
         given = given.load()
     if given is None:
         before, after = (np.zeros((0, *frames.shape[1:]), frames.dtype) if h is None else np.asarray(h)
@@ -371,8 +372,8 @@ def _correct_block(frames: np.ndarray, template: Template, *, t0: int, opts: dic
     rec = {k: res.get(k) for k in _RECORD}
     if out is not None:
         _write_block(out, t0, template, corrected, rec, nonneg)
-        if out.records:
-            rec = {k: None for k in _RECORD}
+    if stored or (out is not None and out.records):
+        rec = {k: None for k in _RECORD}
     if sums:
         offset = template.template - (min_mov or 0.0)
         rec["raw"] = partial_sums(frames, offset=template.template)
@@ -493,7 +494,7 @@ def _motion_dataset(recs: list[dict], template: np.ndarray, mp: MotionParams, sh
 
 
 def _run(movie: xr.DataArray, params: Params, store: ResultsStore | None, path: str | None,
-         given: dict | None, template: Template | None) -> tuple[list[dict], Template, Any, int]:
+         given: dict | StoredShifts | None, template: Template | None) -> tuple[list[dict], Template, Any, int]:
     mp, cp = params.motion, params.compute
     tc = block_frames(movie.shape, cp.chunk_frames, movie.data.chunks[0][0])
     opts = kernel_options(mp)
@@ -628,13 +629,21 @@ def motion_correct(movie: xr.DataArray, params: Params, *, store: ResultsStore |
 
 def _aligned_by(movie: xr.DataArray, align: xr.DataArray, params: Params, store: ResultsStore | None,
                 path: str, t_start: float) -> MotionResult:
-    """Shifts registered on ``align``, applied to ``movie`` (the other channel's frames)."""
+    """Shifts registered on ``align``, applied to ``movie`` (the other channel's frames).
+
+    With a store, the reference channel's tasks write its shifts into ``/motion`` (nothing
+    of its movie is stored but its summary) and the movie's tasks read them back block by
+    block: the client never holds the session's shifts."""
     if align.shape != movie.shape:
         raise ValueError(f"the alignment channel has shape {align.shape}, the movie {movie.shape}")
-    ref = motion_correct(align, params)  # the shifts: nothing of this channel is stored but its summary
-    res = apply_shifts(movie, ref.motion, params, store=store, path=path)
-    if store is not None:
-        store.write(ref.motion, group="motion")
+    if store is None:
+        ref = motion_correct(align, params)
+        res = apply_shifts(movie, ref.motion, params, path=path)
+    else:
+        ref_params = params.replace(**{"motion.save_movie": "none"})
+        recs, tmpl, (raw_t, cor_t), tc = _run(align, ref_params, store, None, None, None)
+        ref = _finish(align, ref_params, store, None, recs, tmpl, raw_t, cor_t, tc, None, t_start)
+        res = _apply(movie, ref.motion, StoredShifts.of(store), params, store, path, t_start)
         store.write(res.summary, group="summary")
         store.write(res.summary_raw, group="summary_raw")
         store.write(ref.summary, group="summary_align")
@@ -654,9 +663,18 @@ def apply_shifts(movie: xr.DataArray, motion: xr.Dataset, params: Params, *,
     if motion.sizes["frame"] != movie.shape[0]:
         raise ValueError(f"the shifts cover {motion.sizes['frame']} frames, the movie has {movie.shape[0]}")
     store = as_store(store, storage_options) if store is not None else None
-    given = _given(motion)
+    return _apply(movie, motion, _given(motion), params, store, path, t_start)
+
+
+def _apply(movie: xr.DataArray, motion: xr.Dataset, given: dict | StoredShifts, params: Params,
+           store: ResultsStore | None, path: str, t_start: float) -> MotionResult:
+    """Warp ``movie`` by shifts held in memory (``given``) or in a store's ``/motion``."""
+    if isinstance(given, StoredShifts):
+        piecewise = "patch_shifts" in given.names
+    else:
+        piecewise = given["patch_shifts"] is not None
     save = "float32" if params.motion.save_movie == "none" else params.motion.save_movie  # no raw to warp again
-    params = params.replace(**{"motion.pw_rigid": given["patch_shifts"] is not None, "motion.nonneg_movie": False,
+    params = params.replace(**{"motion.pw_rigid": piecewise, "motion.nonneg_movie": False,
                                "motion.save_movie": save})
     # another channel's brightness is unknown: 16-bit codes span its dtype's whole range
     top = float(np.iinfo(movie.dtype).max) / HEADROOM if compact_codes(movie.dtype) else 0.0
@@ -685,6 +703,8 @@ def _finish(movie, params, store, path, recs, tmpl: Template, raw_t, cor_t, tc, 
         motion = _finish_records(store, tmpl, params)
         store.write(summary, group="summary")
         store.write(summary_raw, group="summary_raw")
+    elif isinstance(given, StoredShifts):
+        motion = store.read("motion")  # the shifts the tasks read: already there
     else:
         motion = _motion_dataset(recs, tmpl.template, params.motion, movie.shape)
         motion.attrs["min_mov"] = tmpl.min_mov

@@ -159,3 +159,50 @@ def test_border_pix_keeps_footprints_off_the_border(planted):
     inner = [k for k, (y, x) in enumerate(CENTERS) if min(y, x, DIMS[0] - y, DIMS[1] - x) >= 14]
     best = np.corrcoef(np.hstack([A0[:, inner], est.A.toarray()]).T)[:len(inner), len(inner):].max(1)
     assert (best > 0.9).all(), best
+
+
+def test_the_task_budget_is_a_share_of_the_smallest_worker_memory(monkeypatch):
+    import distributed
+
+    from calcium_dask.cnmf import patches
+    from calcium_dask.params import Params
+
+    class FakeClient:
+        def scheduler_info(self):
+            return {"workers": {"a": {"memory_limit": 4 * 2**30}, "b": {"memory_limit": 2 * 2**30},
+                                "c": {"memory_limit": 0}}}  # 0: no limit
+
+    monkeypatch.setattr(distributed, "get_client", lambda: FakeClient())
+    params = Params.from_dict({"patch.memory_fact": 1.5})
+    assert patches.task_budget(params) == patches.WORKER_SHARE * 2 * 2**30 * 1.5
+    monkeypatch.setattr(distributed, "get_client", lambda: (_ for _ in ()).throw(ValueError("no client")))
+    assert patches.task_budget(params) == patches.PATCH_BUDGET * 1.5
+    # a 31x31 patch of 60,000 frames is 220 MB: fitting it takes 8 times that, so on 2 GB workers
+    # (a 1 GB budget) it is fitted on averages of 2 frames, and of 1 frame at 20,000
+    box = (0, 31, 0, 31)
+    assert patches.patch_memory_tsub(60_000, box, 2**30) == 2
+    assert patches.patch_memory_tsub(20_000, box, 2**30) == 1
+
+
+def test_fitting_a_patch_takes_at_most_fit_copies_of_its_data():
+    """The working memory the budget assumes (numpy's allocations, traced: deterministic)."""
+    import tracemalloc
+
+    from calcium_dask.cnmf.kernels.fit import fit_patch
+    from calcium_dask.cnmf.patches import FIT_COPIES, patch_options
+    from calcium_dask.params import Params
+
+    rng = np.random.default_rng(0)
+    T, h, w = 4000, 31, 31
+    Y = rng.normal(100, 5, size=(T, h, w)).astype(np.float32)
+    yy, xx = np.mgrid[:h, :w]
+    for cy, cx in [(8, 9), (20, 22), (15, 5)]:
+        spikes = (rng.random(T) < 0.01).astype(np.float32)
+        trace = np.convolve(spikes, np.exp(-np.arange(60) / 15), mode="full")[:T] * 30
+        Y += trace[:, None, None].astype(np.float32) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 8)
+    tracemalloc.start()
+    res = fit_patch(Y, own=(0, h, 0, w), **patch_options(Params()))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert res.A.shape[1] >= 3
+    assert peak <= FIT_COPIES * Y.nbytes, f"peak {peak / Y.nbytes:.1f} copies of the patch's data"

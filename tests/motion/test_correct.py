@@ -300,3 +300,23 @@ def test_niter_els_refines_the_template_piecewise_before_the_pass(sim_small):
     expected = refine_template(frames, templates[1].template, method="mean", **opts)
     np.testing.assert_allclose(templates[2].template, expected, rtol=1e-5, atol=1e-3)
     assert not np.allclose(templates[1].template, templates[2].template, atol=1e-2)
+
+
+def test_shifts_of_an_alignment_channel_stay_in_the_store(client, sim_small, tmp_path, monkeypatch):
+    """``align=`` with a store: the reference channel's tasks write its shifts into ``/motion``
+    and the movie's tasks read them back, block by block (the client never reads the
+    session's shifts); the result is the one computed without a store."""
+    import calcium_dask.motion.correct as correct
+
+    ref = open_movie(sim_small)
+    movie = ref.copy(data=ref.data // 2)  # another channel of the same frames
+    params = Params.from_dict({**PW, "compute.chunk_frames": 100, "save_movie": "float32"})
+    free = motion_correct(movie, params, align=ref)
+    monkeypatch.setattr(correct, "_given", lambda motion: pytest.fail("the session's shifts read in the client"))
+    out = tmp_path / "r.zarr"
+    kept = motion_correct(movie, params, store=str(out), align=ref)
+    np.testing.assert_allclose(kept.motion["patch_shifts"].values, free.motion["patch_shifts"].values, atol=1e-6)
+    np.testing.assert_allclose(kept.corrected.values, free.corrected.values, rtol=1e-5, atol=1e-3)
+    summary = xr.open_zarr(out, group="summary", consolidated=False)
+    np.testing.assert_allclose(summary["mean"], kept.corrected.mean("frame"), rtol=1e-4)  # the movie's, not ref's
+    assert "summary_align" in ResultsStore(str(out)).root(mode="r")
