@@ -42,6 +42,8 @@ __all__ = ["fit_patches", "PatchSet", "PatchComponents", "patch_options", "patch
 
 PATCH_BUDGET = 4 * 2**30  # bytes a patch task may use when the workers' memory limit is unknown
 WORKER_SHARE = 0.5  # of a worker's memory limit a patch task may use (the rest: the worker, dask's margins)
+LOCAL_SCHEDULERS = ("sync", "synchronous", "single-threaded", "threads", "threading", "processes",
+                    "multiprocessing")
 FIT_COPIES = 7  # fit_patch's peak working memory in copies of its patch's data (measured: 6.3-6.7)
 DETREND_DECAYS = 2.5  # seeding detrend window, in indicator decay times
 GROUP_SIDE = 2  # patches per task along each axis (they share the tiles they read)
@@ -101,8 +103,12 @@ def detrend_window(params: Params) -> int:
 def task_budget(params: Params) -> float:
     """Bytes one patch task may use: ``WORKER_SHARE`` of the smallest memory limit of the
     current client's workers (``PATCH_BUDGET`` when there is none), times
-    ``patch.memory_fact``."""
+    ``patch.memory_fact``. A local scheduler set in dask's config (``synchronous``,
+    ``threads``...) runs the tasks here, not on the client's workers: their limits do not
+    apply then."""
     limits: list[int] = []
+    if dask.config.get("scheduler", None) in LOCAL_SCHEDULERS:
+        return PATCH_BUDGET * params.patch.memory_fact
     try:
         from distributed import get_client
 

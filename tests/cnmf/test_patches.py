@@ -172,11 +172,17 @@ def test_the_task_budget_is_a_share_of_the_smallest_worker_memory(monkeypatch):
             return {"workers": {"a": {"memory_limit": 4 * 2**30}, "b": {"memory_limit": 2 * 2**30},
                                 "c": {"memory_limit": 0}}}  # 0: no limit
 
+    import dask
+
     monkeypatch.setattr(distributed, "get_client", lambda: FakeClient())
     params = Params.from_dict({"patch.memory_fact": 1.5})
-    assert patches.task_budget(params) == patches.WORKER_SHARE * 2 * 2**30 * 1.5
+    with dask.config.set(scheduler=None):  # the client's workers run the tasks
+        assert patches.task_budget(params) == patches.WORKER_SHARE * 2 * 2**30 * 1.5
+    with dask.config.set(scheduler="synchronous"):  # tasks run here: the workers' limits do not apply
+        assert patches.task_budget(params) == patches.PATCH_BUDGET * 1.5
     monkeypatch.setattr(distributed, "get_client", lambda: (_ for _ in ()).throw(ValueError("no client")))
-    assert patches.task_budget(params) == patches.PATCH_BUDGET * 1.5
+    with dask.config.set(scheduler=None):
+        assert patches.task_budget(params) == patches.PATCH_BUDGET * 1.5
     # a 31x31 patch of 60,000 frames is 220 MB: fitting it takes 8 times that, so on 2 GB workers
     # (a 1 GB budget) it is fitted on averages of 2 frames, and of 1 frame at 20,000
     box = (0, 31, 0, 31)
