@@ -223,13 +223,16 @@ def patch_groups(boxes: list[tuple[int, int, int, int]], n_frames: int, budget: 
         groups.setdefault(k, []).append(i)
     out = []
     for members in groups.values():
-        need = _box_bytes(n_frames, _union([boxes[i] for i in members])) \
-            + FIT_COPIES * max(_box_bytes(n_frames, boxes[i]) for i in members)
-        if len(members) > 1 and need > budget:
+        if len(members) > 1 and _group_bytes(n_frames, [boxes[i] for i in members]) > budget:
             out.extend([i] for i in members)
         else:
             out.append(members)
     return out
+
+
+def _group_bytes(n_frames: int, boxes: list[tuple[int, int, int, int]]) -> int:
+    """Peak bytes of a task fitting ``boxes`` one after another from their union's data."""
+    return _box_bytes(n_frames, _union(boxes)) + FIT_COPIES * max(_box_bytes(n_frames, b) for b in boxes)
 
 
 def _union(boxes: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
@@ -275,14 +278,17 @@ def _patch_backgrounds(results: list[PatchComponents], N: int) -> sp.csr_matrix:
 
 
 def patch_tsub(shape: tuple[int, int, int], params: Params) -> int:
-    """Frames a patch averages per sample so that fitting it fits the task's budget
-    (:func:`task_budget`); a clear error, before any work, when downsampling (that, and
-    ``init.tsub``) leaves a patch too few samples (a movie short to begin with is not
+    """Frames a patch averages per sample so that a task fitting its block of neighbours
+    (:func:`patch_groups`) fits the task's budget (:func:`task_budget`): the blocks stay
+    whole at any length, so the movie's tiles are read as often per frame in a long
+    session as in a short one. A clear error, before any work, when downsampling (that,
+    and ``init.tsub``) leaves a patch too few samples (a movie short to begin with is not
     refused)."""
     t, h, w = shape
     boxes = patch_boxes((h, w), params.patch.rf, params.patch.stride, params.patch.border_pix)
     budget = task_budget(params)
-    tsub = max(patch_memory_tsub(t, box, budget) for box in boxes)
+    blocks = patch_groups(boxes, 0, budget)  # no frames: every block of neighbours whole
+    tsub = max(max(1, -(-_group_bytes(t, [boxes[i] for i in g]) // int(budget))) for g in blocks)
     samples = t // (tsub * params.init.tsub)
     if tsub * params.init.tsub > 1 and samples < MIN_PATCH_SAMPLES:
         why = f"averaged by {tsub} to fit a patch task's memory and by init.tsub={params.init.tsub}"

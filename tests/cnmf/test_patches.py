@@ -212,3 +212,19 @@ def test_fitting_a_patch_takes_at_most_fit_copies_of_its_data():
     tracemalloc.stop()
     assert res.A.shape[1] >= 3
     assert peak <= FIT_COPIES * Y.nbytes, f"peak {peak / Y.nbytes:.1f} copies of the patch's data"
+
+
+def test_a_long_session_is_averaged_enough_that_blocks_of_neighbours_stay_whole(monkeypatch):
+    """Falling back to one patch per task would read each tile of the movie several times
+    more per frame in a long session than in a short one."""
+    from calcium_dask.cnmf import patches
+    from calcium_dask.params import Params
+
+    monkeypatch.setattr(patches, "task_budget", lambda params: 2**30)
+    boxes = patch_boxes((256, 256), 15, 10)
+    blocks = patches.patch_groups(boxes, 0, 2**30)
+    for t in (20_000, 60_000, 200_000):
+        tsub = patches.patch_tsub((t, 256, 256), Params())
+        assert patches.patch_groups(boxes, t // tsub, 2**30) == blocks
+        assert all(patches._group_bytes(t // tsub, [boxes[i] for i in g]) <= 2**30 for g in blocks)
+    assert patches.patch_tsub((20_000, 256, 256), Params()) == 1  # a short session is not averaged
