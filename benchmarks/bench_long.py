@@ -184,7 +184,8 @@ def run_length(base: Path, truth: Any, frames: int, cluster: Cluster, out: Path,
     repeats = frames // truth.T
     files = [str(base)] * repeats
     store = out / f"long_{frames}.zarr"
-    shutil.rmtree(store, ignore_errors=True)
+    if not args.resume:
+        shutil.rmtree(store, ignore_errors=True)
     cmd = [str(Path(sys.executable).parent / "calcium-dask"), "run", *files, "--out", str(store),
            "--scheduler", cluster.address, "--quiet", "--set", f"data.fr={truth.params.fr}",
            "--set", f"motion.save_movie={args.save_movie}"]
@@ -267,6 +268,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="object-storage read rate of one worker, for the 1 TB projection")
     ap.add_argument("--dir", default=None, help="where the movie and stores go (default: a temporary folder)")
     ap.add_argument("--keep", action="store_true", help="keep the results stores")
+    ap.add_argument("--resume", action="store_true",
+                    help="resume a store left in --dir by an interrupted run (its finished stages keep their times; "
+                         "the peaks printed are this run's)")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed benchmark stops its cluster too
     print("command: python benchmarks/bench_long.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
