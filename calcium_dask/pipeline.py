@@ -145,7 +145,9 @@ def _check_resumable(store: ResultsStore, params: Params, checksum: str, force: 
     attrs = dict(store.root(mode="r").attrs)
     if not attrs.get("stages"):
         return
-    if attrs.get("params") is not None and attrs["params"] != params.to_dict():
+    # parameters a store's older version did not have take their defaults: an upgrade resumes
+    stored = Params.from_dict(attrs["params"], strict=False) if attrs.get("params") is not None else None
+    if stored is not None and stored.to_dict() != params.to_dict():
         raise StoreError(f"{store.location}: holds a run with other parameters; use --force to start over "
                          "or --out for a new store")
     if attrs.get("input_checksum") not in (None, checksum):

@@ -11,6 +11,7 @@ from calcium_dask.cli import demo_params
 from calcium_dask.datasets import GroundTruth
 from calcium_dask.evaluation import r_values_in_memory
 from calcium_dask.evaluation.orchestrate import evaluate_components, footprints_matrix
+from calcium_dask.params import Params
 from calcium_dask.pipeline import run_pipeline
 from calcium_dask.store import ResultsStore
 from calcium_dask.datasets.scoring import frame_offset, score_sources, shift_images
@@ -262,3 +263,18 @@ def test_a_unit_made_of_background_is_rejected(full_run):
     dropped = kept["accepted"].values & ~ev["accepted"].values  # the test only ever removes units
     assert not (ev["accepted"].values & ~kept["accepted"].values).any()
     assert (ev["background_corr"].values[dropped] >= 0.85).all()
+
+
+def test_a_store_of_an_older_version_without_newer_parameters_resumes(tmp_path):
+    """Parameters added since a store was written take their defaults: it is not 'a run with
+    other parameters' (a session stopped mid-way resumes after an upgrade)."""
+    from calcium_dask.pipeline import _check_resumable
+
+    store = ResultsStore(str(tmp_path / "r.zarr"))
+    params = Params()
+    older = params.to_dict()
+    del older["quality"]["max_spread"], older["tracking"]
+    store.set_attrs(params=older, stages={"motion": {"seconds": 1.0}}, input_checksum="c")
+    _check_resumable(store, params, "c", force=False)
+    with pytest.raises(StoreError, match="other parameters"):
+        _check_resumable(store, params.replace(**{"init.K": 7}), "c", force=False)
