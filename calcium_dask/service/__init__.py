@@ -1,7 +1,8 @@
 """``calcium-dask serve``: an analysis service over HTTP, and its client.
 
 The server needs the ``service`` extra (``pip install 'calcium-dask[service]'``). Submodules:
-``app`` (the ASGI app), ``api``/``pages``/``metrics`` (its routes), ``models``/``db``/
+``app`` (the ASGI app), ``api``/``pages``/``metrics`` (its routes), ``status`` (status
+reads answered from memory), ``models``/``db``/
 ``migrations`` (the database), ``queue`` and ``runner`` (runs), ``auth`` (tokens),
 ``paths`` (allowed roots), ``manifests`` (batches), ``schemas`` (the API's JSON),
 ``server`` (start-up), ``commands`` (the CLI), ``client`` (for notebooks and scripts).

@@ -9,9 +9,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import func, select
+from starlette.concurrency import run_in_threadpool
 
 from ..errors import StoreError
 from . import queue
+from .auth import COOKIE, request_token
 from .models import STATES, Event, LogLine, Run, RunStage, utcnow
 from .queue import RunNotFound
 from .schemas import BatchOut, Login, RunCreate, RunList, RunOut, RunRef, StageOut
@@ -27,23 +29,27 @@ def service_of(request: Request) -> Any:
     return request.app.state.service
 
 
+def _token(request: Request) -> str | None:
+    return request_token(request.headers.get("authorization"), request.headers.get("cookie"))
+
+
 def token_id(request: Request) -> int | None:
     """The id of the request's token (header, else the dashboard's cookie), or None."""
-    from .app import COOKIE
-
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    token = value.strip() if scheme.lower() == "bearer" else request.cookies.get(COOKIE)
-    return service_of(request).tokens.check(token)
+    return service_of(request).tokens.check(_token(request))
 
 
-def require_token(request: Request) -> int:
+async def require_token(request: Request) -> int:
     """Dependency: the token's id; 401 without a valid token.
 
-    A request that authenticates with the cookie and changes something must send JSON or
-    YAML: a form on another site can send neither, so it cannot act with the cookie (CSRF).
+    A token checked within the last seconds is known without the database (and without a
+    worker thread). A request that authenticates with the cookie and changes something must
+    send JSON or YAML: a form on another site can send neither, so it cannot act with the
+    cookie (CSRF).
     """
-    tid = token_id(request)
+    tokens, token = service_of(request).tokens, _token(request)
+    tid = tokens.cached(token)
+    if tid is None:
+        tid = await run_in_threadpool(tokens.check, token)
     if tid is None:
         raise HTTPException(401, "a valid token is required (Authorization: Bearer TOKEN)",
                             headers={"WWW-Authenticate": "Bearer"})
@@ -151,8 +157,6 @@ def create_run(body: RunCreate, request: Request, tid: Authed) -> JSONResponse:
 @router.post("/api/batches", status_code=201, response_model=BatchOut, tags=["runs"])
 async def create_batch(request: Request, tid: Authed, name: str = Query("batch", max_length=200)) -> BatchOut:
     """Queue every session of a batch manifest (YAML or JSON, as for ``calcium-dask batch``)."""
-    from starlette.concurrency import run_in_threadpool
-
     from .manifests import parse_manifest
 
     svc = service_of(request)
@@ -190,9 +194,14 @@ def list_runs(request: Request, _: Authed, state: str | None = Query(None, descr
 
 
 @router.get("/api/runs/{run_id}", response_model=RunOut, tags=["runs"])
-def get_run(run_id: int, request: Request, _: Authed) -> RunOut:
-    """A run: its state, stages, progress, error message and summary."""
-    return _get_run(service_of(request), run_id)
+def get_run(run_id: int, request: Request, _: Authed) -> Response:
+    """A run: its state, stages, progress, error message and summary.
+
+    Repeated reads within half a second are answered from memory (``service.status``)."""
+    svc = service_of(request)
+    body = _get_run(svc, run_id).model_dump_json().encode()
+    svc.status.put(run_id, body)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/api/runs/{run_id}/log", response_class=PlainTextResponse, tags=["runs"])
@@ -217,6 +226,7 @@ def cancel_run(run_id: int, request: Request, _: Authed) -> dict[str, Any]:
     """Cancel a run: a queued one at once, a running one's tasks on the cluster."""
     svc = service_of(request)
     state = queue.request_cancel(svc.db, run_id)
+    svc.status.drop(run_id)
     if state == "running" and svc.runner is not None:
         svc.runner.cancel(run_id)
     return {"id": run_id, "state": state, "cancel_requested": state == "running"}
@@ -227,6 +237,7 @@ def retry_run(run_id: int, request: Request, _: Authed) -> dict[str, Any]:
     """Queue a failed or cancelled run again; it resumes from its store's completion marks."""
     svc = service_of(request)
     queue.retry(svc.db, run_id)
+    svc.status.drop(run_id)
     return _queued(svc, run_id)
 
 
@@ -241,8 +252,6 @@ def openapi(request: Request, _: Authed) -> dict[str, Any]:
 @router.post("/api/login", tags=["auth"])
 def login(body: Login, request: Request, response: Response) -> dict[str, str]:
     """Check a token and keep it in an HTTP-only cookie for the dashboard."""
-    from .app import COOKIE
-
     if service_of(request).tokens.check(body.token) is None:
         raise HTTPException(401, "this token is not valid")
     response.set_cookie(COOKIE, body.token, httponly=True, samesite="strict", path="/",
@@ -252,7 +261,5 @@ def login(body: Login, request: Request, response: Response) -> dict[str, str]:
 
 @router.post("/api/logout", tags=["auth"])
 def logout(response: Response) -> dict[str, str]:
-    from .app import COOKIE
-
     response.delete_cookie(COOKIE, path="/")
     return {"status": "ok"}

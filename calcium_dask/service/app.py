@@ -24,17 +24,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._version import __version__
 from ..errors import CalciumDaskError, one_line
-from .auth import TokenChecker
+from .auth import TokenChecker, request_token
 from .db import Database, describe_error
 from .paths import AllowedRoots, PathRefused
 from .queue import RunConflict, RunNotFound
 from .runner import Runner
+from .status import CachedStatus, StatusCache
 
 __all__ = ["ServiceConfig", "Service", "create_app"]
 
 REQUEST_THREADS = 8
 MAX_BODY = 1 << 20  # 1 MiB: a manifest of thousands of sessions still fits
-COOKIE = "calcium_dask_token"
 PAGE_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
             "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 
@@ -58,9 +58,16 @@ class Service:
     runner: Runner | None = None
     lock: Any = None  # the state folder's lock file, held while the service lives
     tokens: TokenChecker = field(init=False)
+    status: StatusCache = field(init=False)  # runs' status JSON, read back for a short while
 
     def __post_init__(self) -> None:
         self.tokens = TokenChecker(self.db)
+        self.status = StatusCache()
+
+    def cached_token(self, headers: list[tuple[bytes, bytes]]) -> int | None:
+        """The id of the token in raw ASGI ``headers`` if the checker knows it (no database)."""
+        found = {k: v.decode("latin-1") for k, v in headers if k in (b"authorization", b"cookie")}
+        return self.tokens.cached(request_token(found.get(b"authorization"), found.get(b"cookie")))
 
 
 def create_app(service: Service, *, echo: Callable[[str], None] | None = None) -> FastAPI:
@@ -99,6 +106,8 @@ def create_app(service: Service, *, echo: Callable[[str], None] | None = None) -
     app.include_router(pages.results_router)
     app.include_router(pages.router)
     pages.mount_static(app)
+    # innermost, so CORS, the body limit and the security headers apply to cached reads too
+    app.add_middleware(CachedStatus, cache=service.status, token_of=service.cached_token)
     if service.config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 

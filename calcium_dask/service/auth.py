@@ -16,10 +16,11 @@ from ..errors import CalciumDaskError
 from .db import Database
 from .models import Token, utcnow
 
-__all__ = ["new_token", "digest", "create_token", "revoke_token", "load_token_file", "TokenChecker",
+__all__ = ["new_token", "digest", "request_token", "COOKIE", "create_token", "revoke_token", "load_token_file", "TokenChecker",
            "TokenFileError"]
 
 PREFIX = "cdt_"  # recognisable in a leaked log or a secret scanner
+COOKIE = "calcium_dask_token"  # the dashboard's copy of its token (HTTP-only)
 CACHE_SECONDS = 5.0  # a revoked token stops working within this time
 TOUCH_SECONDS = 60.0  # how often a token's last use is written
 
@@ -39,6 +40,16 @@ def digest(token: str) -> str:
     Tokens are random 256-bit strings, so a plain hash is enough (no salt or slow hash:
     nothing to guess from it)."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def request_token(authorization: str | None, cookie: str | None) -> str | None:
+    """A request's token: from ``Authorization: Bearer TOKEN``, else the dashboard's cookie."""
+    from starlette.requests import cookie_parser
+
+    scheme, _, value = (authorization or "").partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip()
+    return cookie_parser(cookie).get(COOKIE) if cookie else None
 
 
 def create_token(db: Database, name: str = "token") -> str:
@@ -92,16 +103,21 @@ class TokenChecker:
         self._cache: dict[str, tuple[int, float]] = {}  # digest -> (token id, valid until)
         self._touched: dict[int, float] = {}
 
-    def check(self, token: str | None) -> int | None:
-        """The token's id, or None when it is missing, unknown or revoked."""
+    def cached(self, token: str | None) -> int | None:
+        """The token's id if it was found valid within the last ``CACHE_SECONDS`` (no database read)."""
         if not token or len(token) > 512:
             return None
+        with self._lock:
+            hit = self._cache.get(digest(token))
+        return hit[0] if hit is not None and hit[1] > time.monotonic() else None
+
+    def check(self, token: str | None) -> int | None:
+        """The token's id, or None when it is missing, unknown or revoked."""
+        hit = self.cached(token)
+        if hit is not None or not token or len(token) > 512:
+            return hit
         d = digest(token)
         now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(d)
-        if hit is not None and hit[1] > now:
-            return hit[0]
         with self.db.session() as s:
             row = s.execute(select(Token.id, Token.digest).where(Token.digest == d, Token.revoked.is_(False))).first()
         if row is None or not hmac.compare_digest(row.digest, d):

@@ -1,0 +1,70 @@
+"""Status reads answered from memory: ``GET /api/runs/{id}`` is what dashboards and clients poll.
+
+A run's JSON is rendered from the database at most once per ``TTL`` seconds (by the API's
+handler, :func:`calcium_dask.service.api.get_run`) and answered from memory in between by an
+ASGI middleware ahead of the framework's routing: under hundreds of simultaneous polls a read
+costs a token look-up in the checker's cache and a dictionary look-up, instead of two queries,
+a hop to a worker thread and a validation of the response. A read may lag the database by up
+to ``TTL``; the service's own changes to a run (cancel, retry) drop its entry at once. A token
+the checker has not seen recently, a cookie-less request without a token, a run not in
+memory: all go through the API as before, so answers and errors are the API's.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+__all__ = ["StatusCache", "CachedStatus", "TTL"]
+
+TTL = 0.5  # seconds: dashboards poll each second, the runner writes progress every few
+MAX_ENTRIES = 4096  # expired entries are swept past this many runs
+PATH = re.compile(r"/api/runs/(\d{1,18})")
+
+
+class StatusCache:
+    """Each run's rendered status JSON, kept ``ttl`` seconds (safe to share between threads)."""
+
+    def __init__(self, ttl: float = TTL) -> None:
+        self.ttl = ttl
+        self._entries: dict[int, tuple[bytes, float]] = {}  # run id -> (body, valid until)
+
+    def get(self, run_id: int) -> bytes | None:
+        """The run's JSON if it was rendered less than ``ttl`` seconds ago."""
+        entry = self._entries.get(run_id)
+        return entry[0] if entry is not None and entry[1] > time.monotonic() else None
+
+    def put(self, run_id: int, body: bytes) -> None:
+        now = time.monotonic()
+        if len(self._entries) >= MAX_ENTRIES:
+            self._entries = {k: v for k, v in list(self._entries.items()) if v[1] > now}
+        self._entries[run_id] = (body, now + self.ttl)
+
+    def drop(self, run_id: int) -> None:
+        """Forget a run's status (after this service changed it)."""
+        self._entries.pop(run_id, None)
+
+
+class CachedStatus:
+    """ASGI middleware: a fresh cached status answers ``GET /api/runs/{id}`` for a known token.
+
+    ``token_of(headers)`` gives a request's token id from the token checker's cache only (no
+    database), or None; anything else goes on to ``app``."""
+
+    def __init__(self, app: ASGIApp, cache: StatusCache, token_of: Callable[[list[tuple[bytes, bytes]]], int | None]) -> None:
+        self.app, self.cache, self.token_of = app, cache, token_of
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            m = PATH.fullmatch(scope["path"])
+            body = self.cache.get(int(m.group(1))) if m else None
+            if body is not None and self.token_of(scope["headers"]) is not None:
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": [(b"content-type", b"application/json"),
+                                        (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)

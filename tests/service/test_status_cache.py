@@ -1,0 +1,85 @@
+"""Status reads answered from memory: fresh for a short while, dropped on the service's own changes,
+never without a valid token, with the same body and headers as the API's own answer."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+
+from calcium_dask.service.auth import TokenChecker, create_token, revoke_token
+from calcium_dask.service.models import Run
+from calcium_dask.service.status import StatusCache
+
+
+def _rename(db, run_id: int, name: str) -> None:
+    """Change a run behind the service's back (as another process's write would)."""
+    with db.session() as s:
+        s.execute(update(Run).where(Run.id == run_id).values(name=name))
+
+
+def test_a_cached_status_is_what_the_api_rendered_until_it_expires(api, harness, monkeypatch):
+    harness.service.status.ttl = 60.0
+    rid = api.post("/api/runs", json=harness.body(name="first")).json()["id"]
+    rendered = api.get(f"/api/runs/{rid}")
+    assert rendered.status_code == 200 and rendered.json()["name"] == "first"
+    _rename(harness.service.db, rid, "second")
+    again = api.get(f"/api/runs/{rid}")
+    assert again.json() == rendered.json() and again.content == rendered.content  # from memory
+    assert again.headers["content-type"] == "application/json"
+    assert again.headers["x-content-type-options"] == "nosniff"  # the middlewares still apply
+    assert api.get("/api/runs").json()["runs"][0]["name"] == "second"  # other reads are not cached
+    later = time.monotonic() + 61
+    monkeypatch.setattr("calcium_dask.service.status.time", SimpleNamespace(monotonic=lambda: later))
+    assert api.get(f"/api/runs/{rid}").json()["name"] == "second"  # expired: rendered again
+
+
+def test_cancel_and_retry_drop_the_cached_status(api, harness):
+    harness.service.status.ttl = 60.0
+    rid = api.post("/api/runs", json=harness.body()).json()["id"]
+    assert api.get(f"/api/runs/{rid}").json()["state"] == "queued"
+    api.post(f"/api/runs/{rid}/cancel")
+    assert api.get(f"/api/runs/{rid}").json()["state"] == "cancelled"
+    api.post(f"/api/runs/{rid}/retry")
+    assert api.get(f"/api/runs/{rid}").json()["state"] == "queued"
+
+
+def test_a_cached_status_still_needs_a_valid_token(api, harness):
+    harness.service.status.ttl = 60.0
+    rid = api.post("/api/runs", json=harness.body()).json()["id"]
+    assert api.get(f"/api/runs/{rid}").status_code == 200  # in memory now
+    anonymous = TestClient(api.app)
+    for headers in ({}, {"Authorization": "Bearer not-a-token"}, {"Authorization": f"Basic {harness.token}"},
+                    {"Cookie": "calcium_dask_token=wrong"}):
+        r = anonymous.get(f"/api/runs/{rid}", headers=headers)
+        assert r.status_code == 401 and r.json()["detail"].startswith("a valid token is required"), headers
+    assert anonymous.get(f"/api/runs/{rid}", headers={"Cookie": f"calcium_dask_token={harness.token}"}).status_code == 200
+    assert api.get("/api/runs/999").status_code == 404
+
+
+def test_the_token_cache_answers_without_the_database_only_while_fresh(sqlite_db, monkeypatch):
+    token = create_token(sqlite_db, "alice")
+    tokens = TokenChecker(sqlite_db)
+    assert tokens.cached(token) is None  # never checked
+    tid = tokens.check(token)
+    assert tid is not None and tokens.cached(token) == tid
+    assert tokens.cached("cdt_other") is None and tokens.cached(None) is None
+    revoke_token(sqlite_db, "alice")
+    monkeypatch.setattr("calcium_dask.service.auth.CACHE_SECONDS", 0.0)
+    fresh = TokenChecker(sqlite_db)
+    assert fresh.check(token) is None and fresh.cached(token) is None
+
+
+def test_the_status_cache_forgets_expired_runs_past_its_size(monkeypatch):
+    monkeypatch.setattr("calcium_dask.service.status.MAX_ENTRIES", 4)
+    cache = StatusCache(ttl=0.0)
+    for i in range(4):
+        cache.put(i, b"{}")
+    assert all(cache.get(i) is None for i in range(4))  # expired at once
+    cache.ttl = 60.0
+    cache.put(9, b'{"id": 9}')
+    assert cache.get(9) == b'{"id": 9}' and len(cache._entries) == 1
+    cache.drop(9)
+    assert cache.get(9) is None
