@@ -36,7 +36,7 @@ from .kernels.merge import merge_until_stable
 from .options import patch_update_options
 from ..movie_blocks import FrameSource, frame_source, read_downsampled
 
-__all__ = ["fit_patches", "PatchSet", "PatchComponents", "patch_options", "patch_memory_tsub", "patch_tsub", "task_budget",
+__all__ = ["fit_patches", "PatchSet", "PatchComponents", "patch_options", "patch_tsub", "task_budget",
            "patch_groups",
            "average_samples", "CLIENT_SAMPLES"]
 
@@ -122,13 +122,6 @@ def task_budget(params: Params) -> float:
 
 def _box_bytes(n_frames: int, box: tuple[int, int, int, int]) -> int:
     return n_frames * (box[1] - box[0]) * (box[3] - box[2]) * 4
-
-
-def patch_memory_tsub(n_frames: int, box: tuple[int, int, int, int], budget: float) -> int:
-    """Frames averaged per sample so that fitting a patch (its data, and ``FIT_COPIES``
-    times that while CNMF works on it) fits ``budget`` bytes (1 = none)."""
-    need = _box_bytes(n_frames, box) * (1 + FIT_COPIES)
-    return int(max(1, -(-need // int(budget))))
 
 
 def _read(source: FrameSource, box: tuple[int, int, int, int], tsub: int) -> np.ndarray:
