@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -84,9 +85,13 @@ def test_each_step_given_a_store_resumes_it(client, sim_small, tmp_path, monkeyp
     store = str(tmp_path / "run.zarr")
     movie = cd.open_movie(sim_small)
     mc = cd.motion_correct(movie, params, store=store)
+    fit_patches = cnmf_pkg.fit_patches
+    monkeypatch.setattr(cnmf_pkg, "fit_patches", lambda *a, **k: (time.sleep(1.0), fit_patches(*a, **k))[1])
     est = cd.cnmf(mc, params, store=store)
+    monkeypatch.undo()
     res = cd.evaluate(est, params, store=store)
     assert set(res.store.stages()) == {"motion", "cnmf", "evaluate"}
+    assert res.store.stages()["cnmf"]["seconds"] >= 1.0  # the stage's time counts the patches' fit
     monkeypatch.setattr(cnmf_pkg, "fit_patches", lambda *a, **k: pytest.fail("CNMF recomputed"))
     monkeypatch.setattr(pipeline.Results, "evaluate_components", lambda *a, **k: pytest.fail("recomputed"))
     again = cd.evaluate(cd.cnmf(cd.motion_correct(movie, params, store=store), params, store=store), params,

@@ -90,12 +90,18 @@ def refit(mc: Any, patches: PatchSet | CNMFEPatchSet, params: Params, *, store: 
         Footprints ``A`` (pixels ``y * W + x``), traces ``C``, ``S``, ``YrA``, background
         ``b``, ``f``; not evaluated yet (see :func:`calcium_dask.evaluate`).
     """
-    t0 = time.perf_counter()
+    return _refit_marked(mc, patches, params, store, time.perf_counter())
+
+
+def _refit_marked(mc: Any, patches: PatchSet | CNMFEPatchSet, params: Params, store: ResultsStore | str | None,
+                  started: float) -> Results:
+    """:func:`refit`, its completion mark counting the seconds since ``started`` (the
+    stage's own start: the patches' fit too when :func:`cnmf` ran it)."""
     movie, motion, summary, mc_store = _movie_of(mc)
     movie = movie.assign_attrs(check_nan=params.preprocess.check_nan)  # what the readers fill
     target = as_store(store) if store is not None else (mc_store or scratch_store())
     _run_refit(movie, patches, params, target)
-    target.mark_complete(STAGE, time.perf_counter() - t0, params_digest=params.digest(STAGE),
+    target.mark_complete(STAGE, time.perf_counter() - started, params_digest=params.digest(STAGE),
                          units=int(target.read()["footprints"].shape[0]))
     return _opened(target, movie, motion, summary, params)
 
@@ -154,7 +160,8 @@ def cnmf(mc: Any, params: Params, *, store: ResultsStore | str | None = None) ->
     target = as_store(store) if store is not None else mc_store
     if target is not None and target.completed(STAGE, params.digest(STAGE)):
         return _opened(target, movie.assign_attrs(check_nan=params.preprocess.check_nan), motion, summary, params)
-    return refit(mc, fit(mc, params), params, store=target)
+    t0 = time.perf_counter()
+    return _refit_marked(mc, fit(mc, params), params, target, t0)
 
 
 class _CallableModule(types.ModuleType):
