@@ -48,3 +48,12 @@ def test_the_modules_workers_warm_up_exist():
     assert TASK_MODULES
     for name in TASK_MODULES:
         importlib.import_module(name)
+
+
+def test_the_pipeline_client_does_not_load_what_only_kernels_use():
+    """scipy.signal and scipy.stats cost ~1 s to import; the client process only builds
+    graphs (the kernels that need them import them in the task)."""
+    probe = ("import sys; import calcium_dask.pipeline, calcium_dask.fields; "
+             "print(sorted(m for m in ('scipy.signal', 'scipy.stats', 'scipy.optimize') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"

@@ -12,8 +12,9 @@ from typing import Literal
 
 import numpy as np
 import scipy.fft
-import scipy.optimize
-import scipy.signal
+
+# scipy.signal and scipy.optimize (with scipy.stats, ~0.8 s) are imported where they are used:
+# a client imports this module to build graphs, and only a few kernels need them
 
 __all__ = [
     "noise_psd",
@@ -325,6 +326,8 @@ def _event_windows(s: np.ndarray, n_events: int, length: int) -> list[tuple[int,
 def _window_cost(y, windows, d, r):
     """Residual of least-squares fits of each window with the AR(2) response."""
     longest = max(t1 - t0 for t0, t1 in windows)
+    import scipy.signal
+
     impulse = np.r_[1.0, np.zeros(longest)]
     g11 = scipy.signal.lfilter([1.0], [1.0, -(d + r), d * r], impulse)
     total = 0.0
@@ -375,6 +378,8 @@ def fit_decay_on_events(
     windows = _event_windows(np.asarray(s), n_events, int(np.ceil(5.0 / max(1.0 - d, 1e-3))))
     if not windows:
         return g
+    import scipy.optimize
+
     y = np.asarray(y, dtype=np.float64)
     best = scipy.optimize.minimize_scalar(
         lambda dd: _window_cost(y, windows, dd, r),
