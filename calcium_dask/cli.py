@@ -267,7 +267,8 @@ def _run_fields(url: Any, out: str, params: Any, so: dict, out_so: dict, until: 
     from .compute import is_quiet, set_quiet
     from .io import open_session
 
-    fields = _import_while("calcium_dask.fields")  # ~1 s of imports, while the cluster starts
+    # fields runs pipeline (imported on first use): both load while the cluster starts
+    fields = _import_while("calcium_dask.fields", "calcium_dask.pipeline", "calcium_dask.batch")
     d = params.data  # the recording's layout and channels are checked before a cluster starts
     several = len(open_session(url, engine=engine, dataset=dataset, nplanes=d.nplanes, nchannels=d.nchannels,
                                functional_chan=d.functional_chan, align_by_chan=d.align_by_chan,
@@ -295,14 +296,20 @@ def _run_fields(url: Any, out: str, params: Any, so: dict, out_so: dict, until: 
         sys.exit(1)
 
 
-def _import_while(module: str) -> Any:
-    """Import ``module`` on a thread of its own (a future of the module): the main thread
-    meanwhile waits on other processes (a local cluster's workers starting)."""
+def _import_while(module: str, *more: str) -> Any:
+    """Import ``module`` (then ``more``) on a thread of its own (a future of ``module``): the
+    main thread meanwhile waits on other processes (a local cluster's workers starting)."""
     import importlib
     from concurrent.futures import ThreadPoolExecutor
 
+    def load() -> Any:
+        first = importlib.import_module(module)
+        for name in more:
+            importlib.import_module(name)
+        return first
+
     pool = ThreadPoolExecutor(1, thread_name_prefix="import")
-    future = pool.submit(importlib.import_module, module)
+    future = pool.submit(load)
     pool.shutdown(wait=False)  # the thread ends with the import
     return future
 
