@@ -168,6 +168,16 @@ class TraceArrays:
                                         dimension_names=dims, fill_value=0, overwrite=True,
                                         config={"write_empty_chunks": False})
 
+    def put(self, name: str, data: np.ndarray, *, dims: tuple[str, str] = ("unit", "sample")) -> None:
+        """Store ``data`` (units x any columns, e.g. the patches' low-rate traces) as the
+        array ``name``, chunked by units, for tasks to read their rows of (a graph that
+        carried it would pass it through the scheduler)."""
+        data = np.asarray(data, np.float32)
+        arr = self._open_group().create_array(name, shape=data.shape, dtype=np.float32, dimension_names=dims,
+                                              chunks=(self.layout.unit_chunk, max(1, data.shape[1])),
+                                              fill_value=0, overwrite=True)
+        arr[...] = data
+
     def _array(self, name: str, mode: str = "r") -> zarr.Array:
         return self.store.array(self.path(name), mode=mode)
 

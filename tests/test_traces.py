@@ -97,3 +97,27 @@ def test_gather_rows_selects_reorders_scales_and_appends(tmp_path, sync):
     want = np.stack([X[7], 2 * X[0], 3 * E[1], X[3], 0.5 * X[3], E[0]])
     np.testing.assert_allclose(arrays.read("y"), want)
     np.testing.assert_allclose(sums, np.abs(want).sum(axis=1))
+
+
+def test_low_rate_traces_reach_the_full_rate_through_the_store_not_the_graph(tmp_path, sync, monkeypatch):
+    """The refit's seed traces: each task reads its rows from the store (a graph carrying
+    them would pass them through the scheduler), repeats each sample ``factor`` times and
+    holds the last one to the end of the movie."""
+    import importlib
+    import pickle
+
+    refit = importlib.import_module("calcium_dask.cnmf.refit")  # the module (the package names a function refit)
+
+    lay = TraceLayout(n_frames=1000, frame_chunk=250, unit_chunk=4)
+    arrays = TraceArrays(ResultsStore(str(tmp_path / "r.zarr")), "scratch", lay)
+    X = np.random.default_rng(4).normal(size=(10, 333)).astype(np.float32)
+    sent = []
+    real = refit.compute
+    monkeypatch.setattr(refit, "compute", lambda objs, **kw: (sent.append(len(pickle.dumps(objs))), real(objs, **kw))[1])
+    refit._write_initial(arrays, "c_initial", X, 3, ("unit", "frame"))
+    want = np.concatenate([np.repeat(X, 3, axis=1), np.repeat(X[:, -1:], 1, axis=1)], axis=1)
+    np.testing.assert_array_equal(arrays.read("c_initial"), want)
+    assert sent and sent[0] < X.nbytes / 4  # references to the store, not the traces
+    assert "c_initial_low" not in arrays._open_group()
+    refit._write_initial(arrays, "none", X[:0], 3, ("unit", "frame"))
+    assert arrays.n_units("none") == 0
