@@ -139,13 +139,25 @@ def _aty_span(source: FrameSource, span: tuple[int, int], A: sp.csc_matrix, b: n
 
 @dataclass(frozen=True)
 class _UnitBlock:
-    """What a unit task of the temporal update needs about its units (rows ``u0:u1``)."""
+    """What a unit task of the temporal update needs about its units (rows ``u0:u1``).
+
+    Blocks are chunks of units in the order of their groups of overlapping units; a group
+    larger than a chunk spans several blocks, which a sweep updates one after the other
+    (``chained``), each reading the traces of its units' neighbours in other blocks: the
+    newest for those before it, the last sweep's for those after, as an in-memory sweep
+    does. A task holds its own units and their neighbours whatever the size of the group.
+    """
 
     u0: int
     u1: int
-    groups: list[np.ndarray]  # local indices of each group of overlapping units
+    groups: list[np.ndarray]  # local indices of each run of one group's units
     M: np.ndarray  # (n, n) AtA among the units (zero across groups)
     Mb: np.ndarray  # (n, nb) AtA of the units with the background
+    before: np.ndarray  # units before u0 overlapping the block's (updated earlier in a sweep)
+    M_before: np.ndarray  # (n, len(before))
+    after: np.ndarray  # units from u1 on overlapping the block's (updated later in a sweep)
+    M_after: np.ndarray  # (n, len(after))
+    chained: bool  # the first unit's group began in the previous block: run after it
 
 
 @dataclass
@@ -161,15 +173,29 @@ class _SweepOut:
     norm: float  # sum of squares of the new traces
 
 
+def _neighbours(arrays: TraceArrays, blk: _UnitBlock, newer: str, older: str) -> np.ndarray:
+    """``AtA`` times the traces of the block's neighbours in other blocks (n, T): those
+    before it from ``newer``, those after it from ``older``."""
+    out = np.zeros((blk.u1 - blk.u0, arrays.layout.n_frames))
+    for idx, M, name in ((blk.before, blk.M_before, newer), (blk.after, blk.M_after, older)):
+        if idx.size:
+            out += M @ arrays.read_rows(name, idx).astype(np.float64)
+    return out
+
+
 def _sweep_block(arrays: TraceArrays, blk: _UnitBlock, names: tuple[str, str, str, str, str],
-                 topts: dict[str, Any]) -> _SweepOut:
-    """One sweep of the temporal update over a block of units, the background held fixed."""
+                 topts: dict[str, Any], previous: Any = None) -> _SweepOut:
+    """One sweep of the temporal update over a block of units, the background held fixed.
+
+    ``previous`` is the result of the block this one is chained to (unused: the task
+    only has to run after it)."""
     aty, c_in, f, c_out, s_out = names
     span = (blk.u0, blk.u1)
     AtY = arrays.read(aty, units=span).astype(np.float64)
     C = arrays.read(c_in, units=span)
     if blk.Mb.shape[1]:
         AtY -= blk.Mb @ arrays.read(f).astype(np.float64)
+    AtY -= _neighbours(arrays, blk, c_out, c_in)
     n, p = blk.u1 - blk.u0, topts["p"]
     Cn, Sn = np.zeros_like(C), np.zeros_like(C)
     out = _SweepOut(np.zeros(n), np.zeros(n), np.zeros((n, p)), np.zeros(n), np.zeros(n), 0.0, 0.0)
@@ -178,9 +204,10 @@ def _sweep_block(arrays: TraceArrays, blk: _UnitBlock, names: tuple[str, str, st
         Cn[G], Sn[G] = r.C, r.S
         out.bl[G], out.c1[G], out.sn[G] = r.bl, r.c1, r.sn
         out.g[G] = np.asarray(r.g).reshape(len(G), p)
+    del AtY
     out.abs_sum = np.abs(Cn).sum(axis=1, dtype=np.float64)
-    out.change = float(np.sum((Cn.astype(np.float64) - C) ** 2))
-    out.norm = float(np.sum(Cn.astype(np.float64) ** 2))
+    out.change = float(np.sum(np.square(Cn - C, dtype=np.float64)))
+    out.norm = float(np.sum(np.square(Cn, dtype=np.float64)))
     arrays.write(c_out, Cn, u0=blk.u0)
     arrays.write(s_out, Sn, u0=blk.u0)
     return out
@@ -202,6 +229,7 @@ def _residual_block(arrays: TraceArrays, blk: _UnitBlock, names: tuple[str, str,
     aty, c, f, out = names
     span = (blk.u0, blk.u1)
     R = arrays.read(aty, units=span).astype(np.float64) - blk.M @ arrays.read(c, units=span)
+    R -= _neighbours(arrays, blk, c, c)
     if blk.Mb.shape[1]:
         R -= blk.Mb @ arrays.read(f).astype(np.float64)
     d = np.diag(blk.M)
@@ -286,13 +314,18 @@ def _gram(A: sp.csc_matrix, b: np.ndarray) -> sp.csr_matrix:
 
 
 def _unit_blocks(M: sp.csr_matrix, K: int, labels: np.ndarray, unit_chunk: int) -> list[_UnitBlock]:
-    """Unit tasks' blocks: whole chunks of units that split no group of overlapping units."""
+    """Unit tasks' blocks: chunks of units (in group order), with their neighbours elsewhere."""
     out = []
-    for u0, u1 in unit_spans(K, unit_chunk, labels):
-        sub = M[u0:u1]
-        starts = np.flatnonzero(np.r_[True, labels[u0 + 1:u1] != labels[u0:u1 - 1]])
+    for u0, u1 in unit_spans(K, unit_chunk):
+        sub = sp.csr_matrix(M[u0:u1, :K])
+        lab = labels[u0:u1]
+        starts = np.flatnonzero(np.r_[True, lab[1:] != lab[:-1]])
         groups = [np.arange(s, e) for s, e in zip(starts, np.r_[starts[1:], u1 - u0])]
-        out.append(_UnitBlock(u0, u1, groups, sub[:, u0:u1].toarray(), sub[:, K:].toarray()))
+        cols = np.unique(sub.indices)
+        before, after = cols[cols < u0], cols[cols >= u1]
+        out.append(_UnitBlock(u0, u1, groups, sub[:, u0:u1].toarray(), M[u0:u1, K:].toarray(),
+                              before, sub[:, before].toarray(), after, sub[:, after].toarray(),
+                              chained=bool(u0 > 0 and labels[u0] == labels[u0 - 1])))
     return out
 
 
@@ -367,8 +400,11 @@ def temporal_update(source: FrameSource, st: TraceState, topts: dict[str, Any], 
             unit_aty = _ring_pass(arrays, coupling, (aty, c, f"{tag}_atyr"), f"{label}: sweep {it + 1}, ring")
         arrays.create(c_next, K)
         arrays.create(s, K)
-        outs = compute([dask.delayed(_sweep_block, pure=True)(arrays, blk, (unit_aty, c, f, c_next, s), topts)
-                        for blk in blocks], label=f"{label}: sweep {it + 1}, units") if blocks else []
+        tasks: list[Any] = []
+        for blk in blocks:
+            tasks.append(dask.delayed(_sweep_block, pure=True)(arrays, blk, (unit_aty, c, f, c_next, s), topts,
+                                                               tasks[-1] if blk.chained else None))
+        outs = compute(tasks, label=f"{label}: sweep {it + 1}, units") if tasks else []
         if nb:
             arrays.create(f_next, nb, dims=("background", "frame"))
             compute([dask.delayed(_background_span, pure=True)(arrays, span, K, Mb, (aty, c_next, f, f_next))

@@ -92,3 +92,22 @@ def test_distributed_update_equals_in_memory(tmp_path, scene, iterations):
     np.testing.assert_allclose(arrays.read(tr.f), ref.f, rtol=1e-3, atol=1e-3 * float(np.abs(ref.f).max()))
     np.testing.assert_allclose(tr.g[back], ref.g, rtol=1e-4)
     np.testing.assert_allclose(tr.bl[back], ref.bl, atol=1e-3 * scale)
+
+
+def test_a_group_larger_than_a_chunk_is_swept_in_chained_blocks_of_a_chunk():
+    """A task holds a chunk of units and their neighbours, whatever the size of their group
+    (a whole group in one task held all its traces: at 200,000 frames a large group killed
+    2 GB workers)."""
+    from calcium_dask.cnmf.refit import _unit_blocks
+
+    K, chunk = 40, 16  # 40 units in a row, each overlapping the next: one group; then one background
+    units = sp.diags([np.ones(K - 1), 2 * np.ones(K), np.ones(K - 1)], [-1, 0, 1])
+    M = sp.bmat([[units, np.full((K, 1), 0.5)], [np.full((1, K), 0.5), np.ones((1, 1))]]).tocsr()
+    blocks = _unit_blocks(M, K, np.zeros(K, int), chunk)
+    assert [(b.u0, b.u1, b.chained) for b in blocks] == [(0, 16, False), (16, 32, True), (32, 40, True)]
+    mid = blocks[1]
+    assert mid.before.tolist() == [15] and mid.after.tolist() == [32]
+    assert mid.M.shape == (16, 16) and mid.Mb.shape == (16, 1) and mid.M_before[0, 0] == 1.0
+    assert mid.M_after[-1, 0] == 1.0 and not mid.M_after[:-1].any()
+    two = _unit_blocks(M, K, np.r_[np.zeros(16, int), np.ones(24, int)], chunk)  # a group ends at a chunk edge
+    assert [b.chained for b in two] == [False, False, True]
