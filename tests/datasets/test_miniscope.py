@@ -1,11 +1,10 @@
 """The one-photon (miniscope) scene: somata blurred by scattering, out-of-focus neurons that
 make the background fluctuate in space and time, vignetting fixed to the sensor; the
-two-photon presets stay bit for bit the same."""
+two-photon presets stay the same."""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 
 import numpy as np
 import pytest
@@ -17,21 +16,37 @@ from calcium_dask.datasets.scene import build_scene
 TINY = dict(T=200, H=96, W=96, K=16)
 
 
-def _digest(movie: np.ndarray, truth) -> str:
-    h = hashlib.sha256(movie.tobytes())
-    for f in dataclasses.fields(truth):
-        v = getattr(truth, f.name)
-        if isinstance(v, np.ndarray):
-            h.update(np.ascontiguousarray(v).tobytes())
-    return h.hexdigest()[:16]
+def _fingerprint(movie: np.ndarray, truth) -> list[float]:
+    """Sums that any change to a two-photon scene moves (a one-photon feature switched on,
+    a random draw shifted), but not the last bits of float arithmetic, which differ between
+    CPUs (a sha256 of the bytes, used before, matched on one machine and not on another)."""
+    m = movie.astype(np.float64)
+    truth_sums = [float(np.abs(np.asarray(getattr(truth, k), np.float64)).sum())
+                  for k in ("footprint_patches", "C", "S", "shifts", "baseline", "bg_spatial")]
+    return [m.mean(), m.std(), m[0].mean(), m[-1].mean(), *truth_sums]
 
 
-@pytest.mark.parametrize(("name", "kw", "digest"), [
-    ("small", dict(T=120), "3eed0e563e06243a"),
-    ("hard", dict(T=40), "2de55180fb6c2d71"),
-    ("small", dict(T=60, seed=5, nr_mean_free=False), "5c159935367ef0fb")])
-def test_two_photon_presets_are_bit_for_bit_those_before_the_one_photon_settings(name, kw, digest):
-    assert _digest(*simulate(SimulationParams.preset(name, **kw))) == digest
+# the simulator's two-photon scenes were byte for byte those from before the one-photon
+# settings (sha256, on the machine where both ran); these sums were measured from them
+BEFORE = {
+    "small-120": [228.01819610595703, 86.69805877646074, 206.34881591796875, 227.0867919921875,
+                  2769.8828665971523, 103119.11793803377, 5196.513124465942, 266.3804294709116,
+                  462531.6599576473, 369335.57467520237],
+    "hard-40": [248.5813266330295, 70.82116718832202, 232.39306640625, 251.12586805555554,
+                7023.930025260197, 83469.03318670392, 5430.740175485611, 181.90918217226863,
+                1013260.3910787106, 1302892.2447991967],
+    "small-60-seed5": [245.61986694335937, 144.2581608274922, 225.50958251953125, 255.13775634765625,
+                       2953.45154883957, 122920.14527658, 6884.682953119278, 114.17484020628035,
+                       466779.3576288223, 362249.6417532563],
+}
+
+
+@pytest.mark.parametrize(("name", "kw", "key"), [
+    ("small", dict(T=120), "small-120"),
+    ("hard", dict(T=40), "hard-40"),
+    ("small", dict(T=60, seed=5, nr_mean_free=False), "small-60-seed5")])
+def test_two_photon_presets_are_those_before_the_one_photon_settings(name, kw, key):
+    np.testing.assert_allclose(_fingerprint(*simulate(SimulationParams.preset(name, **kw))), BEFORE[key], rtol=1e-6)
 
 
 def test_miniscope_preset_is_a_20_hz_256_pixel_movie_with_one_photon_features():

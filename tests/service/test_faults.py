@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,6 +16,7 @@ from sqlalchemy import event
 from calcium_dask.service.app import create_app
 from calcium_dask.service.db import Database
 from calcium_dask.service.runner import Runner
+from calcium_dask.service.status import TTL as STATUS_TTL
 
 from .conftest import make_harness, wait_state
 from .pg import free_port, wait_for
@@ -74,6 +76,7 @@ def test_postgresql_stopped_and_restarted_mid_run(pg_cluster, tmp_path, movie, c
             rid = api.post("/api/runs", json=h.body("pg", until="cnmf")).json()["id"]
             wait_for(lambda: api.get(f"/api/runs/{rid}").json()["state"] == "running", timeout=60)
             pg_cluster.stop()
+            time.sleep(STATUS_TTL + 0.1)  # the last status read is answered from memory that long
             down = api.get(f"/api/runs/{rid}")
             assert down.status_code == 503 and down.headers["retry-after"] == "5"
             detail = down.json()["detail"]
