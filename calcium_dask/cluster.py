@@ -14,7 +14,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from .errors import ClusterError
 
-__all__ = ["connect", "PinThreads", "MALLOC_ENV", "SCHEDULER_CONFIG", "THREAD_ENV", "TASK_MODULES"]
+__all__ = ["connect", "PinThreads", "LowerPriority", "MALLOC_ENV", "SCHEDULER_CONFIG", "THREAD_ENV", "TASK_MODULES"]
 
 #: one BLAS/OpenMP thread per worker thread: dask runs tasks in parallel already
 THREAD_ENV = {k: "1" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
@@ -60,6 +60,23 @@ class PinThreads(WorkerPlugin):
         # start, even for a cached function): pay both now, beside the worker, while the
         # client builds the first graph, not in the first task
         threading.Thread(target=_warm, name="warm-up", daemon=True).start()
+
+
+class LowerPriority(WorkerPlugin):
+    """Lower a worker process's CPU priority by ``increment`` (Unix ``nice``).
+
+    For workers sharing a machine with something that must stay responsive: the analysis
+    service's own local cluster, whose web server would otherwise answer requests only
+    in the time slices the computing workers leave it."""
+
+    name = "calcium-dask-lower-priority"
+
+    def __init__(self, increment: int = 10) -> None:
+        self.increment = increment
+
+    def setup(self, worker: Any) -> None:
+        if hasattr(os, "nice"):
+            os.nice(self.increment)
 
 
 #: the module the first stage's tasks are defined in, which a worker imports to run them

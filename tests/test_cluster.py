@@ -99,3 +99,45 @@ def test_urgent_objects_run_ahead_and_results_keep_their_order(client):
     assert [x for x, _ in out] == [-1, *range(30)]
     n_workers = len(client.scheduler_info()["workers"])
     assert sorted(t for _, t in out).index(out[0][1]) < n_workers  # among the first to start
+
+
+def test_lower_priority_raises_a_worker_process_niceness():
+    import subprocess
+    import sys
+
+    code = ("import os; from calcium_dask.cluster import LowerPriority; before = os.nice(0); "
+            "LowerPriority(3).setup(None); print(os.nice(0) - before)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "3"
+
+
+def test_the_service_lowers_only_its_own_local_workers(monkeypatch, tmp_path):
+    """Its local cluster computes beside the web server; a shared scheduler's workers are not its."""
+    pytest.importorskip("fastapi")
+    import calcium_dask.cluster as cluster
+    from calcium_dask.cluster import LowerPriority
+    from calcium_dask.service.db import Database
+    from calcium_dask.service.paths import AllowedRoots
+    from calcium_dask.service.runner import WORKER_NICE, Runner
+
+    class FakeClient:
+        status = "running"
+        scheduler = type("S", (), {"address": "tcp://127.0.0.1:1"})()
+
+        def __init__(self):
+            self.plugins = []
+
+        def register_plugin(self, plugin):
+            self.plugins.append(plugin)
+
+    made = []
+    monkeypatch.setattr(cluster, "connect", lambda *a, **k: made.append(FakeClient()) or made[-1])
+    db = Database(f"sqlite:///{tmp_path / 's.db'}")
+    db.upgrade()
+    roots = AllowedRoots.from_options([str(tmp_path)])
+    for scheduler, lowered in ((None, True), ("tcp://10.0.0.1:8786", False)):
+        runner = Runner(db, roots, "test", scheduler=scheduler)
+        assert runner._ensure_client()
+        nice = [p.increment for p in made[-1].plugins if isinstance(p, LowerPriority)]
+        assert nice == ([WORKER_NICE] if lowered else [])
+    db.close()

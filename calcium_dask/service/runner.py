@@ -35,6 +35,7 @@ log = logging.getLogger("calcium_dask.service")
 
 WAITING = "waiting for the Dask scheduler"
 SCHEDULER_LOST = ("scheduler-connection-lost", "lost the connection to the scheduler")
+WORKER_NICE = 10  # the local cluster's workers yield the CPU to the web server (and the runner)
 MAX_ATTEMPTS = 5  # starts of one run (service restarts, lost schedulers) before it is failed
 
 
@@ -177,7 +178,7 @@ class Runner:
             status = "no client" if self.client is None else f"client {self.client.status}"
             self._note_waiting(f"{self.scheduler or 'local cluster'}: {status}")
             return False  # a client handed to us, or distributed reconnecting by itself
-        from ..cluster import connect
+        from ..cluster import LowerPriority, connect
 
         try:
             if self._own_client and self.client is not None:
@@ -185,8 +186,9 @@ class Runner:
             self.client = None
             if self.scheduler:
                 self.client = connect(self.scheduler, timeout=self.connect_timeout, quiet=True)
-            else:
+            else:  # workers beside the web server: they compute in the time it leaves them
                 self.client = connect(None, n_workers=self.n_workers, dashboard_address=None, quiet=True)
+                self.client.register_plugin(LowerPriority(WORKER_NICE))
             log.info("connected to the Dask scheduler %s", self.client.scheduler.address)
             self._note_waiting(None)
             return True
