@@ -110,6 +110,18 @@ def _warm_numba() -> None:
     first(1)
 
 
+def _settle_imports() -> None:
+    """Finish importing OpenCV before spawning workers. Its loader puts its own folder on
+    ``sys.path`` while it loads, and a process spawned meanwhile (e.g. while
+    ``calcium-dask run`` imports the pipeline on another thread) inherits that path and
+    takes OpenCV's ``typing`` package for Python's: its worker fails to start. Importing
+    it here waits for a load in progress on another thread."""
+    try:
+        import cv2  # noqa: F401
+    except ImportError:  # pragma: no cover - opencv is a dependency
+        pass
+
+
 def connect(address: str | None = None, *, n_workers: int | None = None,
             threads_per_worker: int = 1, memory_limit: str | int | None = "auto",
             dashboard_address: str | None = "127.0.0.1:8787", processes: bool = True,
@@ -161,6 +173,7 @@ def connect(address: str | None = None, *, n_workers: int | None = None,
         if dashboard_address is None:  # the scheduler's HTTP server would still take port 8787
             kwargs.update(dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False})
         kwargs.update(cluster_kwargs)
+        _settle_imports()
         # set before each worker process is spawned (dask's own default is overridden)
         spawn_env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **MALLOC_ENV}
         with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env, **SCHEDULER_CONFIG}):

@@ -141,3 +141,17 @@ def test_the_service_lowers_only_its_own_local_workers(monkeypatch, tmp_path):
         nice = [p.increment for p in made[-1].plugins if isinstance(p, LowerPriority)]
         assert nice == ([WORKER_NICE] if lowered else [])
     db.close()
+
+
+def test_opencv_is_loaded_before_local_workers_are_spawned():
+    """cv2's loader has its own folder on sys.path while it loads: a worker spawned then
+    imported cv2/typing as Python's typing and its nanny failed to start."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import calcium_dask.cluster as c\n"
+            "def fake(**kw): print('cv2' in sys.modules); raise SystemExit(0)\n"
+            "assert 'cv2' not in sys.modules\n"
+            "c.LocalCluster = fake; c.connect(n_workers=1, quiet=True)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True"

@@ -94,6 +94,7 @@ def test_report_command(full_run, tmp_path, capsys):
     assert "data:image/png;base64," in html and "Parameters" in html
 
 
+@pytest.mark.slow  # about 30 s on 2 cores; the stages it runs are tested above, the notebook runs them too
 def test_demo_command_scores_itself(tmp_path):
     """The README's first command: simulate, run every stage, report, score against the truth."""
     import subprocess
