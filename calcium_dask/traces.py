@@ -111,29 +111,10 @@ class TraceLayout:
         return (max(1, min(self.unit_chunk, n_units)), max(1, min(self.frame_chunk, self.n_frames)))
 
 
-def unit_spans(n_units: int, unit_chunk: int = UNIT_CHUNK, group: np.ndarray | None = None) -> list[tuple[int, int]]:
-    """Ranges of whole unit chunks that unit tasks own.
-
-    Parameters
-    ----------
-    n_units : int
-    unit_chunk : int
-    group : (n_units,) int array, optional
-        A group label per unit, groups contiguous (e.g. units coupled by overlapping
-        footprints): a range never splits a group, so it may hold several chunks.
-
-    Returns
-    -------
-    list of (u0, u1)
-    """
-    spans, u0 = [], 0
-    while u0 < n_units:
-        u1 = min(u0 + unit_chunk, n_units)
-        while group is not None and u1 < n_units and group[u1 - 1] == group[u1]:
-            u1 = min(u1 + unit_chunk, n_units)
-        spans.append((u0, u1))
-        u0 = u1
-    return spans
+def unit_spans(n_units: int, unit_chunk: int = UNIT_CHUNK) -> list[tuple[int, int]]:
+    """Ranges of whole unit chunks that unit tasks own: ``(u0, u1)``, each ``unit_chunk``
+    units but the last."""
+    return [(u0, min(u0 + unit_chunk, n_units)) for u0 in range(0, n_units, unit_chunk)]
 
 
 @dataclass(frozen=True)

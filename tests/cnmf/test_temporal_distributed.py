@@ -20,7 +20,7 @@ from calcium_dask.cnmf.kernels.temporal import update_temporal
 from calcium_dask.cnmf.refit import TraceState, _group_order, temporal_update
 from calcium_dask.movie_blocks import frame_source
 from calcium_dask.store import ResultsStore
-from calcium_dask.traces import TraceArrays, TraceLayout, unit_spans
+from calcium_dask.traces import TraceArrays, TraceLayout
 
 from .cnmf_sim import _calcium, footprint
 
@@ -47,15 +47,6 @@ def scene():
     movie = np.ascontiguousarray(Y.T.reshape(T, *DIMS), np.float32)
     C0 = np.maximum(C + 0.5 * rng.standard_normal(C.shape), 0).astype(np.float32)  # a rough start
     return movie, sp.csc_matrix(A, dtype=np.float32), b.astype(np.float32), C0, f.astype(np.float32)
-
-
-def test_unit_spans_never_split_a_group():
-    group = np.array([0, 0, 1, 1, 1, 2, 3, 3, 3, 3, 4])
-    spans = unit_spans(len(group), 2, group)
-    assert spans[0][0] == 0 and spans[-1][1] == len(group)
-    for (_, e), (s, _) in zip(spans[:-1], spans[1:]):
-        assert e == s and group[e - 1] != group[e] and e % 2 == 0
-    assert unit_spans(5, 2) == [(0, 2), (2, 4), (4, 5)]
 
 
 def test_layout_spans_are_whole_movie_chunks():

@@ -77,6 +77,9 @@ def test_log_in_submit_watch_it_finish_and_open_its_report(tmp_path, movie, clie
         page.goto(f"{url}/runs/1")
         page.locator('#stages tr[data-stage="evaluate"] .state-done').wait_for(timeout=10_000)
         page.locator("#images figure:not([hidden]) img").first.wait_for(timeout=10_000)
+        # the four images load one by one: wait for the last, not only the first
+        page.wait_for_function("() => [...document.querySelectorAll('#images img')]"
+                               ".every(e => e.complete && e.naturalWidth > 0)", timeout=10_000)
         widths = page.eval_on_selector_all("#images img", "els => els.map(e => e.naturalWidth)")
         assert len(widths) == 4 and min(widths) == 64  # the movie's summary images
         assert "[event] done" in page.locator("#log").inner_text()
