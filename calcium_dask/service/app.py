@@ -29,7 +29,7 @@ from .db import Database, describe_error
 from .paths import AllowedRoots, PathRefused
 from .queue import RunConflict, RunNotFound
 from .runner import Runner
-from .status import CachedStatus, StatusCache
+from .status import CachedStatus, StatusCache, send_json
 
 __all__ = ["ServiceConfig", "Service", "create_app"]
 
@@ -188,10 +188,7 @@ class BodyLimit:
 
 
 async def _send_json(send: Send, status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
+    await send_json(send, status, json.dumps({"detail": detail}).encode())
 
 
 class SecurityHeaders:

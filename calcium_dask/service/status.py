@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["StatusCache", "CachedStatus", "TTL"]
+__all__ = ["StatusCache", "CachedStatus", "TTL", "send_json"]
 
 TTL = 0.5  # seconds: dashboards poll each second, the runner writes progress every few
 MAX_ENTRIES = 4096  # expired entries are swept past this many runs
@@ -62,9 +62,13 @@ class CachedStatus:
             m = PATH.fullmatch(scope["path"])
             body = self.cache.get(int(m.group(1))) if m else None
             if body is not None and self.token_of(scope["headers"]) is not None:
-                await send({"type": "http.response.start", "status": 200,
-                            "headers": [(b"content-type", b"application/json"),
-                                        (b"content-length", str(len(body)).encode())]})
-                await send({"type": "http.response.body", "body": body})
+                await send_json(send, 200, body)
                 return
         await self.app(scope, receive, send)
+
+
+async def send_json(send: Send, status: int, body: bytes) -> None:
+    """Answer an ASGI request with ``body``, a JSON document, from a middleware."""
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
