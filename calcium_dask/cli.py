@@ -232,6 +232,10 @@ def run(movie: tuple[str, ...], out: str, params_file: str | None, assignments: 
     runs one pipeline per field of view, all at once on the cluster, into the groups
     /plane0, /plane1... (or /roi0...) of OUT; exit code 1 if one of them failed.
     """
+    from . import worker_server
+
+    if scheduler is None:  # the local workers' fork server imports while this process does
+        worker_server.start()
     from .cluster import connect
     from .compute import set_quiet
 

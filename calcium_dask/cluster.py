@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from typing import Any, TextIO
 
 import dask
@@ -13,18 +14,10 @@ from distributed import Client, LocalCluster
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from .errors import ClusterError
+from .worker_server import MALLOC_ENV, THREAD_ENV, launch, settle_imports, spawn_config
 
-__all__ = ["connect", "PinThreads", "LowerPriority", "MALLOC_ENV", "SCHEDULER_CONFIG", "THREAD_ENV", "TASK_MODULES"]
+__all__ = ["connect", "attach_dashboard", "PinThreads", "LowerPriority", "MALLOC_ENV", "SCHEDULER_CONFIG", "THREAD_ENV", "TASK_MODULES"]
 
-#: one BLAS/OpenMP thread per worker thread: dask runs tasks in parallel already
-THREAD_ENV = {k: "1" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                               "NUMBA_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")}
-#: glibc malloc for workers, read when the process starts. Dask's default
-#: MALLOC_TRIM_THRESHOLD_=65536 also freezes glibc's mmap threshold at 128 KiB, so every
-#: temporary of a registration batch (a few MB) came as fresh zeroed pages: 30 % of a
-#: motion-correction worker's time. Arrays up to 32 MiB are reused from the heap, and
-#: up to 128 MiB of free heap is kept.
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(128 * 2**20)}
 #: a worker is sent its next input read only when it is free: one queued in advance
 #: (dask's default, 1.1 per thread) would run before the task its previous read unblocks
 #: (e.g. the template that every correction waits for); our tasks last 0.1-1 s, so the
@@ -59,7 +52,7 @@ class PinThreads(WorkerPlugin):
         # dask.array, zarr), and numba's first call costs ~1 s (its compiler and runtime
         # start, even for a cached function): pay both now, beside the worker, while the
         # client builds the first graph, not in the first task
-        threading.Thread(target=_warm, name="warm-up", daemon=True).start()
+        threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
 
 
 class LowerPriority(WorkerPlugin):
@@ -86,7 +79,8 @@ class LowerPriority(WorkerPlugin):
 TASK_MODULES = ("calcium_dask.motion.correct",)
 
 
-def _warm() -> None:
+def warm_up() -> None:
+    """Import :data:`TASK_MODULES` and start numba's compiler (a worker's first-task costs)."""
     import importlib
 
     for name in TASK_MODULES:
@@ -110,23 +104,77 @@ def _warm_numba() -> None:
     first(1)
 
 
-def _settle_imports() -> None:
-    """Finish importing OpenCV before spawning workers. Its loader puts its own folder on
-    ``sys.path`` while it loads, and a process spawned meanwhile (e.g. while
-    ``calcium-dask run`` imports the pipeline on another thread) inherits that path and
-    takes OpenCV's ``typing`` package for Python's: its worker fails to start. Importing
-    it here waits for a load in progress on another thread."""
-    try:
-        import cv2  # noqa: F401
-    except ImportError:  # pragma: no cover - opencv is a dependency
-        pass
+def attach_dashboard(cluster: LocalCluster, prefix: str = "/", wait: float = 2.0) -> threading.Thread:
+    """Serve Dask's dashboard from a local cluster's scheduler started without it.
+
+    Loading Bokeh for the dashboard takes ~0.5 s of this process's CPU, and its
+    interpreter lock: done when the scheduler starts it delays the workers' spawn; done
+    while ``calcium-dask run`` builds its first graph it delays the first task (up to
+    1 s on 2 cores). So the scheduler starts with ``dashboard=False`` (its HTTP server
+    already listening at the dashboard address, the link printed) and a thread adds the
+    dashboard's pages once the first graph has reached the scheduler, or after ``wait``
+    seconds, whichever comes first.
+
+    Returns
+    -------
+    threading.Thread
+        The thread loading it (the pages are added on the scheduler's loop just after).
+    """
+    scheduler = cluster.scheduler
+
+    def add_pages(module: Any) -> None:
+        if scheduler.status.name in ("init", "running"):
+            module.connect(scheduler.http_application, scheduler.http_server, scheduler, prefix=prefix)
+
+    def load() -> None:
+        deadline = time.monotonic() + wait
+        while not scheduler.tasks and time.monotonic() < deadline:
+            time.sleep(0.05)
+        try:
+            import distributed.dashboard.scheduler as module
+        except ImportError:  # pragma: no cover - bokeh is a dependency; the JSON routes remain
+            return
+        cluster.loop.add_callback(add_pages, module)
+
+    thread = threading.Thread(target=load, name="dashboard", daemon=True)
+    thread.start()
+    return thread
+
+
+def _local_client(n_workers: int | None, threads_per_worker: int, memory_limit: str | int | None,
+                  dashboard_address: str | None, processes: bool, start_method: str | None,
+                  cluster_kwargs: dict[str, Any]) -> Client:
+    """A client of a new ``LocalCluster`` (see :func:`connect`)."""
+    n_workers = n_workers or psutil.cpu_count(logical=True) or 1
+    if memory_limit == "auto":
+        memory_limit = int(psutil.virtual_memory().total * 0.9 / n_workers)
+    kwargs: dict[str, Any] = dict(n_workers=n_workers, threads_per_worker=threads_per_worker,
+                                  memory_limit=memory_limit, processes=processes,
+                                  host="127.0.0.1", dashboard_address=dashboard_address or "127.0.0.1:0")
+    if processes:
+        kwargs["env"] = THREAD_ENV
+    else:  # threads: still TCP on loopback (inproc:// would reject the host and dashboard address)
+        kwargs["protocol"] = "tcp://"
+    # without a dashboard the scheduler's HTTP server still listens (on a free port, not
+    # 8787); with one, its pages are added once the cluster is up (attach_dashboard)
+    scheduler_kwargs = {**cluster_kwargs.pop("scheduler_kwargs", {}), "dashboard": False}
+    kwargs.update(cluster_kwargs, scheduler_kwargs=scheduler_kwargs)
+    settle_imports()
+    config = {**SCHEDULER_CONFIG, **(spawn_config(start_method) if processes else {})}
+    with dask.config.set(config):
+        if processes:
+            launch(config)
+        client = Client(LocalCluster(**kwargs))
+    if dashboard_address is not None:
+        attach_dashboard(client.cluster, scheduler_kwargs.get("http_prefix", "/"))
+    return client
 
 
 def connect(address: str | None = None, *, n_workers: int | None = None,
             threads_per_worker: int = 1, memory_limit: str | int | None = "auto",
             dashboard_address: str | None = "127.0.0.1:8787", processes: bool = True,
             quiet: bool = False, stream: TextIO | None = None, timeout: str | float = "30s",
-            **cluster_kwargs: Any) -> Client:
+            start_method: str | None = None, **cluster_kwargs: Any) -> Client:
     """A ``distributed.Client``: to ``address``, ``$DASK_SCHEDULER_ADDRESS``, or a new local cluster.
 
     Parameters
@@ -148,6 +196,11 @@ def connect(address: str | None = None, *, n_workers: int | None = None,
         Do not print the dashboard link.
     timeout : str or float
         How long to try to reach a remote scheduler.
+    start_method : str, optional
+        How local worker processes start (Python's ``multiprocessing`` start methods).
+        Default ``"forkserver"`` where the platform has it: the workers are forked from one
+        process that has imported the task modules once, ~1 s of each worker's start;
+        ``"spawn"`` (Dask's default) starts each from a fresh interpreter.
 
     Returns
     -------
@@ -160,24 +213,8 @@ def connect(address: str | None = None, *, n_workers: int | None = None,
         except OSError as e:
             raise ClusterError(f"cannot reach the Dask scheduler at {address} ({e})") from None
     else:
-        n_workers = n_workers or psutil.cpu_count(logical=True) or 1
-        if memory_limit == "auto":
-            memory_limit = int(psutil.virtual_memory().total * 0.9 / n_workers)
-        kwargs: dict[str, Any] = dict(n_workers=n_workers, threads_per_worker=threads_per_worker,
-                                      memory_limit=memory_limit, processes=processes,
-                                      host="127.0.0.1", dashboard_address=dashboard_address)
-        if processes:
-            kwargs["env"] = THREAD_ENV
-        else:  # threads: still TCP on loopback (inproc:// would reject the host and dashboard address)
-            kwargs["protocol"] = "tcp://"
-        if dashboard_address is None:  # the scheduler's HTTP server would still take port 8787
-            kwargs.update(dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False})
-        kwargs.update(cluster_kwargs)
-        _settle_imports()
-        # set before each worker process is spawned (dask's own default is overridden)
-        spawn_env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **MALLOC_ENV}
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env, **SCHEDULER_CONFIG}):
-            client = Client(LocalCluster(**kwargs))
+        client = _local_client(n_workers, threads_per_worker, memory_limit, dashboard_address, processes,
+                               start_method, cluster_kwargs)
     client.register_plugin(PinThreads())
     if not quiet:
         link = client.dashboard_link if dashboard_address or address else "(no dashboard)"

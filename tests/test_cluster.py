@@ -143,15 +143,72 @@ def test_the_service_lowers_only_its_own_local_workers(monkeypatch, tmp_path):
     db.close()
 
 
-def test_opencv_is_loaded_before_local_workers_are_spawned():
-    """cv2's loader has its own folder on sys.path while it loads: a worker spawned then
-    imported cv2/typing as Python's typing and its nanny failed to start."""
+def test_opencv_is_loaded_before_a_worker_process_starts_beside_another_thread():
+    """cv2's loader has its own folder on sys.path while it loads: a worker process started
+    then (while another thread imported the pipeline) took cv2/typing for Python's typing
+    and its nanny failed to start. With no other thread no load can be in progress."""
     import subprocess
     import sys
 
-    code = ("import sys; import calcium_dask.cluster as c\n"
-            "def fake(**kw): print('cv2' in sys.modules); raise SystemExit(0)\n"
-            "assert 'cv2' not in sys.modules\n"
-            "c.LocalCluster = fake; c.connect(n_workers=1, quiet=True)")
+    code = ("import sys, threading, time; from calcium_dask.worker_server import settle_imports\n"
+            "settle_imports(); alone = 'cv2' in sys.modules\n"
+            "threading.Thread(target=time.sleep, args=(2,), daemon=True).start()\n"
+            "settle_imports(); print(alone, 'cv2' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "True"
+    assert out.strip() == "False True"
+
+
+def test_local_workers_are_forked_from_a_server_that_loaded_their_modules():
+    """No worker imports Dask and the task modules itself: they were loaded by the fork
+    server, with the environment malloc and the thread pools read when they load."""
+    with connect(n_workers=2, memory_limit="1GB", dashboard_address=None, quiet=True) as client:
+        parents = client.run(lambda: __import__("psutil").Process().parent().cmdline())
+        assert all("multiprocessing.forkserver" in " ".join(cmd) for cmd in parents.values())
+
+        def server_state():
+            import sys
+
+            import psutil
+
+            server = psutil.Process().parent()
+            env = server.environ()
+            return (env.get("OPENBLAS_NUM_THREADS"), env.get("MALLOC_MMAP_THRESHOLD_"),
+                    "calcium_dask.motion.correct" in sys.modules)
+
+        states = set(client.run(server_state).values())
+        assert states == {("1", str(32 * 2**20), True)}
+        client.cluster.close()
+
+
+def test_spawn_start_method_still_starts_workers_from_this_process():
+    import os
+
+    with connect(n_workers=1, memory_limit="1GB", dashboard_address=None, quiet=True,
+                 start_method="spawn") as client:
+        pids = client.run(lambda: __import__("os").getppid())
+        assert set(pids.values()) == {os.getpid()}
+        malloc = client.run(lambda: __import__("os").environ.get("MALLOC_MMAP_THRESHOLD_"))
+        assert set(malloc.values()) == {str(32 * 2**20)}
+        client.cluster.close()
+
+
+def test_the_dashboard_is_served_once_the_cluster_is_up():
+    """The scheduler starts without Bokeh (its import delayed the workers by ~1 s); the
+    dashboard's pages are added beside, and the printed link serves them."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    with connect(n_workers=1, processes=False, dashboard_address="127.0.0.1:0", quiet=True) as client:
+        url = client.dashboard_link
+        deadline, status = time.monotonic() + 60, None
+        while time.monotonic() < deadline and status != 200:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as r:  # the link: .../status
+                    status = r.status
+                    page = r.read().decode()
+            except urllib.error.HTTPError as e:
+                status = e.code
+                time.sleep(0.2)
+        assert status == 200 and "bokeh" in page.lower()
+        client.cluster.close()

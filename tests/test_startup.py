@@ -52,8 +52,20 @@ def test_the_modules_workers_warm_up_exist():
 
 def test_the_pipeline_client_does_not_load_what_only_kernels_use():
     """scipy.signal and scipy.stats cost ~1 s to import; the client process only builds
-    graphs (the kernels that need them import them in the task)."""
+    graphs (the kernels that need them import them in the task); CNMF-E's modules load
+    for a one-photon run only."""
     probe = ("import sys; import calcium_dask.pipeline, calcium_dask.fields; "
-             "print(sorted(m for m in ('scipy.signal', 'scipy.stats', 'scipy.optimize') if m in sys.modules))")
+             "print(sorted(m for m in ('scipy.signal', 'scipy.stats', 'scipy.optimize', 'calcium_dask.cnmf.cnmfe') "
+             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_the_worker_server_starts_before_the_numerical_stack_loads():
+    """``calcium-dask run`` launches its workers' fork server first thing: that costs this
+    process Dask's configuration only (the server imports the rest, on another core)."""
+    code = ("from calcium_dask import worker_server\n"
+            "assert worker_server.start()\n"
+            "import multiprocessing.forkserver as f\n"
+            "assert f._forkserver._forkserver_pid")
+    assert _loaded_after(f"exec({code!r})") == ["dask"]

@@ -20,7 +20,7 @@ import sys
 import time
 import types
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import xarray as xr
 
@@ -28,15 +28,29 @@ from ..params import Params
 from ..results import Results, open_results
 from ..store import ResultsStore, as_store
 from ..traces import TraceArrays, TraceLayout, scratch_store
-from .cnmfe import CNMFEPatchSet, NoSeedsWarning, correlation_pnr, fit_patches_cnmfe, refit_cnmfe, seeding_dataset
 from .output import write_estimates
 from .patches import PatchSet, fit_patches
 from .refit import RefitResult
 from .refit import refit as _refit
 
+if TYPE_CHECKING:
+    from .cnmfe import CNMFEPatchSet
+
 __all__ = ["cnmf", "fit", "refit", "correlation_pnr", "PatchSet", "CNMFEPatchSet", "RefitResult", "NoSeedsWarning"]
 
 STAGE = "cnmf"
+
+#: CNMF-E's names, its modules imported on first use: a two-photon run's client never
+#: needs them, and they cost ~0.2 s of its start
+_ONE_PHOTON = ("CNMFEPatchSet", "NoSeedsWarning", "correlation_pnr")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ONE_PHOTON:
+        from . import cnmfe
+
+        return getattr(cnmfe, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _movie_of(mc: Any) -> tuple[xr.DataArray, xr.Dataset | None, xr.Dataset | None, ResultsStore | None]:
@@ -65,6 +79,8 @@ def fit(mc: Any, params: Params) -> PatchSet | CNMFEPatchSet:
     """
     movie = _movie_of(mc)[0].assign_attrs(check_nan=params.preprocess.check_nan)
     if params.init.method_init == "corr_pnr":
+        from .cnmfe import NoSeedsWarning, fit_patches_cnmfe
+
         ps = fit_patches_cnmfe(movie, params)
         if ps.A.shape[1] == 0:
             warnings.warn(_no_seeds(ps, params), NoSeedsWarning, stacklevel=2)
@@ -111,6 +127,7 @@ def _run_refit(movie: xr.DataArray, patches: PatchSet | CNMFEPatchSet, params: P
     """The refit, writing its traces to the root of ``store`` (scratch arrays in /scratch);
     CNMF-E's also writes the images its seeds were chosen on (``/corr_pnr``)."""
     from ..movie_blocks import frame_source
+    from .cnmfe import CNMFEPatchSet, refit_cnmfe, seeding_dataset
 
     source = frame_source(movie)
     layout = TraceLayout.for_movie(movie.shape[0], source.t_chunk)
