@@ -4,7 +4,7 @@ their modules once, with the environment their libraries read when they load.
 A local worker started by Python's ``spawn`` (Dask's default) is a new interpreter that
 imports Dask, then its tasks' modules (xarray, dask.array, zarr, OpenCV, numba): ~1.3 s of
 CPU each, on the cores the client needs at the same moment. With ``forkserver`` one
-process imports them (:mod:`calcium_dask.worker_imports`) and every worker is a fork of
+process imports them (``calcium_dask.worker_imports``) and every worker is a fork of
 it. :func:`start` launches that server early, for a command that will start a local
 cluster after work of its own; :func:`calcium_dask.cluster.connect` uses it in any case.
 
