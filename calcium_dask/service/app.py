@@ -29,6 +29,7 @@ from .db import Database, describe_error
 from .paths import AllowedRoots, PathRefused
 from .queue import RunConflict, RunNotFound
 from .runner import Runner
+from .runner_process import RunnerProcess
 from .status import CachedStatus, StatusCache, send_json
 
 __all__ = ["ServiceConfig", "Service", "create_app"]
@@ -55,7 +56,7 @@ class Service:
 
     config: ServiceConfig
     db: Database
-    runner: Runner | None = None
+    runner: Runner | RunnerProcess | None = None
     lock: Any = None  # the state folder's lock file, held while the service lives
     tokens: TokenChecker = field(init=False)
     status: StatusCache = field(init=False)  # runs' status JSON, read back for a short while
@@ -64,10 +65,24 @@ class Service:
         self.tokens = TokenChecker(self.db)
         self.status = StatusCache()
 
-    def cached_token(self, headers: list[tuple[bytes, bytes]]) -> int | None:
-        """The id of the token in raw ASGI ``headers`` if the checker knows it (no database)."""
-        found = {k: v.decode("latin-1") for k, v in headers if k in (b"authorization", b"cookie")}
-        return self.tokens.cached(request_token(found.get(b"authorization"), found.get(b"cookie")))
+    async def token(self, headers: list[tuple[bytes, bytes]]) -> int | None:
+        """The id of the valid token in raw ASGI ``headers``, or None (the database is asked,
+        on a worker thread, when the checker's cache does not know it)."""
+        from starlette.concurrency import run_in_threadpool
+
+        token = _token_of(headers)
+        found = self.tokens.cached(token)
+        if found is not None or not token:
+            return found
+        try:
+            return await run_in_threadpool(self.tokens.check, token)
+        except SQLAlchemyError:  # the API answers it (503, the database is down)
+            return None
+
+
+def _token_of(headers: list[tuple[bytes, bytes]]) -> str | None:
+    found = {k: v.decode("latin-1") for k, v in headers if k in (b"authorization", b"cookie")}
+    return request_token(found.get(b"authorization"), found.get(b"cookie"))
 
 
 def create_app(service: Service, *, echo: Callable[[str], None] | None = None) -> FastAPI:
@@ -107,7 +122,7 @@ def create_app(service: Service, *, echo: Callable[[str], None] | None = None) -
     app.include_router(pages.router)
     pages.mount_static(app)
     # innermost, so CORS, the body limit and the security headers apply to cached reads too
-    app.add_middleware(CachedStatus, cache=service.status, token_of=service.cached_token)
+    app.add_middleware(CachedStatus, cache=service.status, token_of=service.token)
     if service.config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 

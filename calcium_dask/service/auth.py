@@ -102,6 +102,7 @@ class TokenChecker:
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[int, float]] = {}  # digest -> (token id, valid until)
         self._touched: dict[int, float] = {}
+        self._checking: dict[str, threading.Lock] = {}  # digest -> held while it is looked up
 
     def cached(self, token: str | None) -> int | None:
         """The token's id if it was found valid within the last ``CACHE_SECONDS`` (no database read)."""
@@ -117,6 +118,20 @@ class TokenChecker:
         if hit is not None or not token or len(token) > 512:
             return hit
         d = digest(token)
+        with self._lock:
+            lookup = self._checking.setdefault(d, threading.Lock())
+        with lookup:  # a token's cache entry expires for all its requests at once: one query
+            hit = self.cached(token)
+            if hit is not None:
+                return hit
+            try:
+                return self._look_up(d)
+            finally:
+                with self._lock:
+                    self._checking.pop(d, None)
+
+    def _look_up(self, d: str) -> int | None:
+        """The id of the token of digest ``d`` from the database (then cached), or None."""
         now = time.monotonic()
         with self.db.session() as s:
             row = s.execute(select(Token.id, Token.digest).where(Token.digest == d, Token.revoked.is_(False))).first()

@@ -19,7 +19,7 @@ from .auth import load_token_file
 from .db import Database, default_url
 from .models import Token
 from .paths import AllowedRoots
-from .runner import Runner
+from .runner_process import RunnerProcess, RunnerSpec
 
 __all__ = ["ServeOptions", "ServiceError", "build", "serve"]
 
@@ -84,7 +84,8 @@ def build(opts: ServeOptions, *, echo: Any = None) -> tuple[Service, Any]:
     except OSError as e:
         raise ServiceError(f"{state_dir}: cannot create the state folder ({e.strerror or e})") from None
     lock = _lock(state_dir)
-    db = Database(opts.db_url or default_url(state_dir))
+    db_url = opts.db_url or default_url(state_dir)
+    db = Database(db_url)
     db.upgrade()
     db.check_writable()
     if opts.token_file:
@@ -94,8 +95,10 @@ def build(opts: ServeOptions, *, echo: Any = None) -> tuple[Service, Any]:
             say("warning: no token yet; make one with: calcium-dask serve create-token "
                 f"--db '{db.describe()}'")
     owner = f"{socket.gethostname()}:{state_dir}"
-    runner = Runner(db, roots, owner, scheduler=opts.scheduler, n_workers=opts.n_workers,
-                    max_concurrent=opts.max_concurrent)
+    # the runner in a process of its own: its pipelines' clients and the local scheduler
+    # would otherwise share this process's interpreter lock with the requests
+    runner = RunnerProcess(RunnerSpec(db_url, tuple(opts.roots), owner, scheduler=opts.scheduler,
+                                      n_workers=opts.n_workers, max_concurrent=opts.max_concurrent))
     service = Service(ServiceConfig(roots, state_dir, opts.max_body, tuple(opts.cors_origins)), db, runner, lock)
     return service, create_app(service, echo=say)
 
@@ -111,6 +114,11 @@ def serve(opts: ServeOptions, *, echo: Any = None) -> None:
     say = echo or (lambda line: print(line, file=sys.stderr, flush=True))
     set_quiet(True)  # runs report to the database, not to this terminal
     service, app = build(opts, echo=say)
+    # what a submission is checked with (parameters, stage names: the pipeline's modules,
+    # ~1.5 s to import): loaded now, not by the first request while others wait behind it
+    import calcium_dask.batch  # noqa: F401
+    import calcium_dask.pipeline  # noqa: F401
+
     sock = _bind(opts.host, opts.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host

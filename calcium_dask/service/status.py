@@ -5,16 +5,17 @@ handler, :func:`calcium_dask.service.api.get_run`) and answered from memory in b
 ASGI middleware ahead of the framework's routing: under hundreds of simultaneous polls a read
 costs a token look-up in the checker's cache and a dictionary look-up, instead of two queries,
 a hop to a worker thread and a validation of the response. A read may lag the database by up
-to ``TTL``; the service's own changes to a run (cancel, retry) drop its entry at once. A token
-the checker has not seen recently, a cookie-less request without a token, a run not in
-memory: all go through the API as before, so answers and errors are the API's.
+to ``TTL``; the service's own changes to a run (cancel, retry) drop its entry at once. A
+request without a valid token, a run not in memory, a database that cannot be asked: all go
+through the API as before, so answers and errors are the API's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -51,20 +52,44 @@ class StatusCache:
 class CachedStatus:
     """ASGI middleware: a fresh cached status answers ``GET /api/runs/{id}`` for a known token.
 
-    ``token_of(headers)`` gives a request's token id from the token checker's cache only (no
-    database), or None; anything else goes on to ``app``."""
+    ``await token_of(headers)`` gives a request's valid token id, or None: the API then
+    answers (401), as it does every other request. Reads of a run whose status is
+    being rendered wait for that rendering instead of starting their own: after a pause
+    every entry has expired, and hundreds of polls arriving at once for a few runs rendered
+    each run hundreds of times (2 ms of CPU each) where once is enough."""
 
-    def __init__(self, app: ASGIApp, cache: StatusCache, token_of: Callable[[list[tuple[bytes, bytes]]], int | None]) -> None:
+    def __init__(self, app: ASGIApp, cache: StatusCache, token_of: Callable[[list[tuple[bytes, bytes]]], Awaitable[int | None]]) -> None:
         self.app, self.cache, self.token_of = app, cache, token_of
+        self._rendering: dict[int, asyncio.Event] = {}  # run id -> set when its rendering ends
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET":
-            m = PATH.fullmatch(scope["path"])
-            body = self.cache.get(int(m.group(1))) if m else None
-            if body is not None and self.token_of(scope["headers"]) is not None:
-                await send_json(send, 200, body)
-                return
-        await self.app(scope, receive, send)
+        run_id = await self._cacheable(scope)
+        if run_id is None:
+            await self.app(scope, receive, send)
+            return
+        body = self.cache.get(run_id)
+        if body is None and run_id in self._rendering:
+            await self._rendering[run_id].wait()
+            body = self.cache.get(run_id)  # None if it was not a 200 (404, 503...): ask the API
+        if body is not None:
+            await send_json(send, 200, body)
+            return
+        done = self._rendering.setdefault(run_id, asyncio.Event())
+        try:
+            await self.app(scope, receive, send)  # the API renders it and puts it in the cache
+        finally:
+            if self._rendering.get(run_id) is done:
+                del self._rendering[run_id]
+            done.set()
+
+    async def _cacheable(self, scope: Scope) -> int | None:
+        """The run id of a status read with a valid token, else None."""
+        if scope["type"] != "http" or scope["method"] != "GET":
+            return None
+        m = PATH.fullmatch(scope["path"])
+        if m is None or await self.token_of(scope["headers"]) is None:
+            return None
+        return int(m.group(1))
 
 
 async def send_json(send: Send, status: int, body: bytes) -> None:

@@ -10,6 +10,7 @@ import sys
 import threading
 
 import httpx
+import psutil
 import pytest
 from click.testing import CliRunner
 
@@ -77,7 +78,11 @@ def test_a_killed_service_resumes_its_runs_without_duplicates(state, movie, clie
         run = wait_stage(api.get, long_run, "motion")
     assert run["state"] == "running", "the run ended before the service could be killed"
     motion_mark = ResultsStore(str(results / "a.zarr")).stages()["motion"]
+    children = psutil.Process(first.proc.pid).children(recursive=True)  # the runner process
+    assert children
     assert first.stop(signal.SIGKILL) == -signal.SIGKILL
+    gone, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive, f"left running after the service was killed: {[p.cmdline() for p in alive]}"
 
     db = Database(default_url(state_dir))
     with db.engine.connect() as conn:  # what the killed service left: a run marked running

@@ -83,3 +83,48 @@ def test_the_status_cache_forgets_expired_runs_past_its_size(monkeypatch):
     assert cache.get(9) == b'{"id": 9}' and len(cache._entries) == 1
     cache.drop(9)
     assert cache.get(9) is None
+
+
+def test_simultaneous_reads_of_an_expired_status_render_it_once(api, harness, monkeypatch):
+    """Hundreds of polls arriving together after a pause rendered each run once per poll;
+    they wait for the one rendering in progress instead."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rid = api.post("/api/runs", json=harness.body()).json()["id"]
+    cache = harness.service.status
+    real_put, puts = cache.put, []
+
+    def slow_put(run_id, body):  # the rendering takes a while: the other reads arrive meanwhile
+        puts.append(run_id)
+        time.sleep(0.3)
+        real_put(run_id, body)
+
+    monkeypatch.setattr(cache, "put", slow_put)
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(lambda _: api.get(f"/api/runs/{rid}"), range(20)))
+    assert {r.status_code for r in answers} == {200}
+    assert len({r.content for r in answers}) == 1
+    assert puts == [rid]
+
+
+def test_reads_arriving_as_their_token_expires_ask_the_database_once(api, harness, monkeypatch):
+    """The checker's cache forgets a token for all its requests at once: they wait for the
+    one look-up, and are still answered from the status cache."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rid = api.post("/api/runs", json=harness.body()).json()["id"]
+    assert api.get(f"/api/runs/{rid}").status_code == 200
+    tokens = harness.service.tokens
+    tokens._cache.clear()  # the token's entry expired
+    real, looked = tokens._look_up, []
+
+    def slow_look_up(d):
+        looked.append(d)
+        time.sleep(0.3)
+        return real(d)
+
+    monkeypatch.setattr(tokens, "_look_up", slow_look_up)
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(lambda _: api.get(f"/api/runs/{rid}"), range(20)))
+    assert {r.status_code for r in answers} == {200}
+    assert len(looked) == 1
