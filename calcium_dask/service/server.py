@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import gc
 import os
 import socket
 import sys
@@ -119,6 +120,9 @@ def serve(opts: ServeOptions, *, echo: Any = None) -> None:
     import calcium_dask.batch  # noqa: F401
     import calcium_dask.pipeline  # noqa: F401
 
+    # the modules' objects (a million and more) stay for the process's life: out of the
+    # collector's sight, its full passes no longer stop every request for ~0.1-0.3 s
+    gc.freeze()
     sock = _bind(opts.host, opts.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host

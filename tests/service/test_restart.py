@@ -124,3 +124,23 @@ def test_one_state_folder_serves_one_service(state, movie, capsys):
     again.lock.close()
     first.db.close()
     again.db.close()
+
+
+def test_serve_hides_its_startup_objects_from_the_collector(state, monkeypatch):
+    """A full collection over the imported modules' objects took ~0.1-0.3 s, during which
+    no request was answered; frozen before serving, they are never scanned again."""
+    import gc
+
+    import uvicorn
+
+    from calcium_dask.service.server import ServeOptions, serve
+
+    state_dir, _, results = state
+    frozen = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: frozen.append(gc.get_freeze_count()))
+    try:
+        serve(ServeOptions(roots=[str(results)], state_dir=str(state_dir), scheduler="tcp://127.0.0.1:9",
+                           port=0), echo=lambda line: None)
+    finally:
+        gc.unfreeze()
+    assert frozen and frozen[0] > 100_000
