@@ -57,17 +57,18 @@ def start(start_method: str | None = None) -> bool:
     cluster to use instead."""
     if os.environ.get("DASK_SCHEDULER_ADDRESS"):
         return False
+    settle_imports()
     return launch(spawn_config(start_method))
 
 
 def launch(config: dict[str, Any]) -> bool:
     """Launch the fork server of :func:`spawn_config`'s ``config`` unless it runs already
-    (a running server keeps its preload and environment); whether the method is forkserver."""
+    (a running server keeps its preload and environment); whether the method is forkserver.
+    The caller has settled OpenCV's import (:func:`settle_imports`)."""
     if config.get(METHOD_KEY) != "forkserver":
         return False
     import multiprocessing.forkserver as forkserver
 
-    settle_imports()
     multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
     env = {k: str(v) for k, v in config[ENV_KEY].items()}
     saved = {k: os.environ.get(k) for k in env}

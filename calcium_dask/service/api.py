@@ -46,10 +46,7 @@ async def require_token(request: Request) -> int:
     send JSON or YAML: a form on another site can send neither, so it cannot act with the
     cookie (CSRF).
     """
-    tokens, token = service_of(request).tokens, _token(request)
-    tid = tokens.cached(token)
-    if tid is None:
-        tid = await run_in_threadpool(tokens.check, token)
+    tid = await service_of(request).tokens.check_async(_token(request))
     if tid is None:
         raise HTTPException(401, "a valid token is required (Authorization: Bearer TOKEN)",
                             headers={"WWW-Authenticate": "Bearer"})

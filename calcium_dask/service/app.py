@@ -68,14 +68,8 @@ class Service:
     async def token(self, headers: list[tuple[bytes, bytes]]) -> int | None:
         """The id of the valid token in raw ASGI ``headers``, or None (the database is asked,
         on a worker thread, when the checker's cache does not know it)."""
-        from starlette.concurrency import run_in_threadpool
-
-        token = _token_of(headers)
-        found = self.tokens.cached(token)
-        if found is not None or not token:
-            return found
         try:
-            return await run_in_threadpool(self.tokens.check, token)
+            return await self.tokens.check_async(_token_of(headers))
         except SQLAlchemyError:  # the API answers it (503, the database is down)
             return None
 

@@ -112,6 +112,13 @@ class TokenChecker:
             hit = self._cache.get(digest(token))
         return hit[0] if hit is not None and hit[1] > time.monotonic() else None
 
+    async def check_async(self, token: str | None) -> int | None:
+        """:meth:`check` from the event loop: the cache at once, the database on a worker thread."""
+        from starlette.concurrency import run_in_threadpool
+
+        hit = self.cached(token)
+        return hit if hit is not None or not token else await run_in_threadpool(self.check, token)
+
     def check(self, token: str | None) -> int | None:
         """The token's id, or None when it is missing, unknown or revoked."""
         hit = self.cached(token)
