@@ -78,7 +78,8 @@ class _Reporter:
 Reduction = tuple[Sequence[Any], Callable[[list[Any]], Any]]
 
 
-WAVE = 2000  # objects in flight at once: the scheduler's memory stays bounded for any session length
+FLIGHT_PER_THREAD = 4  # objects in flight per worker thread: each has its next ones queued
+MIN_FLIGHT, MAX_FLIGHT = 8, 2000  # bounds of the objects in flight, whatever the cluster's size
 GATHER_BATCH = 256  # finished objects whose results are fetched together
 
 
@@ -98,10 +99,12 @@ def compute(objs: Sequence[Any], *, label: str, urgent: int = 0,
     part: correcting 20,000 frames, 60 partial sums of 8 MB each piled up on a worker).
     Without one, they are combined in a fixed tree, in the order the local scheduler runs.
 
-    On a client at most ``WAVE`` objects (and parts) are in flight: the rest are submitted
-    as those finish, in their order (an object and the parts at the same position, which
-    usually share their inputs, go together). A pass over millions of frames never puts
-    its whole graph on the scheduler.
+    On a client at most :func:`flight_size` objects (and parts) are in flight: the rest are
+    submitted as those finish, in their order (an object and the parts at the same
+    position, which usually share their inputs, go together). A pass over millions of
+    frames never puts its whole graph on the scheduler, and the workers never read far
+    ahead of what they compute: what the scheduler and each worker hold depends on the
+    cluster's size, not on the session's length.
     """
     objs, sums = list(objs), list(sums)
     if any(len(parts) == 0 for parts, _ in sums):
@@ -133,6 +136,19 @@ def _tree(parts: list[Any], combine: Callable[[list[Any]], Any], split_every: in
     return parts[0]
 
 
+def flight_size(client: Any) -> int:
+    """Objects a pass keeps in flight on ``client``'s cluster: ``FLIGHT_PER_THREAD`` per
+    worker thread, within ``MIN_FLIGHT`` and ``MAX_FLIGHT``.
+
+    Enough that every thread has its next object queued when one finishes (the pass
+    refills when half have finished); no more, since the scheduler sends the reads of
+    every object in flight to the workers as threads free up, and their data waits there
+    (a motion pass over 60,000 frames with all its 60 blocks in flight held 3 blocks of
+    raw frames per worker; over 20,000, 1 or 2)."""
+    threads = sum(int(w.get("nthreads", 1)) for w in client.scheduler_info().get("workers", {}).values())
+    return min(MAX_FLIGHT, max(MIN_FLIGHT, FLIGHT_PER_THREAD * threads))
+
+
 class _Flight:
     """Futures of one :func:`compute` call on a client: submitted in bounded waves, results
     kept as they finish, sums reduced pairwise as their parts finish.
@@ -146,6 +162,7 @@ class _Flight:
         from distributed import as_completed
 
         self.client, self.rep = client, rep
+        self.size = flight_size(client)
         self.results: list[Any] = [None] * len(objs)
         self.combines = [c for _, c in sums]
         self.waiting: list[Any] = [None] * len(sums)  # a part (or partial sum) waiting for its pair
@@ -183,7 +200,7 @@ class _Flight:
             entry[1].append((slot, sum_i, counts))
 
     def _submit_wave(self) -> None:
-        batch = [self.queue.pop() for _ in range(min(WAVE - len(self.roles), len(self.queue)))]
+        batch = [self.queue.pop() for _ in range(min(self.size - len(self.roles), len(self.queue)))]
         if not batch:
             return
         futures = self.client.compute([obj for _, _, obj in batch], retries=RETRIES)
@@ -207,7 +224,7 @@ class _Flight:
                     self._fold(sum_i, fut)
             if len(self.finished) >= GATHER_BATCH:
                 self._gather()
-            if len(self.roles) <= WAVE // 2:
+            if len(self.roles) <= self.size // 2:
                 self._submit_wave()
         self._gather()
         return self.results + self.client.gather(self.waiting)

@@ -103,3 +103,27 @@ def test_equal_parts_and_objects_each_count(client):
 def test_a_sum_without_parts_is_an_error():
     with pytest.raises(ValueError, match="at least one part"):
         compute([], label="test", sums=[([], sum)])
+
+
+def test_a_pass_keeps_a_few_objects_per_thread_in_flight(monkeypatch):
+    """However many objects a pass has, at most ``flight_size`` are on the cluster at once
+    (their reads would otherwise pile up on the workers), and every result comes back in
+    its place."""
+    from distributed import Client, LocalCluster
+
+    seen: list[int] = []
+    submit = engine._Flight._submit_wave
+
+    def counted(self):
+        submit(self)
+        seen.append(len(self.roles))
+
+    monkeypatch.setattr(engine._Flight, "_submit_wave", counted)
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster, set_as_default=False) as client, client.as_current():
+        size = engine.flight_size(client)
+        assert size == max(engine.MIN_FLIGHT, 2 * engine.FLIGHT_PER_THREAD)
+        objs = [dask.delayed(lambda i: time.sleep(0.005) or i * i, pure=False)(i) for i in range(60)]
+        out = compute(objs, label="test", sums=[([dask.delayed(lambda i: i)(i) for i in range(60)], sum)])
+    assert out == [i * i for i in range(60)] + [sum(range(60))]
+    assert len(seen) > 60 // size and max(seen) <= size, seen
