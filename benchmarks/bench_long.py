@@ -10,7 +10,9 @@ alike, so a 200,000-frame session (26 GB as uint16) costs 1.3 GB of disk. Each l
 end to end with ``calcium-dask run`` against a real ``dask scheduler`` and ``--workers``
 ``dask worker`` processes (one thread, ``--memory-limit`` each), started here, so that the
 client (the ``calcium-dask run`` process), the scheduler and each worker are measured apart:
-their peak RSS is sampled every 0.25 s. Printed per length: peak RSS of each process, seconds
+their peak RSS is sampled every 0.25 s, and each worker charges its RSS to the task prefixes
+it is running (``task_memory.py``, a worker preload), so that a peak names its phase. Each
+length gets a new cluster. Printed per length: peak RSS of each process, seconds
 per 1,000 frames of each stage, bytes written per input byte, accepted F1 and median trace
 correlation against the truth; then each figure at the longest length over the shortest.
 The results stores are deleted (``--keep`` keeps them).
@@ -36,6 +38,8 @@ import numpy as np
 import psutil
 
 SIZE = 256
+PRELOAD = Path(__file__).with_name("task_memory.py")  # each worker's peak RSS by task prefix
+TOP_TASKS = 8
 
 
 def simulation(frames: int, seed: int) -> Any:
@@ -113,7 +117,7 @@ class Cluster:
         sched_file = self.directory / "scheduler.json"
         sched_file.unlink(missing_ok=True)
         self.procs.append(subprocess.Popen([str(bindir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
-                                            "--no-dashboard", "--scheduler-file", str(sched_file)], env=env,
+                                            "--no-dashboard", "--scheduler-file", str(sched_file), "--preload", str(PRELOAD)], env=env,
                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         for _ in range(600):
             if sched_file.exists() and sched_file.stat().st_size:
@@ -125,13 +129,22 @@ class Cluster:
         for _ in range(self.workers):
             self.procs.append(subprocess.Popen(
                 [str(bindir / "dask"), "worker", self.address, "--nthreads", "1", "--memory-limit", self.memory_limit,
-                 "--no-dashboard", "--host", "127.0.0.1"], env=env, stdout=subprocess.DEVNULL,
+                 "--no-dashboard", "--host", "127.0.0.1", "--preload", str(PRELOAD)], env=env, stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL))
         from distributed import Client
 
         with Client(self.address, timeout="60s") as c:
             c.wait_for_workers(self.workers, timeout=120)
         return self
+
+    def task_peaks(self) -> dict[str, Any]:
+        """Each worker's peak RSS (and managed bytes then) per task prefix, and the scheduler's
+        peak with its tasks by prefix then ("scheduler"), since the last call."""
+        import task_memory
+        from distributed import Client
+
+        with Client(self.address, timeout="60s") as c:
+            return {**c.run(task_memory.peaks), "scheduler": c.run_on_scheduler(task_memory.scheduler_peak)}
 
     def stop(self) -> None:
         for p in reversed(self.procs):
@@ -156,6 +169,7 @@ class Result:
     recall: float
     trace_corr: float
     n_accepted: int
+    by_task: dict[str, Any] = field(default_factory=dict)  # task_memory's records: workers' and the scheduler's
 
 
 def _du(path: Path) -> int:
@@ -198,6 +212,7 @@ def run_length(base: Path, truth: Any, frames: int, cluster: Cluster, out: Path,
     code = client.wait()
     wall = time.perf_counter() - t0
     peaks.stop()
+    by_task = cluster.task_peaks()
     if code:
         raise SystemExit(f"calcium-dask run failed with exit code {code} at {frames} frames")
     from calcium_dask.store import ResultsStore
@@ -205,7 +220,7 @@ def run_length(base: Path, truth: Any, frames: int, cluster: Cluster, out: Path,
     stages = ResultsStore(str(store)).stages()
     f1, recall, corr, n_acc = score(store, truth, repeats)
     res = Result(frames, dict(peaks.peak), {k: float(v["seconds"]) for k, v in stages.items()}, wall,
-                 _du(store), frames * SIZE * SIZE * 2, f1, recall, corr, n_acc)
+                 _du(store), frames * SIZE * SIZE * 2, f1, recall, corr, n_acc, by_task)
     if not args.keep:
         shutil.rmtree(store, ignore_errors=True)
     return res
@@ -218,6 +233,15 @@ def report(r: Result) -> None:
     print(f"{r.frames:>8} frames: wall {r.wall:.0f} s; peak RSS: {mem}", flush=True)
     print(f"{'':>16}s per 1000 frames: {per}; written/input bytes {r.written / r.input_bytes:.3f}; "
           f"accepted {r.n_accepted}, F1 {r.f1:.3f}, recall {r.recall:.3f}, median trace corr {r.trace_corr:.3f}", flush=True)
+    rss, tasks = r.by_task.get("scheduler", (0, {}))
+    top_tasks = sorted(tasks.items(), key=lambda kv: -kv[1])[:TOP_TASKS]
+    print(f"{'':>16}scheduler at its peak ({rss / 2**20:.0f} MB) held {sum(tasks.values())} tasks: "
+          + ", ".join(f"{k} {n}" for k, n in top_tasks), flush=True)
+    workers = {k: v for k, v in r.by_task.items() if k != "scheduler"}
+    for i, (_, record) in enumerate(sorted(workers.items()), 1):
+        top = sorted(record.items(), key=lambda kv: -kv[1][0])[:TOP_TASKS]
+        print(f"{'':>16}worker{i} peak RSS while running (managed MB): "
+              + ", ".join(f"{k} {rss / 2**20:.0f} ({m / 2**20:.0f})" for k, (rss, m) in top), flush=True)
 
 
 def ratios(first: Result, last: Result) -> None:
@@ -284,14 +308,16 @@ def main(argv: list[str] | None = None) -> None:
 
     base = base_movie(work, args.base, args.seed)
     truth = GroundTruth.load(base.parent / "truth.npz")
-    cluster = Cluster(args.workers, args.memory_limit, work).start()
     results = []
     try:
-        for n in args.frames:
-            results.append(run_length(base, truth, n, cluster, work, args))
+        for n in args.frames:  # a new cluster for each length: no length inherits another's processes
+            cluster = Cluster(args.workers, args.memory_limit, work).start()
+            try:
+                results.append(run_length(base, truth, n, cluster, work, args))
+            finally:
+                cluster.stop()
             report(results[-1])
     finally:
-        cluster.stop()
         if not args.dir:
             shutil.rmtree(work, ignore_errors=True)
     if len(results) > 1:
