@@ -73,3 +73,28 @@ def test_seeding_stops_at_the_thresholds_and_at_max_number(miniscope):
     assert images.pnr.max() < 1000  # the images are still there to choose thresholds on
     two, _, _ = seed_corr_pnr(movie, SeedOptions(**base, min_pnr=8.0, max_number=2))
     assert two.shape[1] == 2
+
+
+def test_a_seed_refreshes_the_images_around_it_as_if_recomputed(miniscope):
+    """After a neuron is subtracted, the correlation in its box and the PNR in the wider box
+    are those of the whole updated filtered movie (computed on a smaller region: a pixel's
+    local correlation needs only its neighbours)."""
+    from calcium_dask.cnmf.kernels.corr_pnr import _local_correlation, _SeedState
+
+    movie, _ = miniscope
+    state = _SeedState(movie, SeedOptions(gSig=(3.0, 3.0), gSiz=(13, 13), min_corr=0.8, min_pnr=9.0,
+                                          center_psf=True))
+    boxes = []
+    for y, x in state.candidates()[:3]:
+        state.searched[y, x] = True
+        seed = state.try_seed(y, x)
+        if seed is not None:
+            boxes.append(seed[0][0])
+    assert boxes
+    noise = state.images.noise
+    kept = np.where(state.filtered >= state.opt.thresh_init * noise, state.filtered, np.float32(0.0))
+    whole_cn = _local_correlation(kept)
+    whole_pnr = state.filtered.max(axis=0) / noise
+    last = boxes[-1]  # earlier boxes may have been changed by later seeds outside them
+    np.testing.assert_allclose(state.cn[last], whole_cn[last], atol=1e-5)
+    np.testing.assert_allclose(state.pnr[last], whole_pnr[last], rtol=1e-6)

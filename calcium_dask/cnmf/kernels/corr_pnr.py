@@ -275,13 +275,15 @@ class _SeedState:
             box[1].start - wide[1].start:box[1].stop - wide[1].start] = ai
         a_filt = cv2.filter2D(img, -1, self.kernel, borderType=cv2.BORDER_REFLECT)
         self.filtered[(slice(None), *wide)] -= ci[:, None, None] * a_filt
-        part = self.filtered[(slice(None), *wide)]
-        noise = self.images.noise[wide]
-        self.pnr[wide] = part.max(axis=0) / noise
-        kept = np.where(part >= self.opt.thresh_init * noise, part, 0.0).astype(np.float32)
+        self.pnr[wide] = self.filtered[(slice(None), *wide)].max(axis=0) / self.images.noise[wide]
+        # the correlation is refreshed in the box: a pixel's needs only its 8 neighbours
+        near = (slice(max(0, box[0].start - 1), min(self.h, box[0].stop + 1)),
+                slice(max(0, box[1].start - 1), min(self.w, box[1].stop + 1)))
+        part, noise = self.filtered[(slice(None), *near)], self.images.noise[near]
+        kept = np.where(part >= self.opt.thresh_init * noise, part, np.float32(0.0))
         cn = _local_correlation(kept)
-        self.cn[box] = cn[box[0].start - wide[0].start:box[0].stop - wide[0].start,
-                          box[1].start - wide[1].start:box[1].stop - wide[1].start]
+        self.cn[box] = cn[box[0].start - near[0].start:box[0].stop - near[0].start,
+                          box[1].start - near[1].start:box[1].stop - near[1].start]
 
     def _matrices(self, footprints, traces) -> sp.csc_matrix:
         A = np.zeros((self.h, self.w, len(traces)), np.float32)
