@@ -14,7 +14,8 @@ the correction and of no correction, the accepted units' F1, precision and recal
 0.3) and median trace correlation with the true calcium, all units' recall, how the
 two-photon shape classifier (``use_cnn``, off in the preset) scores the units that match a
 true neuron and the others, and the wall time of each stage (``run_pipeline(..., until=stage)`` resuming stage by stage)
-and of the whole run (simulation not included). The seeds' movies are
+and of the whole run (simulation not included), and the largest peak RSS of a worker during
+the run (sampled every 0.1 s; run ``--frames`` 2400 and 9600 to see it flat in the frames). The seeds' movies are
 deleted afterwards (``--keep`` keeps them). The seeds the preset was tuned on were 1, 4
 and 8 (tests, demo); the default seeds are others.
 """
@@ -22,6 +23,7 @@ and 8 (tests, demo); the default seeds are others.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import shutil
 import sys
@@ -68,7 +70,9 @@ def score(store, truth) -> dict[str, float]:
             "cnn_false": float(np.mean(cnn[~true_unit] >= thr)) if (~true_unit).any() else float("nan")}
 
 
-def run_seed(folder: Path, size: int, frames: int, seed: int, params) -> tuple[dict, dict]:
+def run_seed(folder: Path, size: int, frames: int, seed: int, params, worker_pids: list[int]) -> tuple[dict, dict]:
+    from bench_long import Peaks
+
     from calcium_dask.datasets import GroundTruth, write_movie
     from calcium_dask.pipeline import run_pipeline
 
@@ -79,13 +83,19 @@ def run_seed(folder: Path, size: int, frames: int, seed: int, params) -> tuple[d
 
     stages: dict[str, float] = {}
     out, p = str(movie.parent / "results.zarr"), params.replace(fr=sp.fr)
+    peaks = Peaks(interval=0.1)
+    for pid in worker_pids:
+        peaks.watch(str(pid), pid)
+    peaks.start()
     for i, name in enumerate(STAGES):  # one stage per call (the run resumes): each one's wall time
         t0 = time.perf_counter()
         summary = run_pipeline(str(movie), out, p, until=name, force=i == 0)
         stages[name] = time.perf_counter() - t0
+    peaks.stop()
     wall = sum(stages.values())
     figures = score(summary.store, GroundTruth.load(movie.parent / "truth.npz"))
     figures["wall"] = wall
+    figures["worker_peak"] = max(peaks.peak.values())
     return figures, stages
 
 
@@ -120,9 +130,10 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     try:
         with LocalCluster(n_workers=args.workers, threads_per_worker=1, memory_limit=args.memory_limit,
-                          dashboard_address=":0", scheduler_port=0) as cluster, Client(cluster):
+                          dashboard_address=":0", scheduler_port=0) as cluster, Client(cluster) as client:
+            pids = list(client.run(os.getpid).values())
             for seed in args.seeds:
-                fig, stages = run_seed(folder, args.size, args.frames, seed, params)
+                fig, stages = run_seed(folder, args.size, args.frames, seed, params, pids)
                 rows.append(fig)
                 print(f"seed {seed}: motion RMSE {fig['rmse']:.3f} px (uncorrected {fig['rmse_none']:.3f}); "
                       f"{fig['units']} units, {fig['accepted']} accepted for {fig['true']} true neurons: "
@@ -130,7 +141,8 @@ def main(argv: list[str] | None = None) -> None:
                       f"trace correlation {fig['trace_corr']:.3f}; recall of all units {fig['recall_all']:.3f}; "
                       f"shape classifier (off): cnn_pred >= 0.9 for {100 * fig['cnn_true']:.0f}% of the units "
                       f"that are neurons, {100 * fig['cnn_false']:.0f}% of the others; "
-                      f"wall {fig['wall']:.1f} s (" + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items()) + ")",
+                      f"wall {fig['wall']:.1f} s (" + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items()) + "); "
+                      f"peak worker RSS {fig['worker_peak'] / 2**20:.0f} MB",
                       flush=True)
     finally:
         if not args.keep:

@@ -9,7 +9,10 @@ Starts ``calcium-dask serve`` in a subprocess on loopback (its own local cluster
 runs, ``--concurrency`` requests in flight at a time, and times each request from this
 process; ``--rounds`` - 1 more bursts of reads follow every ``--every`` seconds while both
 runs still compute (the first burst meets the runs as they start, the later ones in their
-stages), and the percentiles are given per burst and over all of them. Finally it waits (at most ``--timeout`` seconds) for every run to end and checks
+stages), and the percentiles are given per burst and over all of them. With
+``--connections kept`` each burst opens its connections first and its requests reuse them,
+as pollers keep theirs (default ``new``: a connection per request). Finally it waits (at
+most ``--timeout`` seconds) for every run to end and checks
 that each submitted run is listed exactly once and is ``done``. Loops are bounded; nothing
 listens beyond 127.0.0.1.
 """
@@ -68,11 +71,15 @@ def start_service(state: Path, token_file: Path, workers: int, max_concurrent: i
 
 
 async def load(url: str, headers: dict, ids: list[int], bodies: list[dict], reads: int, concurrency: int,
-               timings: Timings) -> list[int]:
+               timings: Timings, kept: bool = False) -> list[int]:
     """Submissions and reads interleaved, ``concurrency`` in flight; the submitted ids.
 
-    aiohttp sends them: httpx's asynchronous pool spends more time per request than the
-    service does once hundreds are in flight (measured: 41 ms against 7 ms a request)."""
+    Each request opens its own connection, unless ``kept``: then ``concurrency``
+    connections are opened first (a status read each, not timed) and the requests reuse
+    them, as pollers that keep their connection do (a browser's dashboard, a notebook's
+    ``Client``). aiohttp sends them: httpx's asynchronous pool spends more time per request
+    than the service does once hundreds are in flight (measured: 41 ms against 7 ms a
+    request)."""
     import aiohttp
 
     submitted: list[int] = []
@@ -101,6 +108,8 @@ async def load(url: str, headers: dict, ids: list[int], bodies: list[dict], read
             if status != 200:
                 timings.errors.append(f"GET {status}: {out}")
 
+        if kept:  # every connection open before the clock starts
+            await asyncio.gather(*[send("GET", f"/api/runs/{ids[0]}", []) for _ in range(concurrency)])
         jobs = [submit(b) for b in bodies] + [read(rng.choice(ids)) for _ in range(reads)]
         rng.shuffle(jobs)
         await asyncio.gather(*jobs)
@@ -193,7 +202,8 @@ def measure(a: argparse.Namespace, work: Path) -> tuple[list[int], list[int], li
         def burst(round_: int, level: int, bodies: list[dict]) -> Timings:
             t = Timings()
             cpu0, t0 = _cpu(service), time.perf_counter()
-            submitted.extend(asyncio.run(load(url, headers, background + submitted, bodies, a.reads, level, t)))
+            submitted.extend(asyncio.run(load(url, headers, background + submitted, bodies, a.reads, level, t,
+                                              kept=a.connections == "kept")))
             levels.append(Level(round_, level, t, time.perf_counter() - t0, _cpu(service) - cpu0))
             timings.errors.extend(t.errors)
             return t
@@ -226,6 +236,9 @@ def main(argv: list[str] | None = None) -> dict:
                     help="bursts at the first level: the first with the submissions, then reads alone "
                          "every --every seconds while both background runs still compute")
     ap.add_argument("--every", type=float, default=4.0)
+    ap.add_argument("--connections", choices=["new", "kept"], default="new",
+                    help="each request on a new connection, or on connections opened before each burst "
+                         "(as pollers keep theirs)")
     ap.add_argument("--until", default=None, choices=["motion", "cnmf", "evaluate"],
                     help="stop every run after this stage (default: run them whole)")
     ap.add_argument("--workers", type=int, default=2)
@@ -246,7 +259,7 @@ def main(argv: list[str] | None = None) -> dict:
     once = all(ids.count(i) == 1 for i in expected) and len(ids) == len(expected)
     done = all(r["state"] == "done" for r in runs)
     print(f"while 2 runs of {a.frames} frames of {a.size}x{a.size} computed ({a.workers} workers, "
-          f"{os.cpu_count()} cores):")
+          f"{os.cpu_count()} cores; {a.connections} connections):")
     rows = []
     for lv in levels:
         p50, p99 = percentiles(lv.timings.reads)
