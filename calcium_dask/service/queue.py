@@ -11,7 +11,7 @@ import hashlib
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..batch import Session
@@ -45,14 +45,23 @@ def _key(output: str) -> str:
     return hashlib.sha256(output.encode("utf-8")).hexdigest()
 
 
-def _new_run(spec: Session, token_id: int | None, batch_id: int | None) -> Run:
-    run = Run(name=spec.name, state="queued", input=spec.input, output=spec.output,
-              active_output=_key(spec.output), params=spec.params.to_dict(), until=spec.until,
-              open_kwargs=dict(spec.open_kwargs), batch_id=batch_id, token_id=token_id, progress=0.0,
-              cancel_requested=False, attempts=0)
-    run.stages = [RunStage(position=i, stage=name, state="pending", done=0, total=0)
-                  for i, name in enumerate(stage_names(spec.until))]
-    return run
+def _insert_runs(s: Any, specs: list[Session], token_id: int | None, batch_id: int | None,
+                 message: str = "") -> list[int]:
+    """Insert queued runs, their stages and their "queued" events; the runs' ids.
+
+    Plain INSERT statements (the stages and events of all runs in one each): the ORM's
+    unit of work took 2 of the 3 ms of CPU a submission cost, while status reads waited."""
+    ids = [s.scalar(insert(Run).values(
+        name=spec.name, state="queued", input=spec.input, output=spec.output, active_output=_key(spec.output),
+        params=spec.params.to_dict(), until=spec.until, open_kwargs=dict(spec.open_kwargs), batch_id=batch_id,
+        token_id=token_id, progress=0.0, cancel_requested=False, attempts=0).returning(Run.id)) for spec in specs]
+    if ids:
+        s.execute(insert(RunStage), [dict(run_id=rid, position=i, stage=name, state="pending", done=0, total=0)
+                                     for rid, spec in zip(ids, specs)
+                                     for i, name in enumerate(stage_names(spec.until))])
+        s.execute(insert(Event), [dict(run_id=rid, kind="queued", message=f"queued: {spec.name}{message}")
+                                  for rid, spec in zip(ids, specs)])
+    return ids
 
 
 def _conflict(db: Database, outputs: list[str]) -> RunConflict:
@@ -68,11 +77,7 @@ def submit(db: Database, spec: Session, token_id: int | None = None) -> int:
     RunConflict if an active run writes the same store."""
     try:
         with db.session() as s:
-            run = _new_run(spec, token_id, None)
-            s.add(run)
-            s.flush()
-            s.add(Event(run_id=run.id, kind="queued", message=f"queued: {spec.name}"))
-            return run.id
+            return _insert_runs(s, [spec], token_id, None)[0]
     except IntegrityError:
         raise _conflict(db, [spec.output]) from None
 
@@ -81,14 +86,8 @@ def submit_batch(db: Database, name: str, specs: list[Session], token_id: int | 
     """Queue the runs of a batch together (all or none); the batch's id and the runs' ids."""
     try:
         with db.session() as s:
-            batch = Batch(name=name[:200], token_id=token_id)
-            s.add(batch)
-            s.flush()
-            runs = [_new_run(spec, token_id, batch.id) for spec in specs]
-            s.add_all(runs)
-            s.flush()
-            s.add_all(Event(run_id=r.id, kind="queued", message=f"queued: {r.name} (batch {batch.id})") for r in runs)
-            return batch.id, [r.id for r in runs]
+            batch_id = s.scalar(insert(Batch).values(name=name[:200], token_id=token_id).returning(Batch.id))
+            return batch_id, _insert_runs(s, specs, token_id, batch_id, f" (batch {batch_id})")
     except IntegrityError:
         raise _conflict(db, [spec.output for spec in specs]) from None
 
