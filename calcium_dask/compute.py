@@ -144,7 +144,8 @@ def flight_size(client: Any) -> int:
     refills when half have finished); no more, since the scheduler sends the reads of
     every object in flight to the workers as threads free up, and their data waits there
     (a motion pass over 60,000 frames with all its 60 blocks in flight held 3 blocks of
-    raw frames per worker; over 20,000, 1 or 2)."""
+    raw frames per worker; over 20,000, 1 or 2). Asked again at each refill: an adaptive
+    cluster sizes itself by the work in flight, and gets more as its workers join."""
     threads = sum(int(w.get("nthreads", 1)) for w in client.scheduler_info().get("workers", {}).values())
     return min(MAX_FLIGHT, max(MIN_FLIGHT, FLIGHT_PER_THREAD * threads))
 
@@ -162,7 +163,7 @@ class _Flight:
         from distributed import as_completed
 
         self.client, self.rep = client, rep
-        self.size = flight_size(client)
+        self.size = MIN_FLIGHT  # set by each wave (flight_size)
         self.results: list[Any] = [None] * len(objs)
         self.combines = [c for _, c in sums]
         self.waiting: list[Any] = [None] * len(sums)  # a part (or partial sum) waiting for its pair
@@ -200,6 +201,8 @@ class _Flight:
             entry[1].append((slot, sum_i, counts))
 
     def _submit_wave(self) -> None:
+        if self.queue:  # workers that joined (an adaptive cluster scaling up) raise it
+            self.size = flight_size(self.client)
         batch = [self.queue.pop() for _ in range(min(self.size - len(self.roles), len(self.queue)))]
         if not batch:
             return

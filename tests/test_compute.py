@@ -127,3 +127,25 @@ def test_a_pass_keeps_a_few_objects_per_thread_in_flight(monkeypatch):
         out = compute(objs, label="test", sums=[([dask.delayed(lambda i: i)(i) for i in range(60)], sum)])
     assert out == [i * i for i in range(60)] + [sum(range(60))]
     assert len(seen) > 60 // size and max(seen) <= size, seen
+
+
+def test_the_flight_grows_as_workers_join(monkeypatch):
+    """An adaptive cluster scales with the work it sees: the flight is asked again at each
+    wave, so workers that joined get their share."""
+    from distributed import Client, LocalCluster
+
+    sizes = iter([8, 8, 32])  # the cluster grows after two waves
+    monkeypatch.setattr(engine, "flight_size", lambda client: next(sizes, 32))
+    seen: list[int] = []
+    submit = engine._Flight._submit_wave
+
+    def counted(self):
+        submit(self)
+        seen.append(len(self.roles))
+
+    monkeypatch.setattr(engine._Flight, "_submit_wave", counted)
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster, set_as_default=False) as client, client.as_current():
+        objs = [dask.delayed(lambda i: time.sleep(0.005) or i, pure=False)(i) for i in range(100)]
+        assert compute(objs, label="test") == list(range(100))
+    assert max(seen[:2]) <= 8 and max(seen) > 8, seen
