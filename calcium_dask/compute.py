@@ -99,9 +99,9 @@ def compute(objs: Sequence[Any], *, label: str, urgent: int = 0,
     part: correcting 20,000 frames, 60 partial sums of 8 MB each piled up on a worker).
     Without one, they are combined in a fixed tree, in the order the local scheduler runs.
 
-    On a client at most :func:`flight_size` objects (and parts) are in flight: the rest are
-    submitted as those finish, in their order (an object and the parts at the same
-    position, which usually share their inputs, go together). A pass over millions of
+    On a client at most :func:`flight_size` positions (an object and the parts at the same
+    position, which usually share their inputs) are in flight: the rest are submitted as
+    those finish, in their order. A pass over millions of
     frames never puts its whole graph on the scheduler, and the workers never read far
     ahead of what they compute: what the scheduler and each worker hold depends on the
     cluster's size, not on the session's length.
@@ -137,8 +137,8 @@ def _tree(parts: list[Any], combine: Callable[[list[Any]], Any], split_every: in
 
 
 def flight_size(client: Any) -> int:
-    """Objects a pass keeps in flight on ``client``'s cluster: ``FLIGHT_PER_THREAD`` per
-    worker thread, within ``MIN_FLIGHT`` and ``MAX_FLIGHT``.
+    """Objects (positions) a pass keeps in flight on ``client``'s cluster: ``FLIGHT_PER_THREAD``
+    per worker thread, within ``MIN_FLIGHT`` and ``MAX_FLIGHT``.
 
     Enough that every thread has its next object queued when one finishes (the pass
     refills when half have finished); no more, since the scheduler sends the reads of
@@ -163,7 +163,10 @@ class _Flight:
         from distributed import as_completed
 
         self.client, self.rep = client, rep
-        self.size = MIN_FLIGHT  # set by each wave (flight_size)
+        # an object and the parts at its position share their inputs (a motion block, its
+        # record and its two summary parts): the flight counts positions, each this wide
+        self.width = int(len(objs) > urgent) + len(sums) or 1
+        self.size = MIN_FLIGHT * self.width  # set by each wave (flight_size)
         self.results: list[Any] = [None] * len(objs)
         self.combines = [c for _, c in sums]
         self.waiting: list[Any] = [None] * len(sums)  # a part (or partial sum) waiting for its pair
@@ -202,7 +205,7 @@ class _Flight:
 
     def _submit_wave(self) -> None:
         if self.queue:  # workers that joined (an adaptive cluster scaling up) raise it
-            self.size = flight_size(self.client)
+            self.size = flight_size(self.client) * self.width
         batch = [self.queue.pop() for _ in range(min(self.size - len(self.roles), len(self.queue)))]
         if not batch:
             return

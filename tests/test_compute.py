@@ -126,7 +126,8 @@ def test_a_pass_keeps_a_few_objects_per_thread_in_flight(monkeypatch):
         objs = [dask.delayed(lambda i: time.sleep(0.005) or i * i, pure=False)(i) for i in range(60)]
         out = compute(objs, label="test", sums=[([dask.delayed(lambda i: i)(i) for i in range(60)], sum)])
     assert out == [i * i for i in range(60)] + [sum(range(60))]
-    assert len(seen) > 60 // size and max(seen) <= size, seen
+    # each position is an object and a part: twice the roles
+    assert len(seen) > 60 // size and max(seen) <= 2 * size, seen
 
 
 def test_the_flight_grows_as_workers_join(monkeypatch):
