@@ -78,8 +78,8 @@ class _Reporter:
 Reduction = tuple[Sequence[Any], Callable[[list[Any]], Any]]
 
 
-FLIGHT_PER_THREAD = 4  # objects in flight per worker thread: each has its next ones queued
-MIN_FLIGHT, MAX_FLIGHT = 8, 2000  # bounds of the objects in flight, whatever the cluster's size
+FLIGHT_PER_THREAD = 4  # positions in flight per worker thread: each has its next ones queued
+MIN_FLIGHT, MAX_FLIGHT = 8, 2000  # bounds of the positions in flight, whatever the cluster's size
 GATHER_BATCH = 256  # finished objects whose results are fetched together
 
 
@@ -101,10 +101,10 @@ def compute(objs: Sequence[Any], *, label: str, urgent: int = 0,
 
     On a client at most :func:`flight_size` positions (an object and the parts at the same
     position, which usually share their inputs) are in flight: the rest are submitted as
-    those finish, in their order. A pass over millions of
-    frames never puts its whole graph on the scheduler, and the workers never read far
-    ahead of what they compute: what the scheduler and each worker hold depends on the
-    cluster's size, not on the session's length.
+    those finish, in their order. A pass over millions of frames never puts its whole graph
+    on the scheduler, and the workers never read far ahead of what they compute: what the
+    scheduler and each worker hold depends on the cluster's size, not on the session's
+    length.
     """
     objs, sums = list(objs), list(sums)
     if any(len(parts) == 0 for parts, _ in sums):
