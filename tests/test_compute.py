@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 
 import dask
 import pytest
@@ -53,14 +54,35 @@ def _scrambled_parts(n: int, step: int) -> list:
     return parts
 
 
+@contextmanager
+def _two_threads():
+    """A client of an in-process cluster of one worker with 2 threads, made current."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster, set_as_default=False) as client, client.as_current():
+        yield client
+
+
+@pytest.fixture
+def waves(monkeypatch) -> list[int]:
+    """The roles in flight after each wave a pass submits."""
+    seen: list[int] = []
+    submit = engine._Flight._submit_wave
+
+    def counted(self):
+        submit(self)
+        seen.append(len(self.roles))
+
+    monkeypatch.setattr(engine._Flight, "_submit_wave", counted)
+    return seen
+
+
 def test_sums_are_combined_as_their_parts_finish_whatever_the_order():
     """Parts finishing in an order that completes no group of 8 neighbours until the end
     (a fixed tree would hold about 20 of 24 at once) wait at most a few at a time."""
-    from distributed import Client, LocalCluster
-
     _ALIVE.update(now=0, max=0)
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
-            Client(cluster, set_as_default=False) as client, client.as_current():
+    with _two_threads() as client:
         obj = dask.delayed(sum)([1, 2, 3])
         out = compute([obj], label="test", sums=[(_scrambled_parts(24, 7), _add)])
     assert out == [6, sum(range(24))]
@@ -105,48 +127,26 @@ def test_a_sum_without_parts_is_an_error():
         compute([], label="test", sums=[([], sum)])
 
 
-def test_a_pass_keeps_a_few_objects_per_thread_in_flight(monkeypatch):
+def test_a_pass_keeps_a_few_objects_per_thread_in_flight(waves):
     """However many objects a pass has, at most ``flight_size`` are on the cluster at once
     (their reads would otherwise pile up on the workers), and every result comes back in
     its place."""
-    from distributed import Client, LocalCluster
-
-    seen: list[int] = []
-    submit = engine._Flight._submit_wave
-
-    def counted(self):
-        submit(self)
-        seen.append(len(self.roles))
-
-    monkeypatch.setattr(engine._Flight, "_submit_wave", counted)
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
-            Client(cluster, set_as_default=False) as client, client.as_current():
+    with _two_threads() as client:
         size = engine.flight_size(client)
         assert size == max(engine.MIN_FLIGHT, 2 * engine.FLIGHT_PER_THREAD)
         objs = [dask.delayed(lambda i: time.sleep(0.005) or i * i, pure=False)(i) for i in range(60)]
         out = compute(objs, label="test", sums=[([dask.delayed(lambda i: i)(i) for i in range(60)], sum)])
     assert out == [i * i for i in range(60)] + [sum(range(60))]
     # each position is an object and a part: twice the roles
-    assert len(seen) > 60 // size and max(seen) <= 2 * size, seen
+    assert len(waves) > 60 // size and max(waves) <= 2 * size, waves
 
 
-def test_the_flight_grows_as_workers_join(monkeypatch):
+def test_the_flight_grows_as_workers_join(monkeypatch, waves):
     """An adaptive cluster scales with the work it sees: the flight is asked again at each
     wave, so workers that joined get their share."""
-    from distributed import Client, LocalCluster
-
     sizes = iter([8, 8, 32])  # the cluster grows after two waves
     monkeypatch.setattr(engine, "flight_size", lambda client: next(sizes, 32))
-    seen: list[int] = []
-    submit = engine._Flight._submit_wave
-
-    def counted(self):
-        submit(self)
-        seen.append(len(self.roles))
-
-    monkeypatch.setattr(engine._Flight, "_submit_wave", counted)
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
-            Client(cluster, set_as_default=False) as client, client.as_current():
+    with _two_threads() as client:
         objs = [dask.delayed(lambda i: time.sleep(0.005) or i, pure=False)(i) for i in range(100)]
         assert compute(objs, label="test") == list(range(100))
-    assert max(seen[:2]) <= 8 and max(seen) > 8, seen
+    assert max(waves[:2]) <= 8 and max(waves) > 8, waves
