@@ -117,8 +117,9 @@ class Cluster:
         sched_file = self.directory / "scheduler.json"
         sched_file.unlink(missing_ok=True)
         self.procs.append(subprocess.Popen([str(bindir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
-                                            "--no-dashboard", "--scheduler-file", str(sched_file), "--preload", str(PRELOAD)], env=env,
-                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                                            "--no-dashboard", "--scheduler-file", str(sched_file),
+                                            "--preload", str(PRELOAD)],
+                                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         for _ in range(600):
             if sched_file.exists() and sched_file.stat().st_size:
                 break
@@ -129,8 +130,8 @@ class Cluster:
         for _ in range(self.workers):
             self.procs.append(subprocess.Popen(
                 [str(bindir / "dask"), "worker", self.address, "--nthreads", "1", "--memory-limit", self.memory_limit,
-                 "--no-dashboard", "--host", "127.0.0.1", "--preload", str(PRELOAD)], env=env, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL))
+                 "--no-dashboard", "--host", "127.0.0.1", "--preload", str(PRELOAD)],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         from distributed import Client
 
         with Client(self.address, timeout="60s") as c:
@@ -233,9 +234,9 @@ def report(r: Result) -> None:
     print(f"{r.frames:>8} frames: wall {r.wall:.0f} s; peak RSS: {mem}", flush=True)
     print(f"{'':>16}s per 1000 frames: {per}; written/input bytes {r.written / r.input_bytes:.3f}; "
           f"accepted {r.n_accepted}, F1 {r.f1:.3f}, recall {r.recall:.3f}, median trace corr {r.trace_corr:.3f}", flush=True)
-    rss, tasks = r.by_task.get("scheduler", (0, {}))
+    peak, tasks = r.by_task.get("scheduler", (0, {}))
     top_tasks = sorted(tasks.items(), key=lambda kv: -kv[1])[:TOP_TASKS]
-    print(f"{'':>16}scheduler at its peak ({rss / 2**20:.0f} MB) held {sum(tasks.values())} tasks: "
+    print(f"{'':>16}scheduler at its peak ({peak / 2**20:.0f} MB) held {sum(tasks.values())} tasks: "
           + ", ".join(f"{k} {n}" for k, n in top_tasks), flush=True)
     workers = {k: v for k, v in r.by_task.items() if k != "scheduler"}
     for i, (_, record) in enumerate(sorted(workers.items()), 1):

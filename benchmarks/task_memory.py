@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 
 import psutil
 from distributed import WorkerPlugin
@@ -75,10 +76,7 @@ class SchedulerMemory:
             time.sleep(INTERVAL)
             rss = self.proc.memory_info().rss
             if rss > self.peak[0] + 2**20:  # counted again only when the peak grows by 1 MiB
-                counts: dict[str, int] = {}
-                for ts in list(self.scheduler.tasks.values()):
-                    counts[ts.prefix.name] = counts.get(ts.prefix.name, 0) + 1
-                self.peak = (rss, counts)
+                self.peak = (rss, dict(Counter(ts.prefix.name for ts in list(self.scheduler.tasks.values()))))
 
     def take(self) -> tuple[int, dict[str, int]]:
         out, self.peak = self.peak, (0, {})
