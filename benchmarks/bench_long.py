@@ -38,7 +38,9 @@ import numpy as np
 import psutil
 
 SIZE = 256
-PRELOAD = Path(__file__).with_name("task_memory.py")  # each worker's peak RSS by task prefix
+PRELOAD = Path(__file__).resolve().with_name("task_memory.py")  # each worker's peak RSS by task prefix
+if str(PRELOAD.parent) not in sys.path:  # task_memory is imported here too, also when loaded by path
+    sys.path.insert(0, str(PRELOAD.parent))
 TOP_TASKS = 8
 
 

@@ -71,6 +71,7 @@ def score(store, truth) -> dict[str, float]:
 
 
 def run_seed(folder: Path, size: int, frames: int, seed: int, params, worker_pids: list[int]) -> tuple[dict, dict]:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_long, beside this file
     from bench_long import Peaks
 
     from calcium_dask.datasets import GroundTruth, write_movie

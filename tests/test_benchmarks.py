@@ -4,6 +4,7 @@ are marked slow: `python -m pytest -m slow tests/test_benchmarks.py`)."""
 from __future__ import annotations
 
 import importlib.util
+import sys
 import re
 from pathlib import Path
 
@@ -16,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _load(name: str):
     spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
