@@ -25,7 +25,7 @@ from .io.session import open_field
 from .motion import corrected_movie, motion_correct, stored_motion
 from .params import DataParams, Params
 from .results import EVALUATION_VARS, Results, open_results, write_units
-from .store import ResultsStore, as_store
+from .store import STAGE_ORDER, ResultsStore, as_store
 
 __all__ = ["STAGES", "run_pipeline", "evaluate", "RunSummary", "input_checksum"]
 
@@ -128,9 +128,14 @@ STAGES: dict[str, Callable[[xr.DataArray, Params, ResultsStore, xr.DataArray | N
 }
 
 
-def _check_resumable(store: ResultsStore, params: Params, checksum: str, force: bool) -> None:
+def _check_resumable(store: ResultsStore, params: Params, checksum: str, force: bool,
+                     from_stage: str | None = None) -> None:
     """Refuse to add stages to a store made from other parameters or another input, and to
-    write into a path that holds something else (files, a zarr array, another tool's group)."""
+    write into a path that holds something else (files, a zarr array, another tool's group).
+
+    Other parameters are accepted when every completed stage kept (those before
+    ``from_stage``) read none of the changed ones (:meth:`Params.digest`): CNMF is rerun on
+    the same motion correction with new CNMF parameters, as in CaImAn's notebooks."""
     if store.group is None and store.exists() and store.root(mode="r").attrs.get("fields_of_view"):
         raise StoreError(f"{store.url}: holds a session of several fields of view; run the whole session "
                          "again or choose another --out")
@@ -148,11 +153,19 @@ def _check_resumable(store: ResultsStore, params: Params, checksum: str, force: 
     # parameters a store's older version did not have take their defaults: an upgrade resumes
     stored = Params.from_dict(attrs["params"], strict=False) if attrs.get("params") is not None else None
     if stored is not None and stored.to_dict() != params.to_dict():
-        raise StoreError(f"{store.location}: holds a run with other parameters; use --force to start over "
-                         "or --out for a new store")
+        stale = _first_stale_stage(store, params)
+        if stale is not None and (from_stage is None or STAGE_ORDER.index(from_stage) > STAGE_ORDER.index(stale)):
+            raise StoreError(f"{store.location}: holds a run with other parameters for stage '{stale}'; use "
+                             f"--from {stale} to rerun from it, --force to start over or --out for a new store")
     if attrs.get("input_checksum") not in (None, checksum):
         raise StoreError(f"{store.location}: was made from another input ({attrs.get('input')}); use --force "
                          "to start over")
+
+
+def _first_stale_stage(store: ResultsStore, params: Params) -> str | None:
+    """The first completed stage of ``store`` whose parameters differ from ``params``'."""
+    done = store.stages()
+    return next((s for s in STAGE_ORDER if s in done and not store.completed(s, params.digest(s))), None)
 
 
 def _open_options(movie_url: Any, params: Params, open_kwargs: dict | None) -> dict:
@@ -209,7 +222,7 @@ def run_pipeline(movie_url: Any, out: str, params: Params, *, storage_options: d
     if "cnmf" in names[first: last + 1]:
         patch_tsub(movie.shape, params)  # a session too long for the parameters: refused before any work
     store = ResultsStore(out, dict(out_storage_options or {}), group)
-    _check_resumable(store, params, checksum, force)
+    _check_resumable(store, params, checksum, force, from_stage)
     if force and store.exists():
         for s in list(store.stages()):
             store.clear_mark(s)

@@ -279,3 +279,25 @@ def test_a_store_of_an_older_version_without_newer_parameters_resumes(tmp_path):
     _check_resumable(store, params, "c", force=False)
     with pytest.raises(StoreError, match="other parameters"):
         _check_resumable(store, params.replace(**{"init.K": 7}), "c", force=False)
+
+
+def test_other_parameters_rerun_from_the_first_stage_that_reads_them(tmp_path):
+    """New CNMF parameters on a store whose motion is done: accepted when CNMF reruns
+    (``--from cnmf``, or CNMF not run yet), refused when a kept stage read them."""
+    from calcium_dask.pipeline import _check_resumable
+
+    store = ResultsStore(str(tmp_path / "r.zarr"))
+    params = Params()
+    marks = {s: {"params_digest": params.digest(s)} for s in ("motion", "cnmf")}
+    store.set_attrs(params=params.to_dict(), stages=marks, input_checksum="c")
+    merge = params.replace(**{"merging.merge_thr": 0.7})
+    with pytest.raises(StoreError, match="other parameters for stage 'cnmf'; use --from cnmf"):
+        _check_resumable(store, merge, "c", force=False)
+    _check_resumable(store, merge, "c", force=False, from_stage="cnmf")
+    _check_resumable(store, merge, "c", force=False, from_stage="motion")
+    with pytest.raises(StoreError, match="stage 'cnmf'"):
+        _check_resumable(store, merge, "c", force=False, from_stage="evaluate")
+    with pytest.raises(StoreError, match="stage 'motion'"):
+        _check_resumable(store, params.replace(**{"motion.max_shifts": (4, 4)}), "c", force=False, from_stage="cnmf")
+    store.set_attrs(stages={"motion": marks["motion"]})
+    _check_resumable(store, merge, "c", force=False)  # CNMF has not run: nothing to redo
