@@ -19,7 +19,7 @@ No process holds the movie or a unit x frame array.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import dask
@@ -37,8 +37,8 @@ from .kernels.corr_pnr import SeedOptions, filtered_moments, kept_sums, psf_kern
 from .kernels.grid import own_boxes, patch_boxes
 from .kernels.merge import merge_until_stable
 from .kernels.ring import PatchedRing, RingModel
-from .patches import (CLIENT_SAMPLES, _check_range, _read, _union, average_samples, patch_groups, patch_tsub,
-                      task_budget)
+from .patches import (CLIENT_SAMPLES, _check_range, _read, _union, average_samples, movie_noise, patch_groups,
+                      patch_tsub, task_budget)
 from .refit import (OUTPUT_NAMES, RefitResult, RingTerms, TraceState, _write_initial, merge_pass, temporal_options,
                     temporal_update)
 
@@ -123,8 +123,9 @@ def _fit_group(source: FrameSource, union: tuple[int, int, int, int], boxes: lis
     Y = _read(source, union, tsub)
     _check_range(Y, source)
     y, x = union[0], union[2]
-    return [_fit_one(Y[:, b[0] - y: b[1] - y, b[2] - x: b[3] - x], b, o, dims, average, opts)
-            for b, o in zip(boxes, owns)]
+    out = [_fit_one(Y[:, b[0] - y: b[1] - y, b[2] - x: b[3] - x], b, o, dims, average, opts)
+           for b, o in zip(boxes, owns)]
+    return [replace(r, sn=movie_noise(r.sn, tsub)) for r in out]
 
 
 def _fit_one(Y: np.ndarray, box: tuple[int, int, int, int], own: tuple[int, int, int, int] | None,

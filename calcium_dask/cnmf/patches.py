@@ -18,7 +18,7 @@ removed, and seeding stops when nothing stands out of the noise
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import dask
@@ -38,7 +38,7 @@ from ..movie_blocks import FrameSource, frame_source, read_downsampled
 
 __all__ = ["fit_patches", "PatchSet", "PatchComponents", "patch_options", "patch_tsub", "task_budget",
            "worker_share", "patch_groups",
-           "average_samples", "CLIENT_SAMPLES"]
+           "average_samples", "movie_noise", "CLIENT_SAMPLES"]
 
 PATCH_BUDGET = 4 * 2**30  # bytes a patch task may use when the workers' memory limit is unknown
 WORKER_BASELINE = 600 * 2**20  # a worker's own memory between tasks (bench_long: 0.35-0.58 GiB)
@@ -181,8 +181,16 @@ def _fit_group(source: FrameSource, union: tuple[int, int, int, int], boxes: lis
                     detrend_window=opts["detrend_window"] // tsub,
                     decay_frames=opts["decay_frames"] / tsub)
     y, x = union[0], union[2]
-    return [_fit_one(Y[:, b[0] - y: b[1] - y, b[2] - x: b[3] - x], b, o, dims, average, opts)
-            for b, o in zip(boxes, owns)]
+    out = [_fit_one(Y[:, b[0] - y: b[1] - y, b[2] - x: b[3] - x], b, o, dims, average, opts)
+           for b, o in zip(boxes, owns)]
+    return [replace(r, sn=movie_noise(r.sn, tsub)) for r in out]
+
+
+def movie_noise(sn: np.ndarray, tsub: int) -> np.ndarray:
+    """The movie's pixel noise from that of its averages over ``tsub`` frames: white noise
+    averaged over ``tsub`` frames has ``sqrt(tsub)`` times less (the refit's spatial update
+    and the stored ``pixel_noise`` are at the movie's own rate)."""
+    return (np.asarray(sn, np.float32) * np.float32(np.sqrt(tsub))) if tsub > 1 else np.asarray(sn, np.float32)
 
 
 def average_samples(X: np.ndarray, factor: int) -> np.ndarray:

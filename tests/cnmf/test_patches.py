@@ -229,3 +229,20 @@ def test_a_long_session_is_averaged_enough_that_blocks_of_neighbours_stay_whole(
         assert patches.patch_groups(boxes, t // tsub, 2**30) == blocks
         assert all(patches._group_bytes(t // tsub, [boxes[i] for i in g]) <= 2**30 for g in blocks)
     assert patches.patch_tsub((20_000, 256, 256), Params()) == 1  # a short session is not averaged
+
+
+def test_patches_averaged_for_memory_report_the_movies_pixel_noise(planted, monkeypatch):
+    """Patches fitted on averages of 4 frames (a small task budget) report the noise of the
+    movie's pixels (0.6 planted), not of the averages (half that): the refit's spatial
+    update and the stored ``pixel_noise`` are at the movie's rate."""
+    from calcium_dask.cnmf import patches
+
+    movie, _, _ = planted
+    params = _params()
+    boxes = patch_boxes(DIMS, 15, 10)
+    need = max(patches._group_bytes(len(movie), [boxes[i] for i in g]) for g in patch_groups(boxes, 0, 2**40))
+    monkeypatch.setattr(patches, "task_budget", lambda p: need / 3.5)
+    ps = patches.fit_patches(_movie(movie, (100, 50, 50)), params)
+    assert ps.tsub == 4
+    noise = np.median(ps.sn[ps.sn > 0])
+    assert abs(noise - 0.6) < 0.1, noise
