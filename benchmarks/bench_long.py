@@ -32,7 +32,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from collections import deque
+from typing import Any, Callable
 
 import numpy as np
 import psutil
@@ -64,19 +65,48 @@ def base_movie(directory: Path, frames: int, seed: int) -> Path:
 
 
 # -- processes ------------------------------------------------------------------------------------
+class PassLog:
+    """The pass a ``calcium-dask run`` process is in, from its progress lines on stderr
+    ("label: done/total tasks (...)"): the label of the last line, "after" it once the pass
+    is done (the client's own work between passes: merging, regressions, writing)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.now = "start"
+        self.tail: deque[str] = deque(maxlen=20)  # the last lines, for a failure's message
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: Any) -> None:
+        for line in stream:
+            self.tail.append(line)
+            label, sep, rest = line.rpartition(": ")
+            if sep and " tasks (" in rest:
+                done, total = rest.split(" ", 1)[0].split("/")
+                self.now = f"after {label}" if done == total else label
+
+    def __call__(self) -> str:
+        return self.now
+
+
 class Peaks:
     """Peak RSS of named process trees, sampled in a thread."""
 
     def __init__(self, interval: float = 0.25) -> None:
         self.procs: dict[str, psutil.Process] = {}
         self.peak: dict[str, int] = {}
+        self.when: dict[str, float] = {}  # epoch seconds of each process's peak
+        self.phase: dict[str, Callable[[], str]] = {}  # process -> what it is doing now
+        self.by_phase: dict[str, dict[str, int]] = {}  # process -> phase -> peak RSS in it
         self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
-    def watch(self, name: str, pid: int) -> None:
+    def watch(self, name: str, pid: int, phase: Callable[[], str] | None = None) -> None:
         self.procs[name] = psutil.Process(pid)
         self.peak.setdefault(name, 0)
+        if phase is not None:
+            self.phase[name] = phase
+            self.by_phase[name] = {}
 
     def _rss(self, proc: psutil.Process) -> int:
         """A ``dask worker`` is a nanny and its worker process: the largest of the tree."""
@@ -89,7 +119,13 @@ class Peaks:
     def _loop(self) -> None:
         while not self._stop.is_set():
             for name, proc in list(self.procs.items()):
-                self.peak[name] = max(self.peak[name], self._rss(proc))
+                rss = self._rss(proc)
+                if rss > self.peak[name]:
+                    self.peak[name], self.when[name] = rss, time.time()
+                if name in self.phase:
+                    phases = self.by_phase[name]
+                    now = self.phase[name]()
+                    phases[now] = max(phases.get(now, 0), rss)
             time.sleep(self.interval)
 
     def start(self) -> Peaks:
@@ -173,28 +209,41 @@ class Result:
     trace_corr: float
     n_accepted: int
     by_task: dict[str, Any] = field(default_factory=dict)  # task_memory's records: workers' and the scheduler's
+    peak_stage: dict[str, str] = field(default_factory=dict)  # process -> the stage running at its peak
+    recall_all: float = float("nan")  # of every unit, accepted or not: what detection found
+    client_phases: dict[str, int] = field(default_factory=dict)  # the client's peak RSS in each pass
+
+
+def stage_at(when: float, stages: dict[str, Any]) -> str:
+    """The stage that was running at epoch second ``when``: the first to finish after it."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(when))
+    ends = sorted((v.get("finished", ""), k) for k, v in stages.items())
+    return next((k for end, k in ends if end >= stamp), "after the stages")
 
 
 def _du(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def score(store: Path, truth: Any, repeats: int) -> tuple[float, float, float, int]:
-    """Accepted F1 and recall (IoU >= 0.3), median trace correlation against the repeated truth."""
+def score(store: Path, truth: Any, repeats: int) -> tuple[float, float, float, int, float]:
+    """Accepted F1 and recall (IoU >= 0.3), median trace correlation against the repeated truth,
+    the number accepted, and the recall of all units (what detection found, before evaluation)."""
     import dask
 
-    from calcium_dask.datasets.scoring import frame_offset, score_sources, shift_images
+    from calcium_dask.datasets.scoring import frame_offset, match_footprints, score_sources, shift_images
     from calcium_dask.results import open_results
 
     res = open_results(str(store))
     with dask.config.set(scheduler="threads"):
         shifts = res.motion["shifts"].values
         acc = np.flatnonzero(res.ds["accepted"].values)
-        fp = res.ds["footprints"].values[acc]
+        every = res.ds["footprints"].values
         C = np.asarray(res.ds["traces"].isel(unit=acc).values)
     offset = frame_offset(shifts[: truth.T], truth.shifts)
-    sc = score_sources(shift_images(truth.footprints, offset), np.tile(truth.C, (1, repeats)), fp, C)
-    return float(sc["f1"]), float(sc["recall"]), float(sc.get("trace_corr_median", np.nan)), len(acc)
+    truth_fp = shift_images(truth.footprints, offset)
+    sc = score_sources(truth_fp, np.tile(truth.C, (1, repeats)), every[acc], C)
+    found = len(match_footprints(truth_fp, every)) / max(len(truth_fp), 1)
+    return float(sc["f1"]), float(sc["recall"]), float(sc.get("trace_corr_median", np.nan)), len(acc), found
 
 
 def run_length(base: Path, truth: Any, frames: int, cluster: Cluster, out: Path, args: argparse.Namespace) -> Result:
@@ -204,26 +253,30 @@ def run_length(base: Path, truth: Any, frames: int, cluster: Cluster, out: Path,
     if not args.resume:
         shutil.rmtree(store, ignore_errors=True)
     cmd = [str(Path(sys.executable).parent / "calcium-dask"), "run", *files, "--out", str(store),
-           "--scheduler", cluster.address, "--quiet", "--set", f"data.fr={truth.params.fr}",
+           "--scheduler", cluster.address, "--set", f"data.fr={truth.params.fr}",
            "--set", f"motion.save_movie={args.save_movie}"]
     peaks = Peaks().start()
     for i, p in enumerate(cluster.procs):
         peaks.watch("scheduler" if i == 0 else f"worker{i}", p.pid)
     t0 = time.perf_counter()
-    client = subprocess.Popen(cmd)
-    peaks.watch("client", client.pid)
+    client = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    passes = PassLog(client.stderr)
+    peaks.watch("client", client.pid, passes)
     code = client.wait()
     wall = time.perf_counter() - t0
     peaks.stop()
     by_task = cluster.task_peaks()
     if code:
-        raise SystemExit(f"calcium-dask run failed with exit code {code} at {frames} frames")
+        raise SystemExit(f"calcium-dask run failed with exit code {code} at {frames} frames:\n"
+                         + "".join(passes.tail))
     from calcium_dask.store import ResultsStore
 
     stages = ResultsStore(str(store)).stages()
-    f1, recall, corr, n_acc = score(store, truth, repeats)
+    f1, recall, corr, n_acc, recall_all = score(store, truth, repeats)
     res = Result(frames, dict(peaks.peak), {k: float(v["seconds"]) for k, v in stages.items()}, wall,
-                 _du(store), frames * SIZE * SIZE * 2, f1, recall, corr, n_acc, by_task)
+                 _du(store), frames * SIZE * SIZE * 2, f1, recall, corr, n_acc, by_task,
+                 {k: stage_at(t, stages) for k, t in peaks.when.items()}, recall_all,
+                 peaks.by_phase.get("client", {}))
     if not args.keep:
         shutil.rmtree(store, ignore_errors=True)
     return res
@@ -231,15 +284,17 @@ def run_length(base: Path, truth: Any, frames: int, cluster: Cluster, out: Path,
 
 # -- printing ---------------------------------------------------------------------------------------
 def report(r: Result) -> None:
-    mem = "  ".join(f"{k} {v / 2**20:.0f} MB" for k, v in sorted(r.peaks.items()))
+    mem = "  ".join(f"{k} {v / 2**20:.0f} MB ({r.peak_stage.get(k, '?')})" for k, v in sorted(r.peaks.items()))
     per = "  ".join(f"{k} {1000 * s / r.frames:.2f}" for k, s in r.seconds.items())
     print(f"{r.frames:>8} frames: wall {r.wall:.0f} s; peak RSS: {mem}", flush=True)
     print(f"{'':>16}s per 1000 frames: {per}; written/input bytes {r.written / r.input_bytes:.3f}; "
-          f"accepted {r.n_accepted}, F1 {r.f1:.3f}, recall {r.recall:.3f}, median trace corr {r.trace_corr:.3f}", flush=True)
+          f"accepted {r.n_accepted}, F1 {r.f1:.3f}, recall {r.recall:.3f} (all units {r.recall_all:.3f}), median trace corr {r.trace_corr:.3f}", flush=True)
     peak, tasks = r.by_task.get("scheduler", (0, {}))
     top_tasks = sorted(tasks.items(), key=lambda kv: -kv[1])[:TOP_TASKS]
     print(f"{'':>16}scheduler at its peak ({peak / 2**20:.0f} MB) held {sum(tasks.values())} tasks: "
           + ", ".join(f"{k} {n}" for k, n in top_tasks), flush=True)
+    phases = sorted(r.client_phases.items(), key=lambda kv: -kv[1])[:TOP_TASKS]
+    print(f"{'':>16}client peak RSS in (pass): " + ", ".join(f"{k} {v / 2**20:.0f}" for k, v in phases), flush=True)
     workers = {k: v for k, v in r.by_task.items() if k != "scheduler"}
     for i, (_, record) in enumerate(sorted(workers.items()), 1):
         top = sorted(record.items(), key=lambda kv: -kv[1][0])[:TOP_TASKS]
@@ -255,7 +310,7 @@ def ratios(first: Result, last: Result) -> None:
     for k in first.seconds:
         a, b = first.seconds[k] / first.frames, last.seconds.get(k, np.nan) / last.frames
         print(f"  s/frame  {k:<10} {b / a:.2f}")
-    print(f"  accepted F1 {last.f1 - first.f1:+.3f}; recall {last.recall - first.recall:+.3f}; median trace corr {last.trace_corr - first.trace_corr:+.3f}; "
+    print(f"  accepted F1 {last.f1 - first.f1:+.3f}; recall {last.recall - first.recall:+.3f} (all units {last.recall_all - first.recall_all:+.3f}); median trace corr {last.trace_corr - first.trace_corr:+.3f}; "
           f"client peak {last.peaks['client'] / 2**30:.2f} GB")
 
 
