@@ -183,6 +183,7 @@ def test_bench_long_measures_every_process_at_each_length_and_cleans_up(tmp_path
     for name in ("client", "scheduler", "worker1", "worker2"):
         assert f"peak RSS {name}" in out
     assert "s/frame  motion" in out and "accepted F1" in out
+    assert "client peak RSS in (pass): after " in out and "(all units " in out  # the client's passes, detection
     assert not list(tmp_path.glob("long_*.zarr"))
 
 
