@@ -25,7 +25,7 @@ from .io.session import open_field
 from .motion import corrected_movie, motion_correct, stored_motion
 from .params import DataParams, Params
 from .results import EVALUATION_VARS, Results, open_results, write_units
-from .store import STAGE_ORDER, ResultsStore, as_store
+from .store import STAGE_ORDER, ResultsStore, as_store, made_with
 
 __all__ = ["STAGES", "run_pipeline", "evaluate", "RunSummary", "input_checksum"]
 
@@ -153,7 +153,7 @@ def _check_resumable(store: ResultsStore, params: Params, checksum: str, force: 
     # parameters a store's older version did not have take their defaults: an upgrade resumes
     stored = Params.from_dict(attrs["params"], strict=False) if attrs.get("params") is not None else None
     if stored is not None and stored.to_dict() != params.to_dict():
-        stale = _first_stale_stage(store, params)
+        stale = _first_stale_stage(attrs["stages"], params)
         if stale is not None and (from_stage is None or STAGE_ORDER.index(from_stage) > STAGE_ORDER.index(stale)):
             raise StoreError(f"{store.location}: holds a run with other parameters for stage '{stale}'; use "
                              f"--from {stale} to rerun from it, --force to start over or --out for a new store")
@@ -162,10 +162,10 @@ def _check_resumable(store: ResultsStore, params: Params, checksum: str, force: 
                          "to start over")
 
 
-def _first_stale_stage(store: ResultsStore, params: Params) -> str | None:
-    """The first completed stage of ``store`` whose parameters differ from ``params``'."""
-    done = store.stages()
-    return next((s for s in STAGE_ORDER if s in done and not store.completed(s, params.digest(s))), None)
+def _first_stale_stage(stages: dict[str, Any], params: Params) -> str | None:
+    """The first of the completed ``stages`` (a store's records) whose parameters differ
+    from ``params``' (a record without a digest, from an older version, counts as differing)."""
+    return next((s for s in STAGE_ORDER if s in stages and not made_with(stages[s], params.digest(s))), None)
 
 
 def _open_options(movie_url: Any, params: Params, open_kwargs: dict | None) -> dict:

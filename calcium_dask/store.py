@@ -27,7 +27,7 @@ from ._version import __version__
 from .errors import StoreError
 from .io.urls import normalize
 
-__all__ = ["ResultsStore", "as_store", "STAGE_ORDER"]
+__all__ = ["ResultsStore", "as_store", "made_with", "STAGE_ORDER"]
 
 #: the pipeline's stages in order: rerunning one makes every later one stale
 STAGE_ORDER = ("motion", "cnmf", "evaluate")
@@ -41,6 +41,12 @@ _CONSOLIDATE = threading.Lock()
 def as_store(store: ResultsStore | str, storage_options: dict | None = None) -> ResultsStore:
     """A :class:`ResultsStore` from a store or a URL."""
     return store if isinstance(store, ResultsStore) else ResultsStore(str(store), dict(storage_options or {}))
+
+
+def made_with(record: Any, params_digest: str) -> bool:
+    """Whether a stage's completion ``record`` (from :meth:`ResultsStore.stages`) was made
+    with parameters of this digest (a record of an older version has none)."""
+    return isinstance(record, dict) and record.get("params_digest") == params_digest
 
 
 @dataclass
@@ -222,8 +228,7 @@ class ResultsStore:
     def completed(self, stage: str, params_digest: str) -> bool:
         """Whether ``stage`` completed here with parameters of this digest (see
         :meth:`calcium_dask.params.Params.digest`): a step given this store may reuse it."""
-        record = self.stages().get(stage)
-        return isinstance(record, dict) and record.get("params_digest") == params_digest
+        return made_with(self.stages().get(stage), params_digest)
 
     def clear_marks_from(self, stage: str) -> None:
         """Forget ``stage`` and every later stage of :data:`STAGE_ORDER` (before rewriting

@@ -178,7 +178,7 @@ def movie_noise(sn: np.ndarray, tsub: int) -> np.ndarray:
     """The movie's pixel noise from that of its averages over ``tsub`` frames: white noise
     averaged over ``tsub`` frames has ``sqrt(tsub)`` times less (the refit's spatial update
     and the stored ``pixel_noise`` are at the movie's own rate)."""
-    return (np.asarray(sn, np.float32) * np.float32(np.sqrt(tsub))) if tsub > 1 else np.asarray(sn, np.float32)
+    return np.asarray(sn, np.float32) * np.float32(np.sqrt(tsub))
 
 
 def average_samples(X: np.ndarray, factor: int) -> np.ndarray:
