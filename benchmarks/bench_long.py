@@ -30,9 +30,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections import deque
 from typing import Any, Callable
 
 import numpy as np
@@ -204,13 +204,9 @@ class Result:
     wall: float
     written: int
     input_bytes: int
-    f1: float
-    recall: float
-    trace_corr: float
-    n_accepted: int
+    score: Score
     by_task: dict[str, Any] = field(default_factory=dict)  # task_memory's records: workers' and the scheduler's
     peak_stage: dict[str, str] = field(default_factory=dict)  # process -> the stage running at its peak
-    recall_all: float = float("nan")  # of every unit, accepted or not: what detection found
     client_phases: dict[str, int] = field(default_factory=dict)  # the client's peak RSS in each pass
 
 
@@ -225,9 +221,19 @@ def _du(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def score(store: Path, truth: Any, repeats: int) -> tuple[float, float, float, int, float]:
-    """Accepted F1 and recall (IoU >= 0.3), median trace correlation against the repeated truth,
-    the number accepted, and the recall of all units (what detection found, before evaluation)."""
+@dataclass(frozen=True)
+class Score:
+    """A results store against the repeated truth (IoU >= 0.3)."""
+
+    f1: float  # of the accepted units
+    recall: float  # of the accepted units
+    trace_corr: float  # median, accepted units matched to a neuron
+    n_accepted: int
+    recall_all: float  # of every unit, accepted or not: what detection found
+
+
+def score(store: Path, truth: Any, repeats: int) -> Score:
+    """The accepted units' F1, recall and median trace correlation, and the recall of all units."""
     import dask
 
     from calcium_dask.datasets.scoring import frame_offset, match_footprints, score_sources, shift_images
@@ -243,7 +249,7 @@ def score(store: Path, truth: Any, repeats: int) -> tuple[float, float, float, i
     truth_fp = shift_images(truth.footprints, offset)
     sc = score_sources(truth_fp, np.tile(truth.C, (1, repeats)), every[acc], C)
     found = len(match_footprints(truth_fp, every)) / max(len(truth_fp), 1)
-    return float(sc["f1"]), float(sc["recall"]), float(sc.get("trace_corr_median", np.nan)), len(acc), found
+    return Score(float(sc["f1"]), float(sc["recall"]), float(sc.get("trace_corr_median", np.nan)), len(acc), found)
 
 
 def run_length(base: Path, truth: Any, frames: int, cluster: Cluster, out: Path, args: argparse.Namespace) -> Result:
@@ -272,11 +278,9 @@ def run_length(base: Path, truth: Any, frames: int, cluster: Cluster, out: Path,
     from calcium_dask.store import ResultsStore
 
     stages = ResultsStore(str(store)).stages()
-    f1, recall, corr, n_acc, recall_all = score(store, truth, repeats)
     res = Result(frames, dict(peaks.peak), {k: float(v["seconds"]) for k, v in stages.items()}, wall,
-                 _du(store), frames * SIZE * SIZE * 2, f1, recall, corr, n_acc, by_task,
-                 {k: stage_at(t, stages) for k, t in peaks.when.items()}, recall_all,
-                 peaks.by_phase.get("client", {}))
+                 _du(store), frames * SIZE * SIZE * 2, score(store, truth, repeats), by_task,
+                 {k: stage_at(t, stages) for k, t in peaks.when.items()}, peaks.by_phase.get("client", {}))
     if not args.keep:
         shutil.rmtree(store, ignore_errors=True)
     return res
@@ -288,7 +292,8 @@ def report(r: Result) -> None:
     per = "  ".join(f"{k} {1000 * s / r.frames:.2f}" for k, s in r.seconds.items())
     print(f"{r.frames:>8} frames: wall {r.wall:.0f} s; peak RSS: {mem}", flush=True)
     print(f"{'':>16}s per 1000 frames: {per}; written/input bytes {r.written / r.input_bytes:.3f}; "
-          f"accepted {r.n_accepted}, F1 {r.f1:.3f}, recall {r.recall:.3f} (all units {r.recall_all:.3f}), median trace corr {r.trace_corr:.3f}", flush=True)
+          f"accepted {r.score.n_accepted}, F1 {r.score.f1:.3f}, recall {r.score.recall:.3f} (all units "
+          f"{r.score.recall_all:.3f}), median trace corr {r.score.trace_corr:.3f}", flush=True)
     peak, tasks = r.by_task.get("scheduler", (0, {}))
     top_tasks = sorted(tasks.items(), key=lambda kv: -kv[1])[:TOP_TASKS]
     print(f"{'':>16}scheduler at its peak ({peak / 2**20:.0f} MB) held {sum(tasks.values())} tasks: "
@@ -310,7 +315,9 @@ def ratios(first: Result, last: Result) -> None:
     for k in first.seconds:
         a, b = first.seconds[k] / first.frames, last.seconds.get(k, np.nan) / last.frames
         print(f"  s/frame  {k:<10} {b / a:.2f}")
-    print(f"  accepted F1 {last.f1 - first.f1:+.3f}; recall {last.recall - first.recall:+.3f} (all units {last.recall_all - first.recall_all:+.3f}); median trace corr {last.trace_corr - first.trace_corr:+.3f}; "
+    s0, s1 = first.score, last.score
+    print(f"  accepted F1 {s1.f1 - s0.f1:+.3f}; recall {s1.recall - s0.recall:+.3f} (all units "
+          f"{s1.recall_all - s0.recall_all:+.3f}); median trace corr {s1.trace_corr - s0.trace_corr:+.3f}; "
           f"client peak {last.peaks['client'] / 2**30:.2f} GB")
 
 
