@@ -18,7 +18,7 @@ from .models import STATES, Event, LogLine, Run, RunStage, utcnow
 from .queue import RunNotFound
 from .schemas import BatchOut, Login, RunCreate, RunList, RunOut, RunRef, StageOut
 
-__all__ = ["router", "require_token", "service_of", "run_out"]
+__all__ = ["router", "require_token", "service_of", "run_out", "render_runs"]
 
 router = APIRouter()
 BATCH_TYPES = ("application/json", "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
@@ -65,6 +65,7 @@ Authed = Annotated[int, Depends(require_token)]
 # service (dashboards poll it every second), and rows are 2-3 times cheaper than objects.
 
 RUNS, STAGES = Run.__table__, RunStage.__table__
+LISTED = [c for c in RUNS.c if c.name != "params"]  # a list shows no parameters: not decoded either
 
 
 def _stage_out(st: Any) -> StageOut:
@@ -186,7 +187,7 @@ def list_runs(request: Request, _: Authed, state: str | None = Query(None, descr
         where.append(RUNS.c.batch_id == batch_id)
     with service_of(request).db.engine.connect() as conn:
         total = conn.execute(select(func.count(RUNS.c.id)).where(*where)).scalar() or 0
-        rows = conn.execute(select(RUNS).where(*where).order_by(RUNS.c.id.desc()).limit(limit).offset(offset))
+        rows = conn.execute(select(*LISTED).where(*where).order_by(RUNS.c.id.desc()).limit(limit).offset(offset))
         return RunList(runs=_runs_out(conn, list(rows.mappings())), total=total, limit=limit, offset=offset)
 
 
@@ -196,9 +197,18 @@ def get_run(run_id: int, request: Request, _: Authed) -> Response:
 
     Repeated reads within half a second are answered from memory (``service.status``)."""
     svc = service_of(request)
+    since = svc.status.mark()
     body = _get_run(svc, run_id).model_dump_json().encode()
-    svc.status.put(run_id, body)
+    svc.status.put(run_id, body, since)
     return Response(body, media_type="application/json")
+
+
+def render_runs(svc: Any, ids: list[int]) -> dict[int, bytes]:
+    """The status JSON of each run of ``ids`` that exists (what :func:`get_run` answers),
+    read in two queries for them all: the status refresher's batch."""
+    with svc.db.engine.connect() as conn:
+        rows = list(conn.execute(select(RUNS).where(RUNS.c.id.in_(ids))).mappings())
+        return {r.id: r.model_dump_json().encode() for r in _runs_out(conn, rows, with_params=True)}
 
 
 @router.get("/api/runs/{run_id}/log", response_class=PlainTextResponse, tags=["runs"])

@@ -9,6 +9,7 @@ parameters or paths (the same one-line messages as the CLI), 503 the database is
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -30,7 +31,7 @@ from .paths import AllowedRoots, PathRefused
 from .queue import RunConflict, RunNotFound
 from .runner import Runner
 from .runner_process import RunnerProcess
-from .status import CachedStatus, StatusCache, send_json
+from .status import CachedStatus, StatusCache, StatusRefresher, send_json
 
 __all__ = ["ServiceConfig", "Service", "create_app"]
 
@@ -91,11 +92,14 @@ def create_app(service: Service, *, echo: Callable[[str], None] | None = None) -
 
         # requests are short and hold the GIL: a few threads serve them faster than anyio's 40
         anyio.to_thread.current_default_thread_limiter().total_tokens = REQUEST_THREADS
+        refresher = StatusRefresher(service.status, lambda ids: api.render_runs(service, ids))
+        refreshing = asyncio.create_task(refresher.run())
         if service.runner is not None:
             service.runner.start()
         try:
             yield
         finally:
+            refreshing.cancel()
             if service.runner is not None:
                 interrupted = service.runner.status().running
                 service.runner.stop()

@@ -3,15 +3,17 @@ never without a valid token, with the same body and headers as the API's own ans
 
 from __future__ import annotations
 
+import asyncio
 import time
 from types import SimpleNamespace
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from calcium_dask.service.auth import TokenChecker, create_token, revoke_token
 from calcium_dask.service.models import Run
-from calcium_dask.service.status import StatusCache
+from calcium_dask.service.status import StatusCache, StatusRefresher
 
 
 def _rename(db, run_id: int, name: str) -> None:
@@ -92,12 +94,13 @@ def test_simultaneous_reads_of_an_expired_status_render_it_once(api, harness, mo
 
     rid = api.post("/api/runs", json=harness.body()).json()["id"]
     cache = harness.service.status
+    cache.ttl = 60.0  # the refresher does not render it again meanwhile
     real_put, puts = cache.put, []
 
-    def slow_put(run_id, body):  # the rendering takes a while: the other reads arrive meanwhile
+    def slow_put(run_id, body, since=None):  # the rendering takes a while: the other reads arrive meanwhile
         puts.append(run_id)
         time.sleep(0.3)
-        real_put(run_id, body)
+        real_put(run_id, body, since)
 
     monkeypatch.setattr(cache, "put", slow_put)
     with ThreadPoolExecutor(20) as pool:
@@ -128,3 +131,73 @@ def test_reads_arriving_as_their_token_expires_ask_the_database_once(api, harnes
         answers = list(pool.map(lambda _: api.get(f"/api/runs/{rid}"), range(20)))
     assert {r.status_code for r in answers} == {200}
     assert len(looked) == 1
+
+
+def test_a_polled_status_is_rendered_ahead_in_one_batch(api, harness, monkeypatch):
+    """While a run is polled its status is rendered again before it expires, off the
+    request path: reads after the first never render, yet see the database's changes."""
+    import calcium_dask.service.api as api_module
+
+    harness.service.status.ttl = 0.2
+    ids = [api.post("/api/runs", json=harness.body(f"r{i}", name=f"first{i}")).json()["id"] for i in range(3)]
+    for rid in ids:
+        assert api.get(f"/api/runs/{rid}").json()["name"].startswith("first")
+    single = []
+    monkeypatch.setattr(api_module, "_get_run", lambda *a: single.append(a) or pytest.fail("rendered on a read"))
+    batches = []
+    real = api_module.render_runs
+    monkeypatch.setattr(api_module, "render_runs", lambda svc, ids: batches.append(sorted(ids)) or real(svc, ids))
+    _rename(harness.service.db, ids[1], "second")
+    deadline = time.monotonic() + 10
+    while (api.get(f"/api/runs/{ids[1]}").json()["name"] != "second" or len(batches) < 3) \
+            and time.monotonic() < deadline:
+        [api.get(f"/api/runs/{rid}") for rid in ids]
+        time.sleep(0.02)
+    cached = api.get(f"/api/runs/{ids[1]}")
+    assert cached.json()["name"] == "second" and not single
+    assert batches[-1] == sorted(ids)  # the polled runs, together once each was rendered ahead
+    monkeypatch.undo()
+    harness.service.status.drop(ids[1])
+    assert api.get(f"/api/runs/{ids[1]}").content == cached.content  # what the API renders
+
+
+def test_a_rendering_begun_before_a_drop_is_not_kept():
+    cache = StatusCache(ttl=60.0)
+    since = cache.mark()  # a rendering starts reading the database...
+    cache.drop(7)  # ...the service cancels the run meanwhile
+    cache.put(7, b'{"state": "running"}', since)
+    assert cache.get(7) is None  # the older state is not served
+    cache.put(7, b'{"state": "cancelled"}', cache.mark())
+    assert cache.get(7) == b'{"state": "cancelled"}'
+
+
+def test_the_refresher_renders_only_runs_being_read_and_outlives_a_failure(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr("calcium_dask.service.status.time", SimpleNamespace(monotonic=lambda: clock[0]))
+    cache = StatusCache(ttl=1.0)
+    for rid in (1, 2, 3):
+        cache.put(rid, b"old")
+    cache.get(1), cache.get(2)  # 3 is in memory but nobody reads it
+    asked = []
+
+    def render(ids):
+        asked.append(sorted(ids))
+        return {1: b"new"}  # run 2 is gone
+
+    refresher = StatusRefresher(cache, render, keep=5.0)
+    assert asyncio.run(refresher.refresh()) == 0 and not asked  # nothing expires before the next look
+    clock[0] += 0.6
+    assert asyncio.run(refresher.refresh()) == 1 and asked == [[1, 2]]
+    assert cache.due(0.5) == []  # 1 fresh again, 2 forgotten
+    assert cache.get(1) == b"new" and cache.get(2) is None
+
+    def down(ids):
+        raise RuntimeError("database is down")
+
+    refresher.render = down
+    clock[0] += 1.1
+    assert asyncio.run(refresher.refresh()) == 0 and cache.get(1) is None  # expired: the API answers
+    refresher.render = render
+    assert asyncio.run(refresher.refresh()) == 1 and cache.get(1) == b"new"
+    clock[0] += 10  # nobody has read it for longer than keep
+    assert cache.due(0.5, keep=5.0) == []
