@@ -15,6 +15,14 @@ as pollers keep theirs (default ``new``: a connection per request). Finally it w
 most ``--timeout`` seconds) for every run to end and checks
 that each submitted run is listed exactly once and is ``done``. Loops are bounded; nothing
 listens beyond 127.0.0.1.
+
+The load generator is measured too: aiohttp spends 0.5-1 ms of CPU a request with 200 in
+flight, more than the service (0.1-0.3 ms), so on 2 cores its bursts time mostly itself. When
+ApacheBench (``ab``, Debian's ``apache2-utils``, a compiled client) is on the PATH, each
+burst is sent again right after aiohttp's with ab sending its reads (``AB_RUNS`` runs, an ab
+process each with its share of the reads and of the requests in flight; each request's time
+from ``ab -g``; the first burst's submissions still from aiohttp, to outputs of their own),
+and both are reported (``--reader``).
 """
 
 from __future__ import annotations
@@ -150,15 +158,45 @@ def still_running(url: str, headers: dict, ids: list[int]) -> bool:
         return all(http.get(f"/api/runs/{i}").json()["state"] == "running" for i in ids)
 
 
+AB_RUNS = 8  # runs whose status ApacheBench reads at once, an ab process each
+
+
+def start_ab(url: str, token: str, run_id: int, reads: int, concurrency: int, kept: bool,
+             table: Path) -> subprocess.Popen:
+    """ApacheBench sending ``reads`` status reads of one run, ``concurrency`` in flight (each on a
+    new connection unless ``kept``), each request's times written to ``table`` (``ab -g``)."""
+    cmd = ["ab", "-q", "-n", str(reads), "-c", str(concurrency), "-g", str(table),
+           "-H", f"Authorization: Bearer {token}", *(["-k"] if kept else []), f"{url}/api/runs/{run_id}"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def ab_timings(proc: subprocess.Popen, table: Path, into: Timings) -> Timings:
+    """``into`` with the reads (total time of each) and errors of a finished :func:`start_ab`."""
+    out, err = proc.communicate(timeout=300)
+    if proc.returncode:
+        into.errors.append(f"ab exited with {proc.returncode}: {err.strip()[-200:]}")
+        return into
+    # ab counts a body whose length differs from the first one's as failed ("Length": a running
+    # run's status changes as it is read): only refused, cut or non-2xx answers are errors
+    into.errors += [f"ab: {m.group(0)}" for m in re.finditer(r"(Non-2xx responses:\s+|(Connect|Receive|Exceptions): )"
+                                                             r"[1-9]\d*", out)]
+    rows = table.read_text().splitlines()[1:]  # starttime, seconds, ctime, dtime, ttime (ms), wait
+    into.reads = [int(row.split("\t")[4]) / 1000 for row in rows]
+    table.unlink()
+    return into
+
+
 @dataclass
 class Level:
-    """One burst of requests: its round, how many were in flight, their times, the service's CPU."""
+    """One burst of requests: its round, how many were in flight, their times, the service's
+    CPU, and what sent them (``aiohttp`` or ``ab``)."""
 
     round: int
     in_flight: int
     timings: Timings
     seconds: float
     cpu: float
+    reader: str = "aiohttp"
 
 
 def _cpu(process: psutil.Process) -> float:
@@ -168,6 +206,8 @@ def _cpu(process: psutil.Process) -> float:
 
 
 def percentiles(seconds: list[float]) -> tuple[float, float]:
+    if not len(seconds):
+        return float("nan"), float("nan")
     ms = np.asarray(seconds) * 1000
     return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
 
@@ -198,24 +238,41 @@ def measure(a: argparse.Namespace, work: Path) -> tuple[list[int], list[int], li
                    "until": a.until} for i in range(a.submissions)]
         service = psutil.Process(proc.pid)
         levels, submitted = [], []
+        readers = ["aiohttp", "ab"] if a.reader == "both" else [a.reader]
 
-        def burst(round_: int, level: int, bodies: list[dict]) -> Timings:
+        def burst(round_: int, level: int, bodies: list[dict], reader: str = "aiohttp") -> Timings:
             t = Timings()
             cpu0, t0 = _cpu(service), time.perf_counter()
-            submitted.extend(asyncio.run(load(url, headers, background + submitted, bodies, a.reads, level, t,
-                                              kept=a.connections == "kept")))
-            levels.append(Level(round_, level, t, time.perf_counter() - t0, _cpu(service) - cpu0))
+            if reader == "ab":  # its reads, a share of several runs each, and aiohttp's submissions meanwhile
+                ids = (background + submitted)[:AB_RUNS]
+                share = [(i, a.reads // len(ids) + (k < a.reads % len(ids)), level // len(ids) + (k < level % len(ids)))
+                         for k, i in enumerate(ids)]
+                abs_ = [(start_ab(url, token, i, n, max(c, 1), a.connections == "kept", work / f"ab{i}.tsv"), i)
+                        for i, n, c in share if n]
+                submitted.extend(asyncio.run(load(url, headers, background, bodies, 0, level, t,
+                                                  kept=a.connections == "kept")) if bodies else [])
+                for ab, i in abs_:
+                    got = ab_timings(ab, work / f"ab{i}.tsv", Timings())
+                    t.reads, t.errors = t.reads + got.reads, t.errors + got.errors
+            else:
+                submitted.extend(asyncio.run(load(url, headers, background + submitted, bodies, a.reads, level, t,
+                                                  kept=a.connections == "kept")))
+            levels.append(Level(round_, level, t, time.perf_counter() - t0, _cpu(service) - cpu0, reader))
             timings.errors.extend(t.errors)
             return t
 
-        timings.submits = burst(0, a.concurrency[0], bodies).submits
+        for i, reader in enumerate(readers):  # each with its own submissions, to new outputs
+            timings.submits += burst(0, a.concurrency[0], [dict(b, output=b["output"].replace(".zarr", f"_{i}.zarr"))
+                                                           for b in bodies], reader).submits
         for r in range(1, a.rounds):  # reads alone, later in the runs' lives, while both still compute
             time.sleep(a.every)
             if not still_running(url, headers, background):
                 break
-            burst(r, a.concurrency[0], [])
+            for reader in readers:
+                burst(r, a.concurrency[0], [], reader)
         for level in a.concurrency[1:]:  # fewer in flight (the runs still compute)
-            burst(0, level, [])
+            for reader in readers:
+                burst(0, level, [], reader)
         runs = wait_all(url, headers, a.timeout)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -239,6 +296,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--connections", choices=["new", "kept"], default="new",
                     help="each request on a new connection, or on connections opened before each burst "
                          "(as pollers keep theirs)")
+    ap.add_argument("--reader", choices=["both", "aiohttp", "ab"], default="both" if shutil.which("ab") else "aiohttp",
+                    help="what sends the status reads: aiohttp, ApacheBench, or both one after the other (the "
+                         "default when ab is on the PATH); aiohttp sends the submissions in every case")
     ap.add_argument("--until", default=None, choices=["motion", "cnmf", "evaluate"],
                     help="stop every run after this stage (default: run them whole)")
     ap.add_argument("--workers", type=int, default=2)
@@ -265,17 +325,18 @@ def main(argv: list[str] | None = None) -> dict:
         p50, p99 = percentiles(lv.timings.reads)
         n = len(lv.timings.reads) + len(lv.timings.submits)
         what = (f"{a.submissions} submissions and {a.reads} reads" if lv.timings.submits else f"{a.reads} reads")
-        print(f"  round {lv.round}: {what}, {lv.in_flight} in flight, {lv.seconds:.2f} s (service CPU "
-              f"{1000 * lv.cpu / n:.1f} ms a request, runner threads included): GET /api/runs/{{id}} "
+        print(f"  round {lv.round}: {what} by {lv.reader}, {lv.in_flight} in flight, {lv.seconds:.2f} s (service "
+              f"CPU {1000 * lv.cpu / max(n, 1):.1f} ms a request, runner threads included): GET /api/runs/{{id}} "
               f"p50 {p50:.1f} ms, p99 {p99:.1f} ms")
-        rows.append({"round": lv.round, "concurrency": lv.in_flight, "read_p50_ms": p50, "read_p99_ms": p99,
-                     "seconds": lv.seconds, "cpu_ms_per_request": 1000 * lv.cpu / n})
+        rows.append({"round": lv.round, "concurrency": lv.in_flight, "reader": lv.reader, "read_p50_ms": p50,
+                     "read_p99_ms": p99, "seconds": lv.seconds, "cpu_ms_per_request": 1000 * lv.cpu / max(n, 1)})
     for level in a.concurrency:
-        reads = [x for lv in levels if lv.in_flight == level for x in lv.timings.reads]
-        rounds = sum(lv.in_flight == level for lv in levels)
-        p50, p99 = percentiles(reads)
-        print(f"  all {len(reads)} reads with {level} in flight ({rounds} rounds): p50 {p50:.1f} ms, p99 {p99:.1f} ms "
-              f"(target p99 < 100 ms: {'met' if p99 < 100 else 'NOT met'})")
+        for reader in dict.fromkeys(lv.reader for lv in levels):
+            chosen = [lv for lv in levels if lv.in_flight == level and lv.reader == reader]
+            reads = [x for lv in chosen for x in lv.timings.reads]
+            p50, p99 = percentiles(reads)
+            print(f"  all {len(reads)} reads by {reader} with {level} in flight ({len(chosen)} rounds): p50 {p50:.1f} "
+                  f"ms, p99 {p99:.1f} ms (target p99 < 100 ms: {'met' if p99 < 100 else 'NOT met'})")
     s50, s99 = percentiles(timings.submits) if timings.submits else (float("nan"),) * 2
     print(f"  POST /api/runs ({a.concurrency[0]} in flight): p50 {s50:.1f} ms, p99 {s99:.1f} ms")
     print(f"runs: {len(expected)} submitted, {len(runs)} listed, each exactly once: {once}, all done: {done}"
