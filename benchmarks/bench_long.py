@@ -260,7 +260,7 @@ def run_length(base: Path, truth: Any, frames: int, cluster: Cluster, out: Path,
         shutil.rmtree(store, ignore_errors=True)
     cmd = [str(Path(sys.executable).parent / "calcium-dask"), "run", *files, "--out", str(store),
            "--scheduler", cluster.address, "--set", f"data.fr={truth.params.fr}",
-           "--set", f"motion.save_movie={args.save_movie}"]
+           "--set", f"motion.save_movie={args.save_movie}", *[x for kv in args.set for x in ("--set", kv)]]
     peaks = Peaks().start()
     for i, p in enumerate(cluster.procs):
         peaks.watch("scheduler" if i == 0 else f"worker{i}", p.pid)
@@ -353,6 +353,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--memory-limit", default="2GB")
     ap.add_argument("--save-movie", default="compact", choices=["float32", "compact", "none"])
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--set", action="append", default=[], metavar="GROUP.NAME=VALUE",
+                    help="a parameter for every run (calcium-dask run --set), e.g. patch.memory_fact=0.77")
     ap.add_argument("--read-mb-s", type=float, default=100.0,
                     help="object-storage read rate of one worker, for the 1 TB projection")
     ap.add_argument("--dir", default=None, help="where the movie and stores go (default: a temporary folder)")
