@@ -53,6 +53,7 @@ def kernel_of_this_python(tmp_path, monkeypatch):
     return KERNEL
 
 
+@pytest.mark.slow  # about 55 s on 2 cores: run by .ci/run with the docs, outside the default run
 def test_demo_notebook_runs(tmp_path, kernel_of_this_python, monkeypatch):
     monkeypatch.setenv("CALCIUM_DASK_DEMO_DIR", str(tmp_path / "demo"))
     monkeypatch.setenv("CALCIUM_DASK_WORKERS", "2")
