@@ -198,14 +198,16 @@ def get_run(run_id: int, request: Request, _: Authed) -> Response:
     Repeated reads within half a second are answered from memory (``service.status``)."""
     svc = service_of(request)
     since = svc.status.mark()
-    body = _get_run(svc, run_id).model_dump_json().encode()
+    body = render_runs(svc, [run_id]).get(run_id)
+    if body is None:
+        raise RunNotFound(f"no run {run_id}")
     svc.status.put(run_id, body, since)
     return Response(body, media_type="application/json")
 
 
 def render_runs(svc: Any, ids: list[int]) -> dict[int, bytes]:
-    """The status JSON of each run of ``ids`` that exists (what :func:`get_run` answers),
-    read in two queries for them all: the status refresher's batch."""
+    """The status JSON of each run of ``ids`` that exists, read in two queries for them all:
+    :func:`get_run`'s answer, and the status refresher's batch."""
     with svc.db.engine.connect() as conn:
         rows = list(conn.execute(select(RUNS).where(RUNS.c.id.in_(ids))).mappings())
         return {r.id: r.model_dump_json().encode() for r in _runs_out(conn, rows, with_params=True)}

@@ -4,6 +4,7 @@ never without a valid token, with the same body and headers as the API's own ans
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from types import SimpleNamespace
 
@@ -142,11 +143,17 @@ def test_a_polled_status_is_rendered_ahead_in_one_batch(api, harness, monkeypatc
     ids = [api.post("/api/runs", json=harness.body(f"r{i}", name=f"first{i}")).json()["id"] for i in range(3)]
     for rid in ids:
         assert api.get(f"/api/runs/{rid}").json()["name"].startswith("first")
-    single = []
-    monkeypatch.setattr(api_module, "_get_run", lambda *a: single.append(a) or pytest.fail("rendered on a read"))
-    batches = []
+    single, batches = [], []
     real = api_module.render_runs
-    monkeypatch.setattr(api_module, "render_runs", lambda svc, ids: batches.append(sorted(ids)) or real(svc, ids))
+
+    def render(svc, ids):  # the API's handler on a read, or the refresher
+        frame, on_read = sys._getframe(1), False
+        while frame is not None and not on_read:
+            on_read, frame = frame.f_code.co_name == "get_run", frame.f_back
+        (single if on_read else batches).append(sorted(ids))
+        return real(svc, ids)
+
+    monkeypatch.setattr(api_module, "render_runs", render)
     _rename(harness.service.db, ids[1], "second")
     deadline = time.monotonic() + 10
     while (api.get(f"/api/runs/{ids[1]}").json()["name"] != "second" or len(batches) < 3) \
