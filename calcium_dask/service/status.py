@@ -90,16 +90,17 @@ class StatusCache:
             self._read = {k: t for k, t in list(self._read.items()) if t > now - keep}
         read = [(t, k) for k, t in list(self._read.items()) if t > now - keep and k in self._entries]
         read = sorted(read, reverse=True)[:MAX_WARM] if len(read) > MAX_WARM else read
-        return [k for _, k in read if self._entries.get(k, (b"", 0.0))[1] < now + within]
+        return [k for _, k in read if self._entries[k][1] < now + within]
 
 
 class StatusRefresher:
     """Renders the statuses being polled before they expire, in one batch on a worker thread.
 
     ``render(ids)`` gives the JSON of each of ``ids`` that exists (a run missing from its
-    answer is forgotten). Every ``cache.ttl / 2`` seconds the runs read in the last ``keep``
-    seconds whose entry would expire before the next look are rendered: each such run about
-    every ``ttl / 2`` seconds, so that none expires between two looks. A failed rendering
+    answer is forgotten). Every ``cache.ttl / 4`` seconds, when a run read in the last ``keep``
+    seconds expires within ``ttl / 2``, every such run expiring within ``3 ttl / 4`` is
+    rendered: each again a quarter of ``ttl`` or more before it expires (less the rendering's
+    own time), so that none expires between two looks, and the runs fall into one batch. A failed rendering
     (the database down) leaves the entries to expire: reads then go to the API, which
     answers the error."""
 
@@ -111,16 +112,17 @@ class StatusRefresher:
     async def run(self) -> None:
         """Refresh until cancelled."""
         while True:
-            await asyncio.sleep(self.cache.ttl / 2)
+            await asyncio.sleep(self.cache.ttl / 4)
             await self.refresh()
 
     async def refresh(self) -> int:
         """Render the runs due now; how many were rendered."""
         import anyio.to_thread
 
-        ids = self.cache.due(self.cache.ttl / 2, self.keep)
-        if not ids:
+        ttl = self.cache.ttl
+        if not self.cache.due(ttl / 2, self.keep):
             return 0
+        ids = self.cache.due(3 * ttl / 4, self.keep)  # the next look's too: one batch, not two
         since = self.cache.mark()
         try:
             bodies = await anyio.to_thread.run_sync(self.render, ids)
