@@ -440,6 +440,15 @@ def _check_range(value: Any, meta: Any, key: str) -> None:
             raise ParamsError(f"parameter '{key}' = {value!r} is out of range {rng}")
 
 
+def _plain(value: Any) -> Any:
+    """``value`` as JSON has it: tuples (and lists) as lists, all the way down."""
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
 @functools.cache
 def _hints(cls: type) -> dict[str, Any]:
     """A group's field types (resolving them costs more than the rest of validating a group)."""
@@ -616,11 +625,12 @@ class Params:
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Nested plain dict (tuples as lists), fit for JSON and YAML."""
-        return json.loads(self.to_json())
+        return {g: {f.name: _plain(getattr(group, f.name)) for f in dataclasses.fields(group)}
+                for g, group in ((g, getattr(self, g)) for g in GROUPS)}
 
     def to_json(self) -> str:
         """The parameters as JSON, nested by group (what a results store records)."""
-        return json.dumps({g: dataclasses.asdict(getattr(self, g)) for g in GROUPS}, sort_keys=False)
+        return json.dumps(self.to_dict(), sort_keys=False)
 
     def save(self, path: str | Path) -> None:
         """Write YAML (``.yaml``/``.yml``) or JSON (any other suffix)."""
