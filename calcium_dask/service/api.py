@@ -9,7 +9,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import func, select
-from starlette.concurrency import run_in_threadpool
 
 from ..errors import StoreError
 from . import queue
@@ -145,10 +144,10 @@ def _queued(svc: Any, rid: int) -> dict[str, Any]:
 
 
 @router.post("/api/runs", status_code=201, tags=["runs"])
-def create_run(body: RunCreate, request: Request, tid: Authed) -> JSONResponse:
+async def create_run(body: RunCreate, request: Request, tid: Authed) -> JSONResponse:
     """Queue a run of the pipeline on a movie."""
     svc = service_of(request)
-    rid = queue.submit(svc.db, _spec(svc, body), tid)
+    rid = await svc.submit(lambda: queue.submit(svc.db, _spec(svc, body), tid))
     return JSONResponse(_queued(svc, rid), status_code=201, headers={"Location": f"/api/runs/{rid}"})
 
 
@@ -160,8 +159,8 @@ async def create_batch(request: Request, tid: Authed, name: str = Query("batch",
     svc = service_of(request)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     body = await request.body()
-    specs = await run_in_threadpool(parse_manifest, svc, body, ctype, svc.config.state_dir)
-    batch_id, ids = await run_in_threadpool(queue.submit_batch, svc.db, name, specs, tid)
+    specs = await svc.submit(parse_manifest, svc, body, ctype, svc.config.state_dir)
+    batch_id, ids = await svc.submit(queue.submit_batch, svc.db, name, specs, tid)
     if svc.runner is not None:
         svc.runner.wake()
     return BatchOut(id=batch_id, name=name, runs=[RunRef(id=i, name=s.name, state="queued") for i, s in zip(ids, specs)])

@@ -15,8 +15,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
+import anyio.to_thread
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -51,6 +53,9 @@ class ServiceConfig:
     cors_origins: tuple[str, ...] = ()  # none: no cross-origin access at all
 
 
+_T = TypeVar("_T")
+
+
 @dataclass
 class Service:
     """The parts of a running service, shared by every request."""
@@ -61,10 +66,22 @@ class Service:
     lock: Any = None  # the state folder's lock file, held while the service lives
     tokens: TokenChecker = field(init=False)
     status: StatusCache = field(init=False)  # runs' status JSON, read back for a short while
+    _writer: anyio.CapacityLimiter | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.tokens = TokenChecker(self.db)
         self.status = StatusCache()
+
+    async def submit(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """``fn(*args)`` on a worker thread, one submission at a time.
+
+        A submission's checks and inserts hold the interpreter lock for a few milliseconds;
+        twenty of them on as many threads would each take the lock in turn with the event
+        loop, which answers the status reads. One at a time, the loop waits for one thread
+        (the database takes its writes one at a time anyway)."""
+        if self._writer is None:
+            self._writer = anyio.CapacityLimiter(1)
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._writer)
 
     async def token(self, headers: list[tuple[bytes, bytes]]) -> int | None:
         """The id of the valid token in raw ASGI ``headers``, or None (the database is asked,
@@ -88,8 +105,6 @@ def create_app(service: Service, *, echo: Callable[[str], None] | None = None) -
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        import anyio.to_thread
-
         # requests are short and hold the GIL: a few threads serve them faster than anyio's 40
         anyio.to_thread.current_default_thread_limiter().total_tokens = REQUEST_THREADS
         refresher = StatusRefresher(service.status, lambda ids: api.render_runs(service, ids))

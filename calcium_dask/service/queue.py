@@ -23,6 +23,7 @@ __all__ = ["RunConflict", "RunNotFound", "submit", "submit_batch", "claim_next",
            "renew_leases", "finish", "requeue", "request_cancel", "retry", "add_event", "add_log", "stage_names"]
 
 MAX_LOG_LINE = 2000  # characters kept of one log line
+RUNS, STAGES, EVENTS = Run.__table__, RunStage.__table__, Event.__table__
 
 
 class RunConflict(CalciumDaskError, ValueError):
@@ -49,17 +50,20 @@ def _insert_runs(s: Any, specs: list[Session], token_id: int | None, batch_id: i
                  message: str = "") -> list[int]:
     """Insert queued runs, their stages and their "queued" events; the runs' ids.
 
-    Plain INSERT statements (the stages and events of all runs in one each): the ORM's
-    unit of work took 2 of the 3 ms of CPU a submission cost, while status reads waited."""
-    ids = [s.scalar(insert(Run).values(
+    Core INSERT statements on the tables (the stages and events of all runs in one each):
+    the ORM's unit of work, then its bulk inserts, took most of a submission's CPU, while
+    status reads waited for the interpreter."""
+    now = utcnow()
+    ids = [s.scalar(insert(RUNS).values(
         name=spec.name, state="queued", input=spec.input, output=spec.output, active_output=_key(spec.output),
         params=spec.params.to_dict(), until=spec.until, open_kwargs=dict(spec.open_kwargs), batch_id=batch_id,
-        token_id=token_id, progress=0.0, cancel_requested=False, attempts=0).returning(Run.id)) for spec in specs]
+        token_id=token_id, progress=0.0, cancel_requested=False, attempts=0, created_at=now).returning(RUNS.c.id))
+        for spec in specs]
     if ids:
-        s.execute(insert(RunStage), [dict(run_id=rid, position=i, stage=name, state="pending", done=0, total=0)
+        s.execute(insert(STAGES), [dict(run_id=rid, position=i, stage=name, state="pending", done=0, total=0)
                                      for rid, spec in zip(ids, specs)
                                      for i, name in enumerate(stage_names(spec.until))])
-        s.execute(insert(Event), [dict(run_id=rid, kind="queued", message=f"queued: {spec.name}{message}")
+        s.execute(insert(EVENTS), [dict(run_id=rid, kind="queued", time=now, message=f"queued: {spec.name}{message}")
                                   for rid, spec in zip(ids, specs)])
     return ids
 

@@ -278,3 +278,38 @@ def test_a_run_without_a_store_has_no_report_yet(api, harness):
     assert r.status_code == 404 and "no results store yet" in r.json()["detail"]
     assert api.get("/api/runs/1/images/mean.png").status_code == 404
     assert api.get("/api/runs/1/images/secret.png").status_code == 404
+
+
+def test_submissions_run_one_at_a_time_while_reads_go_on(api, harness, monkeypatch):
+    # twenty submissions on as many request threads would each take the interpreter lock in
+    # turn with the event loop that answers the status reads: they go one at a time
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from calcium_dask.service import queue
+
+    inside, most, lock = 0, 0, threading.Lock()
+    submit = queue.submit
+
+    def counted(*args, **kwargs):
+        nonlocal inside, most
+        with lock:
+            inside += 1
+            most = max(most, inside)
+        time.sleep(0.02)
+        try:
+            return submit(*args, **kwargs)
+        finally:
+            with lock:
+                inside -= 1
+
+    monkeypatch.setattr(queue, "submit", counted)
+    rid = api.post("/api/runs", json=harness.body(store="first")).json()["id"]
+    with ThreadPoolExecutor(8) as pool:
+        posts = [pool.submit(api.post, "/api/runs", json=harness.body(store=f"s{i}")) for i in range(8)]
+        reads = [pool.submit(api.get, f"/api/runs/{rid}") for _ in range(8)]
+        codes = [f.result().status_code for f in posts + reads]
+    assert codes == [201] * 8 + [200] * 8
+    assert most == 1
+    assert len({r["id"] for r in api.get("/api/runs").json()["runs"]}) == 9
