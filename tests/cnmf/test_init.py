@@ -12,6 +12,7 @@ from calcium_dask.cnmf.kernels.init import (
     _remove_motion,
     _transient_score,
     _upsample,
+    _white_sd,
     greedy_roi,
     initialize_components,
 )
@@ -183,3 +184,17 @@ def test_detrend_removes_the_centred_running_mean(window):
     X = np.random.default_rng(3).standard_normal((200, 3, 4)).astype(np.float32)
     ref = X - ndimage.uniform_filter1d(X, window, axis=0, mode="reflect")
     np.testing.assert_allclose(_detrend(X, window), ref, atol=1e-5)
+
+
+def test_white_noise_sd_of_a_movie_made_of_repeats_is_that_of_one_repeat():
+    # a long session built of exact repeats (period 1000 samples, 20 of them): samples
+    # strided by T/500 would meet only 25 phases of the period, and each pixel's noise would
+    # come from 25 differences, scattered by ~15 % from pixel to pixel
+    rng = np.random.default_rng(4)
+    X = 3.0 * rng.standard_normal((1000, 40, 50)).astype(np.float32)
+    X += np.linspace(0, 50, 1000, dtype=np.float32)[:, None, None]  # a slow trend
+    sd = _white_sd(np.tile(X, (20, 1, 1)))
+    assert sd.shape == (40, 50)
+    assert abs(np.median(sd) / 3.0 - 1) < 0.03
+    assert np.std(sd / 3.0) < 0.08
+    assert np.std(_white_sd(X) / 3.0) < 0.08

@@ -18,7 +18,7 @@ from .hals import hals, hals_traces
 __all__ = ["greedy_roi", "initialize_components"]
 
 _EPS = np.finfo(np.float32).eps
-_NOISE_FRAMES = 500  # frames (spread over the movie) whose differences give the noise
+_NOISE_FRAMES = 500  # pairs of neighbouring frames whose differences give the noise
 _COMMON_MIN_AREA = 5  # patch area, in neuron boxes, below which no shared trace is removed
 _MOTION_RATIO = 6.0  # variance of a residual shift over its noise above which it is removed
 
@@ -93,11 +93,16 @@ def _white_sd(X: np.ndarray) -> np.ndarray:
     """White-noise SD of every pixel's trace in ``X`` (T, ...), from its first differences.
 
     The median absolute difference ignores the few large steps of transients and the slow
-    trends; frames spread over the movie stand for it all (white noise is as independent
-    between them as between neighbours).
+    trends. Pairs of neighbouring frames at ``_NOISE_FRAMES`` random (seeded) places stand
+    for the whole movie: evenly strided samples would meet the same few phases of any
+    period of the movie (a repeated stimulus, a session built of repeats) and estimate the
+    noise from a handful of differences.
     """
-    step = -(-X.shape[0] // _NOISE_FRAMES)
-    d = np.abs(np.diff(X[::step], axis=0)).reshape(-1, X[0].size)
+    T = X.shape[0]
+    if T < 2:
+        return np.zeros(X.shape[1:], X.dtype)
+    t = np.sort(np.random.default_rng(0).choice(T - 1, min(T - 1, _NOISE_FRAMES), replace=False))
+    d = np.abs(X[t + 1] - X[t]).reshape(len(t), -1)
     sd = np.median(np.ascontiguousarray(d.T), axis=1) / (0.6745 * np.sqrt(2.0))
     return sd.reshape(X.shape[1:])
 
