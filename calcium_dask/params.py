@@ -208,9 +208,11 @@ class PatchParams:
     del_duplicates: bool = _f(True, "each patch keeps only the components centred in its own part of the field "
                                     "(False, CaImAn's default: every patch keeps all its components, and "
                                     "duplicates in the overlaps merge when their traces correlate)")
-    memory_fact: float = _f(1.0, "scale of the memory budget of a patch task (half the smallest worker memory "
-                                 "limit, or 4 GiB when unknown; fitting a patch takes about 8 times its data): "
-                                 "a patch that exceeds it is initialised on averages of frames", lo=0.001)
+    memory_fact: float = _f(1.0, "scale of the memory budget of a patch task (what leaves the smallest worker "
+                                 "below dask's spill threshold: 0.7 of its memory limit less 600 MiB, at least "
+                                 "a quarter of the limit; 4 GiB when unknown; fitting a patch takes about 8 "
+                                 "times its data): a patch that exceeds it is initialised on averages of frames",
+                            lo=0.001)
 
 
 @dataclass(frozen=True)

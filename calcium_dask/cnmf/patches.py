@@ -37,11 +37,12 @@ from .options import patch_update_options
 from ..movie_blocks import FrameSource, frame_source, read_downsampled
 
 __all__ = ["fit_patches", "PatchSet", "PatchComponents", "patch_options", "patch_tsub", "task_budget",
-           "patch_groups",
+           "worker_share", "patch_groups",
            "average_samples", "movie_noise", "CLIENT_SAMPLES"]
 
 PATCH_BUDGET = 4 * 2**30  # bytes a patch task may use when the workers' memory limit is unknown
-WORKER_SHARE = 0.5  # of a worker's memory limit a patch task may use (the rest: the worker, dask's margins)
+WORKER_BASELINE = 600 * 2**20  # a worker's own memory between tasks (bench_long: 0.35-0.58 GiB)
+MIN_SHARE = 0.25  # of a worker's memory limit a patch task may use however small the limit
 LOCAL_SCHEDULERS = ("sync", "synchronous", "single-threaded", "threads", "threading", "processes",
                     "multiprocessing")
 FIT_COPIES = 7  # fit_patch's peak working memory in copies of its patch's data (measured: 6.3-6.7)
@@ -101,11 +102,13 @@ def detrend_window(params: Params) -> int:
 
 
 def task_budget(params: Params) -> float:
-    """Bytes one patch task may use: ``WORKER_SHARE`` of the smallest memory limit of the
-    current client's workers (``PATCH_BUDGET`` when there is none), times
-    ``patch.memory_fact``. A local scheduler set in dask's config (``synchronous``,
-    ``threads``...) runs the tasks here, not on the client's workers: their limits do not
-    apply then."""
+    """Bytes one patch task may use on the current client's workers, times ``patch.memory_fact``.
+
+    A task leaves the worker below the fraction of its memory limit at which dask starts
+    spilling (:func:`worker_share` of the smallest limit): above it the worker moves data
+    to disk and, a little higher, stops taking tasks. ``PATCH_BUDGET`` when no limit is
+    known, or when a local scheduler set in dask's config (``synchronous``, ``threads``...)
+    runs the tasks here, not on the client's workers."""
     limits: list[int] = []
     if dask.config.get("scheduler", None) in LOCAL_SCHEDULERS:
         return PATCH_BUDGET * params.patch.memory_fact
@@ -117,7 +120,16 @@ def task_budget(params: Params) -> float:
     except (ImportError, ValueError):
         pass
     limits = [m for m in limits if m > 0]
-    return (WORKER_SHARE * min(limits) if limits else PATCH_BUDGET) * params.patch.memory_fact
+    return (worker_share(min(limits)) if limits else PATCH_BUDGET) * params.patch.memory_fact
+
+
+def worker_share(limit: float) -> float:
+    """Bytes a task may use on a worker of memory limit ``limit``: up to dask's spill threshold
+    (``distributed.worker.memory.spill``, else pause, else terminate; 0.7 by default) less the
+    worker's own ``WORKER_BASELINE``, and at least ``MIN_SHARE`` of the limit."""
+    fraction = next((float(f) for key in ("spill", "pause", "terminate")
+                     if (f := dask.config.get(f"distributed.worker.memory.{key}", None))), 0.7)
+    return max(fraction * limit - WORKER_BASELINE, MIN_SHARE * limit)
 
 
 def _box_bytes(n_frames: int, box: tuple[int, int, int, int]) -> int:

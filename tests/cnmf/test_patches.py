@@ -161,7 +161,7 @@ def test_border_pix_keeps_footprints_off_the_border(planted):
     assert (best > 0.9).all(), best
 
 
-def test_the_task_budget_is_a_share_of_the_smallest_worker_memory(monkeypatch):
+def test_the_task_budget_leaves_the_smallest_worker_below_its_spill_threshold(monkeypatch):
     import distributed
 
     from calcium_dask.cnmf import patches
@@ -177,12 +177,18 @@ def test_the_task_budget_is_a_share_of_the_smallest_worker_memory(monkeypatch):
     monkeypatch.setattr(distributed, "get_client", lambda: FakeClient())
     params = Params.from_dict({"patch.memory_fact": 1.5})
     with dask.config.set(scheduler=None):  # the client's workers run the tasks
-        assert patches.task_budget(params) == patches.WORKER_SHARE * 2 * 2**30 * 1.5
+        assert patches.task_budget(params) == (0.7 * 2 * 2**30 - patches.WORKER_BASELINE) * 1.5
+        with dask.config.set({"distributed.worker.memory.spill": 0.5}):
+            assert patches.task_budget(params) == (0.5 * 2 * 2**30 - patches.WORKER_BASELINE) * 1.5
+        with dask.config.set({"distributed.worker.memory.spill": False, "distributed.worker.memory.pause": 0.8}):
+            assert patches.task_budget(params) == (0.8 * 2 * 2**30 - patches.WORKER_BASELINE) * 1.5
     with dask.config.set(scheduler="synchronous"):  # tasks run here: the workers' limits do not apply
         assert patches.task_budget(params) == patches.PATCH_BUDGET * 1.5
     monkeypatch.setattr(distributed, "get_client", lambda: (_ for _ in ()).throw(ValueError("no client")))
     with dask.config.set(scheduler=None):
         assert patches.task_budget(params) == patches.PATCH_BUDGET * 1.5
+    # a small worker: a quarter of its limit, whatever its own memory takes
+    assert patches.worker_share(2**30) == patches.MIN_SHARE * 2**30
 
 
 def test_fitting_a_patch_takes_at_most_fit_copies_of_its_data():
