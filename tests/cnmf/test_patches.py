@@ -178,8 +178,10 @@ def test_the_task_budget_leaves_the_smallest_worker_below_its_spill_threshold(mo
     params = Params.from_dict({"patch.memory_fact": 1.5})
     with dask.config.set(scheduler=None):  # the client's workers run the tasks
         assert patches.task_budget(params) == (0.7 * 2 * 2**30 - patches.WORKER_BASELINE) * 1.5
-        with dask.config.set({"distributed.worker.memory.spill": 0.5}):
-            assert patches.task_budget(params) == (0.5 * 2 * 2**30 - patches.WORKER_BASELINE) * 1.5
+        with dask.config.set({"distributed.worker.memory.spill": 0.6}):
+            assert patches.task_budget(params) == (0.6 * 2 * 2**30 - patches.WORKER_BASELINE) * 1.5
+        with dask.config.set({"distributed.worker.memory.spill": 0.4}):  # below the floor
+            assert patches.task_budget(params) == patches.MIN_SHARE * 2 * 2**30 * 1.5
         with dask.config.set({"distributed.worker.memory.spill": False, "distributed.worker.memory.pause": 0.8}):
             assert patches.task_budget(params) == (0.8 * 2 * 2**30 - patches.WORKER_BASELINE) * 1.5
     with dask.config.set(scheduler="synchronous"):  # tasks run here: the workers' limits do not apply
