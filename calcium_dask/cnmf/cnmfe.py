@@ -60,7 +60,7 @@ class CNMFEPatchSet:
     each patch returned; ``n_seeds`` seeds each patch took; ``patch_tsub`` frames the
     patches averaged per sample; ``correlation`` and ``pnr`` (H, W) the images the seeds
     were chosen on, each pixel from the patch that owns it (the PNR of ``patch_tsub``-averaged
-    frames, compared with ``min_pnr * sqrt(patch_tsub)``).
+    frames, compared with ``min_pnr * pnr_scale``: :func:`pnr_scale`).
     """
 
     A: sp.csc_matrix
@@ -74,12 +74,13 @@ class CNMFEPatchSet:
     patch_tsub: int
     correlation: np.ndarray
     pnr: np.ndarray
+    pnr_scale: float
 
     @property
     def best(self) -> tuple[float, float]:
         """The largest correlation and the largest PNR (per frame of the movie) seen."""
         return (float(self.correlation.max(initial=0.0)),
-                float(self.pnr.max(initial=0.0) / np.sqrt(self.patch_tsub)))
+                float(self.pnr.max(initial=0.0) / self.pnr_scale))
 
 
 @dataclass
@@ -102,12 +103,29 @@ class CNMFEPatchComponents:
     pnr: np.ndarray
 
 
+def pnr_scale(params: Params, tsub: int) -> float:
+    """How much a transient's peak-to-noise ratio grows when ``tsub`` frames are averaged:
+    ``sqrt(init.tsub)`` for the user's own ``init.tsub`` (CaImAn's rule: the noise falls by
+    the square root, the peaks stay), and beyond it, for the averaging a patch task's memory
+    budget adds in a long session, what an indicator of ``data.decay_time`` keeps of its
+    peak: averages of ``n`` frames over a decay of ``tau`` frames keep
+    ``tau (1 - exp(-n / tau)) / n`` of it, which the square-root rule ignores (averages of
+    8 frames at 20 Hz asks peaks 1.4 times higher than the averages keep)."""
+    tau = max(params.data.decay_time * params.data.fr, 1e-6)
+
+    def gain(n: int) -> float:
+        return float(np.sqrt(n) * tau * -np.expm1(-n / tau) / n)
+
+    base = max(1, min(params.init.tsub, tsub))
+    return float(np.sqrt(base)) * gain(tsub) / gain(base)
+
+
 def cnmfe_options(params: Params, tsub: int = 1) -> CNMFEOptions:
-    """:class:`CNMFEOptions` from the parameter groups. ``min_pnr`` grows with ``sqrt(tsub)``
-    as CaImAn's: averaging ``tsub`` frames divides the noise by about that, not the peaks."""
+    """:class:`CNMFEOptions` from the parameter groups, for patches averaged over ``tsub``
+    frames: ``min_pnr`` grows with them (:func:`pnr_scale`)."""
     ip, tp, pp, sp_ = params.init, params.temporal, params.preprocess, params.spatial
     seeds = SeedOptions(gSig=tuple(ip.gSig), gSiz=tuple(params.gSiz()), min_corr=ip.min_corr,
-                        min_pnr=ip.min_pnr * float(np.sqrt(tsub)), max_number=ip.K, center_psf=ip.center_psf,
+                        min_pnr=ip.min_pnr * pnr_scale(params, tsub), max_number=ip.K, center_psf=ip.center_psf,
                         noise_range=pp.noise_range, noise_method=pp.noise_method)
     return CNMFEOptions(
         seeds=seeds, ring_size_factor=ip.ring_size_factor, ssub_B=ip.ssub_B, init_iter=ip.init_iter,
@@ -187,7 +205,8 @@ def fit_patches_cnmfe(movie: xr.DataArray, params: Params) -> CNMFEPatchSet:
     ring = PatchedRing(boxes, tiles, [r.ring for r in results], (h, w))
     correlation, pnr = (_stitch(results, tiles, boxes, key, (h, w)) for key in ("correlation", "pnr"))
     return CNMFEPatchSet(sp.csc_matrix(A), C, ring, sn, boxes, [r.K for r in results],
-                         [r.seeds for r in results], tsub * average, tsub, correlation, pnr)
+                         [r.seeds for r in results], tsub * average, tsub, correlation, pnr,
+                         pnr_scale(params, tsub))
 
 
 def _stitch(results: list[CNMFEPatchComponents], tiles: list, boxes: list, key: str, dims: tuple[int, int]) -> np.ndarray:
@@ -202,8 +221,8 @@ def _stitch(results: list[CNMFEPatchComponents], tiles: list, boxes: list, key: 
 def seeding_dataset(ps: CNMFEPatchSet, params: Params) -> xr.Dataset:
     """The images the patches' seeds were chosen on (the ``/corr_pnr`` group of a store):
     ``correlation``, ``pnr`` (per frame of the movie: the patches' PNR of averaged frames
-    over ``sqrt(tsub)``) and ``seeds``, the pixels that pass both thresholds."""
-    pnr = ps.pnr / np.float32(np.sqrt(ps.patch_tsub))
+    over :func:`pnr_scale`) and ``seeds``, the pixels that pass both thresholds."""
+    pnr = ps.pnr / np.float32(ps.pnr_scale)
     seeds = (ps.correlation >= params.init.min_corr) & (pnr >= params.init.min_pnr)
     dims = ("y", "x")
     return xr.Dataset({"correlation": (dims, ps.correlation), "pnr": (dims, pnr), "seeds": (dims, seeds)},
