@@ -15,7 +15,8 @@ the correction and of no correction, the accepted units' F1, precision and recal
 two-photon shape classifier (``use_cnn``, off in the preset) scores the units that match a
 true neuron and the others, and the wall time of each stage (``run_pipeline(..., until=stage)`` resuming stage by stage)
 and of the whole run (simulation not included), and the largest peak RSS of a worker during
-the run (sampled every 0.1 s; run ``--frames`` 2400 and 9600 to see it flat in the frames). The seeds' movies are
+the run (sampled every 0.1 s; it is bounded by the patch tasks' budget, so it stays flat from
+the length where that binds: with ``--memory-limit 2GB``, ``--frames`` 7200 and 21600). The seeds' movies are
 deleted afterwards (``--keep`` keeps them). The seeds the preset was tuned on were 1, 4
 and 8 (tests, demo); the default seeds are others.
 """
