@@ -60,7 +60,7 @@ class CNMFEPatchSet:
     each patch returned; ``n_seeds`` seeds each patch took; ``patch_tsub`` frames the
     patches averaged per sample; ``correlation`` and ``pnr`` (H, W) the images the seeds
     were chosen on, each pixel from the patch that owns it (the PNR of ``patch_tsub``-averaged
-    frames, compared with ``min_pnr * pnr_scale``: :func:`pnr_scale`).
+    frames, compared with ``min_pnr * pnr_scale``, see ``pnr_scale``).
     """
 
     A: sp.csc_matrix
@@ -122,7 +122,7 @@ def pnr_scale(params: Params, tsub: int) -> float:
 
 def cnmfe_options(params: Params, tsub: int = 1) -> CNMFEOptions:
     """:class:`CNMFEOptions` from the parameter groups, for patches averaged over ``tsub``
-    frames: ``min_pnr`` grows with them (:func:`pnr_scale`)."""
+    frames: ``min_pnr`` grows with them (``pnr_scale``)."""
     ip, tp, pp, sp_ = params.init, params.temporal, params.preprocess, params.spatial
     seeds = SeedOptions(gSig=tuple(ip.gSig), gSiz=tuple(params.gSiz()), min_corr=ip.min_corr,
                         min_pnr=ip.min_pnr * pnr_scale(params, tsub), max_number=ip.K, center_psf=ip.center_psf,
@@ -221,7 +221,7 @@ def _stitch(results: list[CNMFEPatchComponents], tiles: list, boxes: list, key: 
 def seeding_dataset(ps: CNMFEPatchSet, params: Params) -> xr.Dataset:
     """The images the patches' seeds were chosen on (the ``/corr_pnr`` group of a store):
     ``correlation``, ``pnr`` (per frame of the movie: the patches' PNR of averaged frames
-    over :func:`pnr_scale`) and ``seeds``, the pixels that pass both thresholds."""
+    over ``pnr_scale``) and ``seeds``, the pixels that pass both thresholds."""
     pnr = ps.pnr / np.float32(ps.pnr_scale)
     seeds = (ps.correlation >= params.init.min_corr) & (pnr >= params.init.min_pnr)
     dims = ("y", "x")
