@@ -110,7 +110,7 @@ def pnr_scale(params: Params, tsub: int) -> float:
     budget adds in a long session, what an indicator of ``data.decay_time`` keeps of its
     peak: averages of ``n`` frames over a decay of ``tau`` frames keep
     ``tau (1 - exp(-n / tau)) / n`` of it, which the square-root rule ignores (averages of
-    8 frames at 20 Hz asks peaks 1.4 times higher than the averages keep)."""
+    8 frames at 20 Hz, it asks for peaks 1.4 times higher than the averages keep)."""
     tau = max(params.data.decay_time * params.data.fr, 1e-6)
 
     def gain(n: int) -> float:
