@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from ..errors import StoreError
 from . import queue
 from .auth import COOKIE, request_token
-from .models import STATES, Event, LogLine, Run, RunStage, utcnow
+from .models import RUN_STAGES, RUNS, STATES, Event, LogLine, utcnow
 from .queue import RunNotFound
 from .schemas import BatchOut, Login, RunCreate, RunList, RunOut, RunRef, StageOut
 
@@ -63,7 +63,6 @@ Authed = Annotated[int, Depends(require_token)]
 # Reads go through SQLAlchemy Core, not the ORM: a status read is the hot path of the
 # service (dashboards poll it every second), and rows are 2-3 times cheaper than objects.
 
-RUNS, STAGES = Run.__table__, RunStage.__table__
 LISTED = [c for c in RUNS.c if c.name != "params"]  # a list shows no parameters: not decoded either
 
 
@@ -89,8 +88,8 @@ def _runs_out(conn: Any, runs: list[Any], *, with_params: bool = False) -> list[
     """``runs`` (rows) with their stages, read in one more query."""
     by_run: dict[int, list[Any]] = {r["id"]: [] for r in runs}
     if by_run:
-        for st in conn.execute(select(STAGES).where(STAGES.c.run_id.in_(list(by_run)))
-                               .order_by(STAGES.c.run_id, STAGES.c.position)).mappings():
+        for st in conn.execute(select(RUN_STAGES).where(RUN_STAGES.c.run_id.in_(list(by_run)))
+                               .order_by(RUN_STAGES.c.run_id, RUN_STAGES.c.position)).mappings():
             by_run[st["run_id"]].append(st)
     return [run_out(r, by_run[r["id"]], with_params=with_params) for r in runs]
 

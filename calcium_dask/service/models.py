@@ -14,7 +14,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 __all__ = ["Base", "Token", "Batch", "Run", "RunStage", "Event", "LogLine", "STATES", "ACTIVE", "FINISHED",
-           "utcnow"]
+           "utcnow", "RUNS", "RUN_STAGES", "EVENTS"]
 
 #: the states of a run: queued -> running -> done | failed | cancelled (retry: back to queued)
 STATES = ("queued", "running", "done", "failed", "cancelled")
@@ -149,3 +149,8 @@ class LogLine(Base):
     time: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     level: Mapped[str] = mapped_column(String(10), default="info")
     message: Mapped[str] = mapped_column(Text)
+
+
+# the tables themselves, for the hot paths that use SQLAlchemy Core, not the ORM (status reads,
+# submissions)
+RUNS, RUN_STAGES, EVENTS = Run.__table__, RunStage.__table__, Event.__table__

@@ -17,13 +17,12 @@ from sqlalchemy.exc import IntegrityError
 from ..batch import Session
 from ..errors import CalciumDaskError
 from .db import Database
-from .models import ACTIVE, FINISHED, Batch, Event, LogLine, Run, RunStage, utcnow
+from .models import ACTIVE, EVENTS, FINISHED, RUN_STAGES, RUNS, Batch, Event, LogLine, Run, utcnow
 
 __all__ = ["RunConflict", "RunNotFound", "submit", "submit_batch", "claim_next", "requeue_orphans",
            "renew_leases", "finish", "requeue", "request_cancel", "retry", "add_event", "add_log", "stage_names"]
 
 MAX_LOG_LINE = 2000  # characters kept of one log line
-RUNS, STAGES, EVENTS = Run.__table__, RunStage.__table__, Event.__table__
 
 
 class RunConflict(CalciumDaskError, ValueError):
@@ -60,7 +59,7 @@ def _insert_runs(s: Any, specs: list[Session], token_id: int | None, batch_id: i
         token_id=token_id, progress=0.0, cancel_requested=False, attempts=0, created_at=now).returning(RUNS.c.id))
         for spec in specs]
     if ids:
-        s.execute(insert(STAGES), [dict(run_id=rid, position=i, stage=name, state="pending", done=0, total=0)
+        s.execute(insert(RUN_STAGES), [dict(run_id=rid, position=i, stage=name, state="pending", done=0, total=0)
                                      for rid, spec in zip(ids, specs)
                                      for i, name in enumerate(stage_names(spec.until))])
         s.execute(insert(EVENTS), [dict(run_id=rid, kind="queued", time=now, message=f"queued: {spec.name}{message}")
