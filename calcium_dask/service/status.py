@@ -66,7 +66,7 @@ class StatusCache:
         now = time.monotonic()
         if len(self._entries) >= MAX_ENTRIES:
             self._entries = {k: v for k, v in list(self._entries.items()) if v[1] > now}
-            self._read = {k: t for k, t in list(self._read.items()) if t > now - KEEP_WARM}
+            self._prune_reads(now, KEEP_WARM)
             # a rendering outlives thousands of marks only if something is badly wrong
             self._dropped = {k: m for k, m in list(self._dropped.items()) if m > self._marks - MAX_ENTRIES}
         self._entries[run_id] = (body, now + self.ttl)
@@ -81,13 +81,16 @@ class StatusCache:
         self._entries.pop(run_id, None)
         self._read.pop(run_id, None)
 
+    def _prune_reads(self, now: float, keep: float) -> None:
+        self._read = {k: t for k, t in list(self._read.items()) if t > now - keep}
+
     def due(self, within: float, keep: float = KEEP_WARM) -> list[int]:
         """Runs rendered before and read in the last ``keep`` seconds whose status expires in
         the next ``within`` (at most ``MAX_WARM``, the most recently read). A run never
         rendered, or dropped, is left to its next read (the API renders it once)."""
         now = time.monotonic()
         if len(self._read) > MAX_ENTRIES:  # reads of runs that never existed pile up otherwise
-            self._read = {k: t for k, t in list(self._read.items()) if t > now - keep}
+            self._prune_reads(now, keep)
         read = [(t, k) for k, t in list(self._read.items()) if t > now - keep and k in self._entries]
         read = sorted(read, reverse=True)[:MAX_WARM] if len(read) > MAX_WARM else read
         return [k for _, k in read if self._entries[k][1] < now + within]
