@@ -132,16 +132,18 @@ def iter_blocks(source: FrameSource, t0: int, t1: int, box: Box | None = None):
         yield a, source.read(a, b, box)
 
 
-def read_downsampled(source: FrameSource, box: Box, tsub: int) -> np.ndarray:
-    """The whole time series of ``box`` (T // tsub, h, w), averaged over groups of ``tsub``
-    frames, read one chunk at a time so that memory stays at the output's size."""
+def read_downsampled(source: FrameSource, box: Box, tsub: int, span: tuple[int, int] | None = None) -> np.ndarray:
+    """The time series of ``box`` over frames ``span`` (default: all) as (n // tsub, h, w),
+    averaged over groups of ``tsub`` frames, read one chunk at a time so that memory stays
+    at the output's size."""
     y0, y1, x0, x1 = box
-    n_out = source.shape[0] // tsub
+    first, last = span if span is not None else (0, source.shape[0])
+    n_out = (last - first) // tsub
     out = np.empty((n_out, y1 - y0, x1 - x0), np.float32)
     step = max(tsub, (source.t_chunk // tsub) * tsub)
     for t0 in range(0, n_out * tsub, step):
         t1 = min(t0 + step, n_out * tsub)
-        block = source.read(t0, t1, box)
+        block = source.read(first + t0, first + t1, box)
         out[t0 // tsub: t1 // tsub] = block.reshape(-1, tsub, *block.shape[1:]).mean(1)
     return out
 

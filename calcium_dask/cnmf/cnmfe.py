@@ -1,9 +1,10 @@
 """CNMF-E (``method_init='corr_pnr'``, one-photon movies) as dask tasks: patches, merge, refit.
 
 Each patch is one task on numpy data (:func:`~calcium_dask.cnmf.kernels.cnmfe.fit_patch_cnmfe`),
-with a ring background of its own; it returns the neurons centred in its own tile (with
-``del_duplicates``) and its ring. The neurons of all patches are merged where they overlap
-and correlate. The refit is the two-photon path's distributed one
+with a ring background of its own, time block by time block in a session longer than a
+task holds at ``init.tsub`` (a neuron is one unit over the blocks); it returns the neurons
+centred in its own tile (with ``del_duplicates``) and its ring. The neurons of all patches
+are merged where they overlap and correlate. The refit is the two-photon path's distributed one
 (:func:`~calcium_dask.cnmf.refit.temporal_update` and
 :func:`~calcium_dask.cnmf.refit.merge_pass`: traces in the results store, frame and unit
 tasks) with the patches' ring as the background: with ``M`` its linear part
@@ -19,7 +20,7 @@ No process holds the movie or a unit x frame array.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import dask
@@ -32,7 +33,7 @@ from ..movie_blocks import FrameSource, frame_source, iter_blocks
 from ..params import Params
 from ..summary.kernels import combine, finalize
 from ..traces import TraceArrays, TraceLayout, gather_rows
-from .kernels.cnmfe import CNMFEOptions, fit_patch_cnmfe
+from .kernels.cnmfe import CNMFEOptions, CNMFEPatch, PatchJoin, fit_patch_cnmfe
 from .kernels.corr_pnr import SeedOptions, filtered_moments, kept_sums, psf_kernel
 from .kernels.grid import own_boxes, patch_boxes
 from .kernels.merge import merge_until_stable
@@ -57,10 +58,13 @@ class CNMFEPatchSet:
     ``A`` (N, K) csc unit-norm footprints; ``C`` (K, Tp) traces, each sample the average of
     ``tsub`` frames of the movie (the client never holds a full-rate trace); ``ring`` the
     background; ``sn`` (N,) pixel noise; ``boxes`` the patch grid; ``n_per_patch`` neurons
-    each patch returned; ``n_seeds`` seeds each patch took; ``patch_tsub`` frames the
-    patches averaged per sample; ``correlation`` and ``pnr`` (H, W) the images the seeds
-    were chosen on, each pixel from the patch that owns it (the PNR of ``patch_tsub``-averaged
-    frames, compared with ``min_pnr * pnr_scale``, see ``pnr_scale``).
+    each patch returned; ``n_seeds`` seeds each patch took (over all its time blocks);
+    ``patch_tsub`` frames the patches averaged per sample (``init.tsub``); ``correlation``
+    and ``pnr`` (H, W) the images the seeds were chosen on, each pixel from the patch that
+    owns it, the largest over its time blocks (the PNR of ``patch_tsub``-averaged frames,
+    compared with ``min_pnr * pnr_scale``, ``sqrt(patch_tsub)``); ``spans`` the time blocks
+    (first and end frame) each patch was fitted on, one unless the session is longer than a
+    task holds at ``init.tsub``.
     """
 
     A: sp.csc_matrix
@@ -75,6 +79,7 @@ class CNMFEPatchSet:
     correlation: np.ndarray
     pnr: np.ndarray
     pnr_scale: float
+    spans: list[tuple[int, int]]
 
     @property
     def best(self) -> tuple[float, float]:
@@ -103,29 +108,19 @@ class CNMFEPatchComponents:
     pnr: np.ndarray
 
 
-def pnr_scale(params: Params, tsub: int) -> float:
-    """How much a transient's peak-to-noise ratio grows when ``tsub`` frames are averaged:
-    ``sqrt(init.tsub)`` for the user's own ``init.tsub`` (CaImAn's rule: the noise falls by
-    the square root, the peaks stay), and beyond it, for the averaging a patch task's memory
-    budget adds in a long session, what an indicator of ``data.decay_time`` keeps of its
-    peak: averages of ``n`` frames over a decay of ``tau`` frames keep
-    ``tau (1 - exp(-n / tau)) / n`` of it, which the square-root rule ignores (averages of
-    8 frames at 20 Hz, it asks for peaks 1.4 times higher than the averages keep)."""
-    tau = max(params.data.decay_time * params.data.fr, 1e-6)
-
-    def gain(n: int) -> float:
-        return float(np.sqrt(n) * tau * -np.expm1(-n / tau) / n)
-
-    base = max(1, min(params.init.tsub, tsub))
-    return float(np.sqrt(base)) * gain(tsub) / gain(base)
+def pnr_scale(tsub: int) -> float:
+    """How much a transient's peak-to-noise ratio grows when the patches are fitted on
+    averages of ``tsub`` frames (``init.tsub``): ``sqrt(tsub)``, CaImAn's rule (the noise
+    falls by the square root, the peaks stay)."""
+    return float(np.sqrt(max(1, tsub)))
 
 
 def cnmfe_options(params: Params, tsub: int = 1) -> CNMFEOptions:
     """:class:`CNMFEOptions` from the parameter groups, for patches averaged over ``tsub``
-    frames: ``min_pnr`` grows with them (``pnr_scale``)."""
+    frames: ``min_pnr`` grows by ``sqrt(tsub)`` (``pnr_scale``)."""
     ip, tp, pp, sp_ = params.init, params.temporal, params.preprocess, params.spatial
     seeds = SeedOptions(gSig=tuple(ip.gSig), gSiz=tuple(params.gSiz()), min_corr=ip.min_corr,
-                        min_pnr=ip.min_pnr * pnr_scale(params, tsub), max_number=ip.K, center_psf=ip.center_psf,
+                        min_pnr=ip.min_pnr * pnr_scale(tsub), max_number=ip.K, center_psf=ip.center_psf,
                         noise_range=pp.noise_range, noise_method=pp.noise_method)
     return CNMFEOptions(
         seeds=seeds, ring_size_factor=ip.ring_size_factor, ssub_B=ip.ssub_B, init_iter=ip.init_iter,
@@ -136,29 +131,47 @@ def cnmfe_options(params: Params, tsub: int = 1) -> CNMFEOptions:
 
 
 def _fit_group(source: FrameSource, union: tuple[int, int, int, int], boxes: list, owns: list,
-               dims: tuple[int, int], tsub: int, average: int, opts: CNMFEOptions) -> list[CNMFEPatchComponents]:
-    """One task: read the union of neighbouring patches once, run CNMF-E on each patch."""
-    Y = _read(source, union, tsub)
-    _check_range(Y, source)
+               dims: tuple[int, int], tsub: int, average: int, opts: CNMFEOptions,
+               spans: list[tuple[int, int]]) -> list[CNMFEPatchComponents]:
+    """One task: CNMF-E on neighbouring patches, time block by time block (the union of
+    the patches read once per block), each patch's blocks joined (:class:`PatchJoin`)."""
+    joins = [PatchJoin() for _ in boxes]
     y, x = union[0], union[2]
-    out = [_fit_one(Y[:, b[0] - y: b[1] - y, b[2] - x: b[3] - x], b, o, dims, average, opts)
-           for b, o in zip(boxes, owns)]
-    return [replace(r, sn=movie_noise(r.sn, tsub)) for r in out]
+    for span in spans:
+        Y = _read(source, union, tsub, span)
+        _check_range(Y, source)
+        for b, join in zip(boxes, joins):
+            part = fit_patch_cnmfe(np.ascontiguousarray(Y[:, b[0] - y: b[1] - y, b[2] - x: b[3] - x]), opts)
+            join.add(part, average_samples(part.C, average))
+        del Y
+    return [_components(j.result(_local(o, b)), b, dims, tsub) for b, o, j in zip(boxes, owns, joins)]
 
 
-def _fit_one(Y: np.ndarray, box: tuple[int, int, int, int], own: tuple[int, int, int, int] | None,
-             dims: tuple[int, int], average: int, opts: CNMFEOptions) -> CNMFEPatchComponents:
-    """CNMF-E on one patch; its neurons as sparse entries in global pixels, and its ring."""
+def _local(own: tuple[int, int, int, int] | None, box: tuple[int, int, int, int]) -> tuple[int, int, int, int] | None:
+    """A patch's own tile in the patch's pixels."""
+    return None if own is None else (own[0] - box[0], own[1] - box[0], own[2] - box[2], own[3] - box[2])
+
+
+def _components(res: CNMFEPatch, box: tuple[int, int, int, int], dims: tuple[int, int],
+                tsub: int) -> CNMFEPatchComponents:
+    """A patch's neurons as sparse entries in global pixels, and its ring."""
     y0, y1, x0, x1 = box
     h, w = y1 - y0, x1 - x0
-    local = None if own is None else (own[0] - y0, own[1] - y0, own[2] - x0, own[3] - x0)
-    res = fit_patch_cnmfe(np.ascontiguousarray(Y), opts, own=local)
     pixels = np.arange(h * w)
     glob = (y0 + pixels // w) * dims[1] + (x0 + pixels % w)
     A = res.A.tocoo()
-    return CNMFEPatchComponents(glob[A.row], A.col, A.data.astype(np.float32), res.A.shape[1],
-                                average_samples(res.C, average), glob, res.sn, res.ring, res.n_seeds,
+    return CNMFEPatchComponents(glob[A.row], A.col, A.data.astype(np.float32), res.A.shape[1], res.C,
+                                glob, movie_noise(res.sn, tsub), res.ring, res.n_seeds,
                                 res.images.correlation.ravel(), res.images.pnr.ravel())
+
+
+def time_blocks(t: int, tsub: int, average: int, n_blocks: int) -> list[tuple[int, int]]:
+    """``n_blocks`` consecutive spans of the ``t`` frames, about equal, each but the last a
+    whole number of ``tsub * average`` frames (so that the blocks' traces, averaged to the
+    client's rate, join end to end into the whole session's)."""
+    unit = tsub * average
+    edges = sorted({min(t, int(round(i * t / n_blocks / unit)) * unit) for i in range(n_blocks)} | {t})
+    return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 
 def _collect(results: list[CNMFEPatchComponents], N: int, Tp: int) -> tuple[sp.csc_matrix, np.ndarray, np.ndarray]:
@@ -176,24 +189,35 @@ def _collect(results: list[CNMFEPatchComponents], N: int, Tp: int) -> tuple[sp.c
 
 def fit_patches_cnmfe(movie: xr.DataArray, params: Params) -> CNMFEPatchSet:
     """CNMF-E on every patch (a task per block of neighbouring patches), the neurons merged
-    across patches, the patches' rings kept for the refit."""
+    across patches, the patches' rings kept for the refit.
+
+    A session longer than a task's budget holds at ``init.tsub`` is fitted in consecutive
+    time blocks that fit it (:func:`time_blocks`), at that rate: on averages of more frames
+    a one-photon transient loses its peak and the dim neurons were lost (at 21,600 frames
+    at 20 Hz on 2 GB workers, averages of 8 frames found 68-72 % of the neurons, 4 blocks 94 %).
+    Each patch's blocks are joined (:class:`~.kernels.cnmfe.PatchJoin`), so a neuron is
+    one unit over the session. The time of this stage grows with the frames; its memory
+    does not.
+    """
     t, h, w = movie.shape
     pp = params.patch
     boxes = patch_boxes((h, w), pp.rf, pp.stride, pp.border_pix)
     budget = task_budget(params)
-    tsub = max(params.init.tsub, patch_tsub(movie.shape, params))
+    tsub = max(1, params.init.tsub)
+    n_blocks = -(-patch_tsub(movie.shape, params) // tsub)
     average = max(1, -(-(t // tsub) // CLIENT_SAMPLES))
+    spans = time_blocks(t, tsub, average, n_blocks)
     opts = cnmfe_options(params, tsub)
     tiles = own_boxes(boxes)
     returned = tiles if pp.del_duplicates else [None] * len(boxes)
-    groups = patch_groups(boxes, t // tsub, budget)
+    groups = patch_groups(boxes, max(b - a for a, b in spans) // tsub, budget)
     source = frame_source(movie)
     fit = dask.delayed(_fit_group, pure=True)
     tasks = []
     for g in groups:
         union = _union([boxes[i] for i in g])
         tasks.append(fit(source, union, [boxes[i] for i in g], [returned[i] for i in g], (h, w), tsub, average,
-                         opts))
+                         opts, spans))
     done = compute(tasks, label=f"CNMF-E on {len(boxes)} patches")
     results: list[CNMFEPatchComponents] = [None] * len(boxes)  # type: ignore[list-item]
     for g, out in zip(groups, done):
@@ -206,7 +230,7 @@ def fit_patches_cnmfe(movie: xr.DataArray, params: Params) -> CNMFEPatchSet:
     correlation, pnr = (_stitch(results, tiles, boxes, key, (h, w)) for key in ("correlation", "pnr"))
     return CNMFEPatchSet(sp.csc_matrix(A), C, ring, sn, boxes, [r.K for r in results],
                          [r.seeds for r in results], tsub * average, tsub, correlation, pnr,
-                         pnr_scale(params, tsub))
+                         pnr_scale(tsub), spans)
 
 
 def _stitch(results: list[CNMFEPatchComponents], tiles: list, boxes: list, key: str, dims: tuple[int, int]) -> np.ndarray:

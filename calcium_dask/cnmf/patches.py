@@ -136,9 +136,12 @@ def _box_bytes(n_frames: int, box: tuple[int, int, int, int]) -> int:
     return n_frames * (box[1] - box[0]) * (box[3] - box[2]) * 4
 
 
-def _read(source: FrameSource, box: tuple[int, int, int, int], tsub: int) -> np.ndarray:
-    """The movie inside ``box`` (T, h, w) float32, averaged over ``tsub`` frames."""
-    return read_downsampled(source, box, tsub) if tsub > 1 else source.read(0, source.shape[0], box)
+def _read(source: FrameSource, box: tuple[int, int, int, int], tsub: int,
+          span: tuple[int, int] | None = None) -> np.ndarray:
+    """The movie inside ``box`` over frames ``span`` (default: all) as (T, h, w) float32,
+    averaged over ``tsub`` frames."""
+    first, last = span if span is not None else (0, source.shape[0])
+    return read_downsampled(source, box, tsub, (first, last)) if tsub > 1 else source.read(first, last, box)
 
 
 def _check_range(Y: np.ndarray, source: FrameSource) -> None:

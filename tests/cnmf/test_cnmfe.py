@@ -14,7 +14,8 @@ import xarray as xr
 
 from calcium_dask import Params
 from calcium_dask.cnmf import NoSeedsWarning, cnmf, fit, refit
-from calcium_dask.cnmf.cnmfe import cnmfe_options, pnr_scale
+from calcium_dask.cnmf.cnmfe import cnmfe_options
+from calcium_dask.cnmf.patches import patch_tsub
 from calcium_dask.cnmf.kernels.cnmfe import fit_patch_cnmfe
 from calcium_dask.datasets import SimulationParams, simulate
 from calcium_dask.datasets.scoring import match_footprints, score_sources
@@ -164,25 +165,23 @@ def test_correlation_and_pnr_images_of_a_movie_in_chunks_match_the_in_memory_one
     assert images["seeds"].values.mean() < 0.25
 
 
-@pytest.mark.parametrize("tsub", [2, 4, 8])
-def test_the_pnr_threshold_follows_what_averaging_keeps_of_a_transient(tsub):
-    # the user's init.tsub keeps CaImAn's sqrt rule; averaging beyond it (a long session's
-    # patches, for memory) grows a transient's PNR by what its decay keeps of the peak
-    params = BASE.replace(**{"init.tsub": 2, "data.decay_time": 0.4})  # 8 frames at 20 Hz
-    assert pnr_scale(params, 2) == pytest.approx(np.sqrt(2))
-    rng = np.random.default_rng(5)
-    t = np.arange(64_000)
-    onsets = np.arange(96, len(t) - 200, 200)  # one spike every 10 s, on a sample boundary
-    trace = np.zeros(len(t))
-    for o in onsets:
-        trace[o:o + 100] += np.exp(-np.arange(100) / 8.0)
-    noisy = trace + 0.5 * rng.standard_normal(len(t))
-
-    def pnr(n):  # median peak over the noise SD, of averages over n frames
-        avg = noisy.reshape(-1, n).mean(1)
-        return np.median(avg[onsets // n]) / (0.5 / np.sqrt(n))
-
-    measured = pnr(tsub) / pnr(2)
-    assert pnr_scale(params, tsub) / pnr_scale(params, 2) == pytest.approx(measured, rel=0.08)
-    if tsub > 2:
-        assert pnr_scale(params, tsub) < 0.9 * np.sqrt(tsub)  # the sqrt rule would ask too much
+def test_a_session_longer_than_a_task_holds_is_fitted_in_time_blocks(client, movie96, tmp_path):
+    # a budget that holds a task's patches for a quarter of the session's frames, half of
+    # its samples at init.tsub=2: the patches are fitted on 2 time blocks at the user's
+    # rate (not on averages of 4 frames), and a neuron is one unit over the blocks
+    movie, truth = movie96
+    params = BASE.replace(**SMALL)
+    whole = fit(_dask_movie(movie), params)
+    budgets = (params.replace(**{"patch.memory_fact": float(f)}) for f in 0.8 ** np.arange(60))
+    blocked_params = next(p for p in budgets if patch_tsub(movie.shape, p) == 4)
+    blocked = fit(_dask_movie(movie), blocked_params)
+    assert blocked.tsub == whole.tsub == 2 and blocked.C.shape[1] == 300
+    assert whole.spans == [(0, 600)] and blocked.spans == [(0, 300), (300, 600)]
+    h = w = 96
+    for ps in (whole, blocked):
+        sc = score_sources(truth.footprints, truth.C[:, ::2][:, :300], ps.A.toarray().T.reshape(-1, h, w), ps.C)
+        assert sc["recall"] >= 0.85, sc
+    assert blocked.A.shape[1] <= whole.A.shape[1] + 3
+    est = refit(_dask_movie(movie), blocked, blocked_params, store=str(tmp_path / "r.zarr"))
+    sc = score_sources(truth.footprints, truth.C, est.A.toarray().T.reshape(-1, h, w), np.asarray(est.C))
+    assert sc["recall"] >= 0.85 and sc["trace_corr_median"] > 0.9, sc
