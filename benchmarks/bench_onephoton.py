@@ -16,7 +16,7 @@ two-photon shape classifier (``use_cnn``, off in the preset) scores the units th
 true neuron and the others, and the wall time of each stage (``run_pipeline(..., until=stage)`` resuming stage by stage)
 and of the whole run (simulation not included), and the largest peak RSS of a worker during
 the run (sampled every 0.1 s; it is bounded by the patch tasks' budget, so it stays flat from
-the length where that binds: with ``--memory-limit 2GB``, ``--frames`` 7200 and 21600). The seeds' movies are
+the length where that binds: with ``--memory-limit 2GB``, ``--frames`` 21600 and 43200). The seeds' movies are
 deleted afterwards (``--keep`` keeps them). The seeds the preset was tuned on were 1, 4
 and 8 (tests, demo); the default seeds are others.
 """

@@ -62,7 +62,7 @@ class CNMFEPatchSet:
     ``patch_tsub`` frames the patches averaged per sample (``init.tsub``); ``correlation``
     and ``pnr`` (H, W) the images the seeds were chosen on, each pixel from the patch that
     owns it, the largest over its time blocks (the PNR of ``patch_tsub``-averaged frames,
-    compared with ``min_pnr * pnr_scale``, ``sqrt(patch_tsub)``); ``spans`` the time blocks
+    compared with ``min_pnr * sqrt(patch_tsub)``); ``spans`` the time blocks
     (first and end frame) each patch was fitted on, one unless the session is longer than a
     task holds at ``init.tsub``.
     """
@@ -78,14 +78,13 @@ class CNMFEPatchSet:
     patch_tsub: int
     correlation: np.ndarray
     pnr: np.ndarray
-    pnr_scale: float
     spans: list[tuple[int, int]]
 
     @property
     def best(self) -> tuple[float, float]:
         """The largest correlation and the largest PNR (per frame of the movie) seen."""
         return (float(self.correlation.max(initial=0.0)),
-                float(self.pnr.max(initial=0.0) / self.pnr_scale))
+                float(self.pnr.max(initial=0.0) / pnr_scale(self.patch_tsub)))
 
 
 @dataclass
@@ -230,7 +229,7 @@ def fit_patches_cnmfe(movie: xr.DataArray, params: Params) -> CNMFEPatchSet:
     correlation, pnr = (_stitch(results, tiles, boxes, key, (h, w)) for key in ("correlation", "pnr"))
     return CNMFEPatchSet(sp.csc_matrix(A), C, ring, sn, boxes, [r.K for r in results],
                          [r.seeds for r in results], tsub * average, tsub, correlation, pnr,
-                         pnr_scale(tsub), spans)
+                         spans)
 
 
 def _stitch(results: list[CNMFEPatchComponents], tiles: list, boxes: list, key: str, dims: tuple[int, int]) -> np.ndarray:
@@ -245,8 +244,8 @@ def _stitch(results: list[CNMFEPatchComponents], tiles: list, boxes: list, key: 
 def seeding_dataset(ps: CNMFEPatchSet, params: Params) -> xr.Dataset:
     """The images the patches' seeds were chosen on (the ``/corr_pnr`` group of a store):
     ``correlation``, ``pnr`` (per frame of the movie: the patches' PNR of averaged frames
-    over ``pnr_scale``) and ``seeds``, the pixels that pass both thresholds."""
-    pnr = ps.pnr / np.float32(ps.pnr_scale)
+    over ``sqrt(patch_tsub)``) and ``seeds``, the pixels that pass both thresholds."""
+    pnr = ps.pnr / np.float32(pnr_scale(ps.patch_tsub))
     seeds = (ps.correlation >= params.init.min_corr) & (pnr >= params.init.min_pnr)
     dims = ("y", "x")
     return xr.Dataset({"correlation": (dims, ps.correlation), "pnr": (dims, pnr), "seeds": (dims, seeds)},
